@@ -1,0 +1,321 @@
+//! The bridge between the wit-bindgen exports and the author's traits.
+//!
+//! A module holds one operator instance per store, so the instance lives in a thread-local
+//! (wasm is single-threaded). The same object-safe [`DynOperator`] drives the operator in the
+//! native test harness, so tests exercise the code path production uses.
+
+use std::marker::PhantomData;
+
+use anyhow::Result;
+
+use crate::bindings::wasmflow::operator::types::OperatorKind;
+use crate::state::Backend;
+use crate::{
+    Batch, CheckpointListener, CheckpointedFunction, Collector, FunctionInitializationContext,
+    FunctionSnapshotContext, Operator, PollStatus, RuntimeContext, Sink, Source,
+};
+
+/// Lifecycle of any operator kind, object safe.
+#[doc(hidden)]
+pub trait DynOperator {
+    fn initialize_state(&mut self, restored: Option<u64>, backend: Backend) -> Result<()>;
+    fn open(&mut self) -> Result<()>;
+    fn process(&mut self, input: &Batch) -> Result<Batch>;
+    fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)>;
+    fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<()>;
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
+    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<()>;
+    fn close(&mut self) -> Result<Batch>;
+}
+
+/// Builds the operator of a module.
+#[doc(hidden)]
+pub trait Factory {
+    const KIND: OperatorKind;
+    fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>>;
+}
+
+fn init<T: CheckpointedFunction>(op: &mut T, restored: Option<u64>, backend: Backend) -> Result<()> {
+    op.initialize_state(&mut FunctionInitializationContext { restored_checkpoint_id: restored, backend })
+}
+
+macro_rules! checkpoint_methods {
+    () => {
+        fn initialize_state(&mut self, restored: Option<u64>, backend: Backend) -> Result<()> {
+            init(&mut self.0, restored, backend)
+        }
+        fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<()> {
+            self.0.snapshot_state(&FunctionSnapshotContext::new(checkpoint_id, timestamp))
+        }
+        fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+            self.0.notify_checkpoint_complete(checkpoint_id)
+        }
+        fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<()> {
+            self.0.notify_checkpoint_aborted(checkpoint_id)
+        }
+    };
+}
+
+struct SourceBox<T>(T);
+struct OperatorBox<T>(T);
+struct SinkBox<T>(T);
+
+fn wrong_kind(call: &str, kind: &str) -> anyhow::Error {
+    anyhow::anyhow!("`{call}` called on a {kind}; the host only calls it on other operator kinds")
+}
+
+impl<T: Source> DynOperator for SourceBox<T> {
+    checkpoint_methods!();
+    fn open(&mut self) -> Result<()> {
+        self.0.open()
+    }
+    fn process(&mut self, _input: &Batch) -> Result<Batch> {
+        Err(wrong_kind("process", "source"))
+    }
+    fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)> {
+        let mut out = Collector::new();
+        let status = self.0.poll(&mut out, max_records)?;
+        Ok((out.into_batch(), status))
+    }
+    fn close(&mut self) -> Result<Batch> {
+        self.0.close()?;
+        Ok(Batch::default())
+    }
+}
+
+impl<T: Operator> DynOperator for OperatorBox<T> {
+    checkpoint_methods!();
+    fn open(&mut self) -> Result<()> {
+        self.0.open()
+    }
+    fn process(&mut self, input: &Batch) -> Result<Batch> {
+        let mut out = Collector::new();
+        self.0.process(input, &mut out)?;
+        Ok(out.into_batch())
+    }
+    fn poll(&mut self, _max_records: usize) -> Result<(Batch, PollStatus)> {
+        Err(wrong_kind("poll", "transform"))
+    }
+    fn close(&mut self) -> Result<Batch> {
+        let mut out = Collector::new();
+        self.0.close(&mut out)?;
+        Ok(out.into_batch())
+    }
+}
+
+impl<T: Sink> DynOperator for SinkBox<T> {
+    checkpoint_methods!();
+    fn open(&mut self) -> Result<()> {
+        self.0.open()
+    }
+    fn process(&mut self, input: &Batch) -> Result<Batch> {
+        self.0.invoke(input)?;
+        Ok(Batch::default())
+    }
+    fn poll(&mut self, _max_records: usize) -> Result<(Batch, PollStatus)> {
+        Err(wrong_kind("poll", "sink"))
+    }
+    fn close(&mut self) -> Result<Batch> {
+        self.0.close()?;
+        Ok(Batch::default())
+    }
+}
+
+/// Factory for a [`Source`] type.
+#[doc(hidden)]
+pub struct SourceFactory<T>(PhantomData<T>);
+/// Factory for an [`Operator`] type.
+#[doc(hidden)]
+pub struct OperatorFactory<T>(PhantomData<T>);
+/// Factory for a [`Sink`] type.
+#[doc(hidden)]
+pub struct SinkFactory<T>(PhantomData<T>);
+
+impl<T: Source + 'static> Factory for SourceFactory<T> {
+    const KIND: OperatorKind = OperatorKind::Source;
+    fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>> {
+        Ok(Box::new(SourceBox(T::create(ctx)?)))
+    }
+}
+
+impl<T: Operator + 'static> Factory for OperatorFactory<T> {
+    const KIND: OperatorKind = OperatorKind::Transform;
+    fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>> {
+        Ok(Box::new(OperatorBox(T::create(ctx)?)))
+    }
+}
+
+impl<T: Sink + 'static> Factory for SinkFactory<T> {
+    const KIND: OperatorKind = OperatorKind::Sink;
+    fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>> {
+        Ok(Box::new(SinkBox(T::create(ctx)?)))
+    }
+}
+
+/// Formats an error with its causes on one line, for the host's log and error reports.
+pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+}
+
+#[cfg(target_arch = "wasm32")]
+mod exports {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::bindings::exports::wasmflow::operator::operator::Guest;
+    use crate::bindings::wasmflow::operator::types::{Batch as WireBatch, PollStatus as WireStatus, TaskInfo};
+
+    thread_local! {
+        static INSTANCE: RefCell<Option<Box<dyn DynOperator>>> = const { RefCell::new(None) };
+    }
+
+    fn with<R>(f: impl FnOnce(&mut dyn DynOperator) -> Result<R>) -> Result<R, String> {
+        INSTANCE.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let op = slot.as_mut().ok_or_else(|| "operator used before `create`".to_string())?;
+            f(op.as_mut()).map_err(|e| error_chain(&e))
+        })
+    }
+
+    /// The type handed to wit-bindgen's export macro.
+    pub struct Export<F>(PhantomData<F>);
+
+    impl<F: Factory> Guest for Export<F> {
+        fn kind() -> OperatorKind {
+            F::KIND
+        }
+
+        fn create(info: TaskInfo, config: String) -> Result<(), String> {
+            crate::log::install_panic_hook();
+            let config: serde_json::Value = if config.trim().is_empty() {
+                serde_json::Value::Object(Default::default())
+            } else {
+                serde_json::from_str(&config).map_err(|e| format!("operator config is not valid JSON: {e}"))?
+            };
+            let ctx = RuntimeContext {
+                operator_id: info.operator_id,
+                subtask_index: info.subtask_index,
+                parallelism: info.parallelism,
+                checkpointing_enabled: info.checkpointing_enabled,
+                attempt: info.attempt,
+                config,
+            };
+            let op = F::create(&ctx).map_err(|e| error_chain(&e))?;
+            INSTANCE.with(|cell| *cell.borrow_mut() = Some(op));
+            Ok(())
+        }
+
+        fn initialize_state(restored: Option<u64>) -> Result<(), String> {
+            with(|op| op.initialize_state(restored, Backend::Host))
+        }
+
+        fn open() -> Result<(), String> {
+            with(|op| op.open())
+        }
+
+        fn process(input: WireBatch) -> Result<WireBatch, String> {
+            let input = Batch::from_wire(input);
+            with(|op| op.process(&input)).map(Batch::into_wire)
+        }
+
+        fn poll(max_records: u32) -> Result<(WireBatch, WireStatus), String> {
+            let (batch, status) = with(|op| op.poll(max_records as usize))?;
+            let status = match status {
+                PollStatus::Ready => WireStatus::Ready,
+                PollStatus::Idle(ms) => WireStatus::Idle(ms),
+                PollStatus::Finished => WireStatus::Finished,
+            };
+            Ok((batch.into_wire(), status))
+        }
+
+        fn snapshot_state(checkpoint_id: u64, timestamp: i64) -> Result<(), String> {
+            with(|op| op.snapshot_state(checkpoint_id, timestamp))
+        }
+
+        fn notify_checkpoint_complete(checkpoint_id: u64) -> Result<(), String> {
+            with(|op| op.notify_checkpoint_complete(checkpoint_id))
+        }
+
+        fn notify_checkpoint_aborted(checkpoint_id: u64) -> Result<(), String> {
+            with(|op| op.notify_checkpoint_aborted(checkpoint_id))
+        }
+
+        fn close() -> Result<WireBatch, String> {
+            with(|op| op.close()).map(Batch::into_wire)
+        }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+pub use exports::Export;
+
+/// Exports a [`Source`] type as this module's operator.
+///
+/// ```ignore
+/// wasmflow_guest_sdk::export_source!(MySource);
+/// ```
+#[macro_export]
+macro_rules! export_source {
+    ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::__export_operator_module!($crate::glue::Export<$crate::glue::SourceFactory<$t>> with_types_in $crate::bindings);
+        /// The operator this crate exports, for the native test harness.
+        pub type WasmflowOperator = $crate::glue::SourceFactory<$t>;
+    };
+}
+
+/// Exports an [`Operator`] (transformation) type as this module's operator.
+#[macro_export]
+macro_rules! export_operator {
+    ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::__export_operator_module!($crate::glue::Export<$crate::glue::OperatorFactory<$t>> with_types_in $crate::bindings);
+        /// The operator this crate exports, for the native test harness.
+        pub type WasmflowOperator = $crate::glue::OperatorFactory<$t>;
+    };
+}
+
+/// Exports a [`Sink`] type as this module's operator.
+#[macro_export]
+macro_rules! export_sink {
+    ($t:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::__export_operator_module!($crate::glue::Export<$crate::glue::SinkFactory<$t>> with_types_in $crate::bindings);
+        /// The operator this crate exports, for the native test harness.
+        pub type WasmflowOperator = $crate::glue::SinkFactory<$t>;
+    };
+}
+
+/// Exports a stateless function as this module's operator — the one-function way to write a
+/// map, filter or flat-map. The function gets each record and emits zero or more records.
+///
+/// ```
+/// use wasmflow_guest_sdk::{Collector, Record, Result};
+///
+/// fn upper(record: Record<'_>, out: &mut Collector) -> Result<()> {
+///     out.emit(record.key, &record.value.to_ascii_uppercase(), record.timestamp);
+///     Ok(())
+/// }
+/// wasmflow_guest_sdk::export_map!(upper);
+/// ```
+#[macro_export]
+macro_rules! export_map {
+    ($f:path) => {
+        #[doc(hidden)]
+        pub struct WasmflowMapFn;
+        impl $crate::CheckpointedFunction for WasmflowMapFn {}
+        impl $crate::CheckpointListener for WasmflowMapFn {}
+        impl $crate::Operator for WasmflowMapFn {
+            fn create(_ctx: &$crate::RuntimeContext) -> $crate::Result<Self> {
+                Ok(WasmflowMapFn)
+            }
+            fn process(&mut self, input: &$crate::Batch, out: &mut $crate::Collector) -> $crate::Result<()> {
+                for record in input.iter() {
+                    $f(record, out)?;
+                }
+                Ok(())
+            }
+        }
+        $crate::export_operator!(WasmflowMapFn);
+    };
+}

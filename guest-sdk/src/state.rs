@@ -1,0 +1,259 @@
+//! Typed operator state, in Flink's vocabulary: [`ListState`] (split on rescale),
+//! union list state (every subtask gets the whole list) and [`BroadcastState`].
+//!
+//! The host owns the state; a handle only names it. Values are encoded with bincode 2
+//! (standard configuration) through serde, so any `Serialize + DeserializeOwned` type works.
+//! Register state in [`CheckpointedFunction::initialize_state`](crate::CheckpointedFunction)
+//! through the [`FunctionInitializationContext`](crate::FunctionInitializationContext).
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use anyhow::{anyhow, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wasmflow_state::{Mode, OperatorStateStore, StateId, TypeInfo};
+
+/// Where state lives: in the host (inside wasm) or in the native test harness's store.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    #[cfg(target_arch = "wasm32")]
+    Host,
+    Native(Rc<RefCell<OperatorStateStore>>),
+}
+
+enum ListHandle {
+    #[cfg(target_arch = "wasm32")]
+    Host(crate::bindings::wasmflow::operator::state::ListState),
+    Native(Rc<RefCell<OperatorStateStore>>, StateId),
+}
+
+enum MapHandle {
+    #[cfg(target_arch = "wasm32")]
+    Host(crate::bindings::wasmflow::operator::state::BroadcastState),
+    Native(Rc<RefCell<OperatorStateStore>>, StateId),
+}
+
+fn bincode_config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encodes a value as state bytes (bincode 2, standard configuration).
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| anyhow!("cannot encode state value: {e}"))
+}
+
+/// Decodes state bytes written by [`encode`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    let (value, _) = bincode::serde::decode_from_slice(bytes, bincode_config())
+        .map_err(|e| anyhow!("cannot decode state value as {}: {e}", std::any::type_name::<T>()))?;
+    Ok(value)
+}
+
+/// Describes `T` for `wasmflow inspect`: its Rust name and, where serde-reflection can trace
+/// it, its serde format as JSON so the host can decode entries without the guest.
+pub(crate) fn type_info<T: DeserializeOwned>() -> TypeInfo {
+    use serde_reflection::{Tracer, TracerConfig};
+    let mut tracer = Tracer::new(TracerConfig::default());
+    let schema = match tracer.trace_simple_type::<T>() {
+        Ok((format, _)) => match tracer.registry() {
+            Ok(registry) => serde_json::json!({ "format": format, "registry": registry }).to_string(),
+            Err(_) => String::new(),
+        },
+        Err(_) => String::new(),
+    };
+    TypeInfo { type_name: std::any::type_name::<T>().to_string(), schema }
+}
+
+impl Backend {
+    pub(crate) fn list<T: Serialize + DeserializeOwned>(&self, name: &str, mode: Mode) -> Result<ListState<T>> {
+        let ty = type_info::<T>();
+        let handle = match self {
+            #[cfg(target_arch = "wasm32")]
+            Backend::Host => {
+                use crate::bindings::wasmflow::operator::state as wit;
+                let h = match mode {
+                    Mode::Union => wit::get_union_list_state(name, &ty.type_name, &ty.schema),
+                    _ => wit::get_list_state(name, &ty.type_name, &ty.schema),
+                };
+                ListHandle::Host(h.map_err(|e| anyhow!(e))?)
+            }
+            Backend::Native(store) => {
+                let id = store.borrow_mut().register_list(name, mode, ty)?;
+                ListHandle::Native(store.clone(), id)
+            }
+        };
+        Ok(ListState { handle, _type: PhantomData })
+    }
+
+    pub(crate) fn broadcast<K, V>(&self, name: &str) -> Result<BroadcastState<K, V>>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        let (kt, vt) = (type_info::<K>(), type_info::<V>());
+        let handle = match self {
+            #[cfg(target_arch = "wasm32")]
+            Backend::Host => {
+                use crate::bindings::wasmflow::operator::state as wit;
+                let h = wit::get_broadcast_state(name, &kt.type_name, &kt.schema, &vt.type_name, &vt.schema);
+                MapHandle::Host(h.map_err(|e| anyhow!(e))?)
+            }
+            Backend::Native(store) => {
+                let id = store.borrow_mut().register_broadcast(name, kt, vt)?;
+                MapHandle::Native(store.clone(), id)
+            }
+        };
+        Ok(BroadcastState { handle, _type: PhantomData })
+    }
+}
+
+/// A list of `T` kept by the host: Flink's `ListState`.
+///
+/// Obtained from `get_list_state` (SPLIT_DISTRIBUTE: on rescale the elements of all subtasks
+/// are split into contiguous chunks) or `get_union_list_state` (UNION: on restore every subtask
+/// gets every subtask's elements). Each element is one unit of redistribution.
+pub struct ListState<T> {
+    handle: ListHandle,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> ListState<T> {
+    /// All elements, decoded.
+    pub fn get(&self) -> Result<Vec<T>> {
+        let raw = match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            ListHandle::Host(h) => h.get(),
+            ListHandle::Native(s, id) => s.borrow().list_get(*id)?,
+        };
+        raw.iter().map(|b| decode(b)).collect()
+    }
+
+    /// Appends one element.
+    pub fn add(&self, value: &T) -> Result<()> {
+        let bytes = encode(value)?;
+        match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            ListHandle::Host(h) => h.add(&bytes).map_err(|e| anyhow!(e)),
+            ListHandle::Native(s, id) => Ok(s.borrow_mut().list_add(*id, bytes)?),
+        }
+    }
+
+    /// Appends every element of `values` (none is a no-op).
+    pub fn add_all<'a>(&self, values: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        let encoded = values.into_iter().map(encode).collect::<Result<Vec<_>>>()?;
+        match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            ListHandle::Host(h) => h.add_all(&encoded).map_err(|e| anyhow!(e)),
+            ListHandle::Native(s, id) => Ok(s.borrow_mut().list_add_all(*id, encoded)?),
+        }
+    }
+
+    /// Replaces the content with `values` (Flink's `update`: clear, then add all).
+    pub fn update<'a>(&self, values: impl IntoIterator<Item = &'a T>) -> Result<()>
+    where
+        T: 'a,
+    {
+        let encoded = values.into_iter().map(encode).collect::<Result<Vec<_>>>()?;
+        match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            ListHandle::Host(h) => h.update(&encoded).map_err(|e| anyhow!(e)),
+            ListHandle::Native(s, id) => Ok(s.borrow_mut().list_update(*id, encoded)?),
+        }
+    }
+
+    /// Removes every element.
+    pub fn clear(&self) -> Result<()> {
+        match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            ListHandle::Host(h) => {
+                h.clear();
+                Ok(())
+            }
+            ListHandle::Native(s, id) => Ok(s.borrow_mut().list_clear(*id)?),
+        }
+    }
+}
+
+/// A map kept by the host and copied to every subtask: Flink's `BroadcastState`.
+/// On rescale, new subtask `i` gets old subtask `i mod oldP`'s map.
+pub struct BroadcastState<K, V> {
+    handle: MapHandle,
+    _type: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> BroadcastState<K, V>
+where
+    K: Serialize + DeserializeOwned,
+    V: Serialize + DeserializeOwned,
+{
+    /// The value for `key`, if any.
+    pub fn get(&self, key: &K) -> Result<Option<V>> {
+        let k = encode(key)?;
+        let raw = match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            MapHandle::Host(h) => h.get(&k),
+            MapHandle::Native(s, id) => s.borrow().map_get(*id, &k)?,
+        };
+        raw.map(|b| decode(&b)).transpose()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&self, key: &K, value: &V) -> Result<()> {
+        let (k, v) = (encode(key)?, encode(value)?);
+        match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            MapHandle::Host(h) => h.put(&k, &v).map_err(|e| anyhow!(e)),
+            MapHandle::Native(s, id) => Ok(s.borrow_mut().map_put(*id, k, v)?),
+        }
+    }
+
+    /// Removes `key`.
+    pub fn remove(&self, key: &K) -> Result<()> {
+        let k = encode(key)?;
+        match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            MapHandle::Host(h) => {
+                h.remove(&k);
+                Ok(())
+            }
+            MapHandle::Native(s, id) => Ok(s.borrow_mut().map_remove(*id, &k)?),
+        }
+    }
+
+    /// Whether `key` is present.
+    pub fn contains(&self, key: &K) -> Result<bool> {
+        let k = encode(key)?;
+        match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            MapHandle::Host(h) => Ok(h.contains(&k)),
+            MapHandle::Native(s, id) => Ok(s.borrow().map_contains(*id, &k)?),
+        }
+    }
+
+    /// Every entry, sorted by encoded key.
+    pub fn entries(&self) -> Result<Vec<(K, V)>> {
+        let raw = match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            MapHandle::Host(h) => h.entries(),
+            MapHandle::Native(s, id) => s.borrow().map_entries(*id)?,
+        };
+        raw.iter().map(|(k, v)| Ok((decode(k)?, decode(v)?))).collect()
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> Result<()> {
+        match &self.handle {
+            #[cfg(target_arch = "wasm32")]
+            MapHandle::Host(h) => {
+                h.clear();
+                Ok(())
+            }
+            MapHandle::Native(s, id) => Ok(s.borrow_mut().map_clear(*id)?),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Capabilities backed by external systems.

@@ -1,0 +1,23 @@
+//! Host bindings generated from `wit/wasmflow.wit` (the single source of truth).
+//!
+//! Kafka calls are `async` on the host so a slow broker never blocks a tokio worker; the state,
+//! log, clock and files calls are synchronous (they are cheap and bounded). Every import is
+//! `trappable` so the host can turn misuse (exceeded limits, a handle used after close) into a
+//! trap that fails only the offending subtask.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "operator-module",
+    imports: {
+        "wasmflow:operator/kafka": async | trappable,
+        default: trappable,
+    },
+    exports: { default: async },
+    with: {
+        "wasmflow:operator/state.list-state": crate::engine::host::ListStateHandle,
+        "wasmflow:operator/state.broadcast-state": crate::engine::host::BroadcastStateHandle,
+        "wasmflow:operator/kafka.consumer": crate::engine::host::ConsumerHandle,
+        "wasmflow:operator/kafka.producer": crate::engine::host::ProducerHandle,
+    },
+    anyhow: true,
+});

@@ -1,0 +1,17 @@
+//! The `clock` interface: the only time source a guest has.
+
+use super::SubtaskData;
+use crate::engine::bindings::wasmflow::operator::clock::Host;
+
+impl Host for SubtaskData {
+    fn now_millis(&mut self) -> anyhow::Result<i64> {
+        Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0))
+    }
+
+    fn monotonic_nanos(&mut self) -> anyhow::Result<u64> {
+        Ok(self.started.elapsed().as_nanos() as u64)
+    }
+}
+
+/// `types` declares only types; its (empty) host trait still needs an impl to be linked.
+impl crate::engine::bindings::wasmflow::operator::types::Host for SubtaskData {}

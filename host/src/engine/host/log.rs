@@ -1,0 +1,90 @@
+//! The `log` interface: guest log lines go to the host's `tracing` log, tagged with operator
+//! and subtask, cut to a maximum length and rate-limited so a guest cannot flood the host.
+
+use std::time::Instant;
+
+use super::SubtaskData;
+use crate::engine::bindings::wasmflow::operator::log::{Host, Level};
+
+/// A token bucket of log lines per second, and the longest line kept.
+pub struct LogBudget {
+    max_line: usize,
+    per_second: u32,
+    window_start: Instant,
+    in_window: u32,
+    dropped: u64,
+}
+
+impl LogBudget {
+    pub fn new(max_line: usize, per_second: u32) -> Self {
+        LogBudget { max_line, per_second, window_start: Instant::now(), in_window: 0, dropped: 0 }
+    }
+
+    /// Whether one more line may be logged now.
+    fn admit(&mut self) -> bool {
+        if self.window_start.elapsed().as_secs() >= 1 {
+            if self.dropped > 0 && self.in_window >= self.per_second {
+                tracing::warn!(dropped = self.dropped, "guest log lines dropped by the rate limit");
+            }
+            self.window_start = Instant::now();
+            self.in_window = 0;
+        }
+        if self.in_window >= self.per_second {
+            self.dropped += 1;
+            return false;
+        }
+        self.in_window += 1;
+        true
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+fn cut(message: &str, max: usize) -> &str {
+    if message.len() <= max {
+        return message;
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}
+
+impl Host for SubtaskData {
+    fn log(&mut self, level: Level, message: String) -> anyhow::Result<()> {
+        if !self.log.admit() {
+            return Ok(());
+        }
+        let msg = cut(&message, self.log.max_line);
+        let (op, sub) = (self.tag.operator.as_str(), self.tag.subtask);
+        match level {
+            Level::Trace => tracing::trace!(target: "guest", operator = op, subtask = sub, "{msg}"),
+            Level::Debug => tracing::debug!(target: "guest", operator = op, subtask = sub, "{msg}"),
+            Level::Info => tracing::info!(target: "guest", operator = op, subtask = sub, "{msg}"),
+            Level::Warn => tracing::warn!(target: "guest", operator = op, subtask = sub, "{msg}"),
+            Level::Error => tracing::error!(target: "guest", operator = op, subtask = sub, "{msg}"),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_over_the_rate_are_dropped_and_counted() {
+        let mut b = LogBudget::new(10, 3);
+        let admitted = (0..5).filter(|_| b.admit()).count();
+        assert_eq!((admitted, b.dropped()), (3, 2));
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_char_boundary() {
+        assert_eq!(cut("héllo", 2), "h");
+        assert_eq!(cut("hello", 10), "hello");
+    }
+}

@@ -1,0 +1,137 @@
+//! The per-subtask data behind a wasmtime `Store`, and the host side of the contract's imports.
+//!
+//! One [`SubtaskData`] per (operator, subtask) attempt. It owns that subtask's operator state,
+//! so a guest can only ever reach its own state: there is no API that names another subtask.
+
+mod clock;
+mod files;
+mod log;
+mod state;
+
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmflow_state::{OperatorStateStore, StateLimits};
+
+pub use self::files::FilesDir;
+pub use self::log::LogBudget;
+
+/// A registered list state, as handed to the guest (index into the subtask's store).
+pub struct ListStateHandle(pub(crate) usize);
+/// A registered broadcast state, as handed to the guest.
+pub struct BroadcastStateHandle(pub(crate) usize);
+/// A Kafka consumer the host runs for the guest.
+pub struct ConsumerHandle;
+/// A Kafka producer the host runs for the guest.
+pub struct ProducerHandle;
+
+/// Which lifecycle call the guest is in; state registration is only allowed in
+/// `initialize-state` (Flink registers operator state in `initializeState`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Create,
+    InitializeState,
+    Running,
+    Snapshot,
+    Closed,
+}
+
+/// Names a subtask in logs and errors: `operator[subtask]`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SubtaskTag {
+    pub operator: String,
+    pub subtask: u32,
+}
+
+impl std::fmt::Display for SubtaskTag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]", self.operator, self.subtask)
+    }
+}
+
+/// Everything one subtask's `Store` holds.
+pub struct SubtaskData {
+    pub(crate) tag: SubtaskTag,
+    pub(crate) table: ResourceTable,
+    pub(crate) state: OperatorStateStore,
+    pub(crate) phase: Phase,
+    pub(crate) memory: StoreLimits,
+    pub(crate) files: Option<FilesDir>,
+    pub(crate) log: LogBudget,
+    pub(crate) started: Instant,
+    /// Deadline of the guest call in progress (checked on every epoch tick).
+    pub(crate) call_deadline: Option<Instant>,
+}
+
+/// The limits a subtask runs under, resolved from the job file.
+#[derive(Clone, Debug)]
+pub struct SubtaskLimits {
+    pub memory_bytes: usize,
+    pub table_elements: usize,
+    pub state: StateLimits,
+    pub log_line_bytes: usize,
+    pub log_lines_per_second: u32,
+}
+
+impl SubtaskData {
+    /// Data for a new subtask attempt. `state` is empty or restored.
+    pub fn new(tag: SubtaskTag, state: OperatorStateStore, limits: &SubtaskLimits, files: Option<FilesDir>) -> Self {
+        SubtaskData {
+            tag,
+            table: ResourceTable::new(),
+            state,
+            phase: Phase::Create,
+            memory: StoreLimitsBuilder::new()
+                .memory_size(limits.memory_bytes)
+                .table_elements(limits.table_elements)
+                .instances(4)
+                .tables(8)
+                .memories(2)
+                .trap_on_grow_failure(true)
+                .build(),
+            files,
+            log: LogBudget::new(limits.log_line_bytes, limits.log_lines_per_second),
+            started: Instant::now(),
+            call_deadline: None,
+        }
+    }
+
+    /// The subtask's state store (to snapshot it after `snapshot-state`).
+    pub fn state(&self) -> &OperatorStateStore {
+        &self.state
+    }
+
+    /// The subtask's tag.
+    pub fn tag(&self) -> &SubtaskTag {
+        &self.tag
+    }
+
+    /// Log lines dropped by the rate limit so far.
+    pub fn dropped_log_lines(&self) -> u64 {
+        self.log.dropped()
+    }
+}
+
+impl ResourceLimiter for SubtaskData {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let ok = self.memory.memory_growing(current, desired, maximum)?;
+        Ok(ok)
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.memory.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.memory.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.memory.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.memory.memories()
+    }
+}

@@ -1,0 +1,166 @@
+//! One running subtask: a `Store` with the operator instantiated in it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::OperatorModule as Bindings;
+use super::bindings::exports::wasmflow::operator::operator::Guest;
+use super::bindings::wasmflow::operator::types::{Batch, OperatorKind, PollStatus, TaskInfo};
+use super::host::{Phase, SubtaskData, SubtaskTag};
+use super::{Engine, OperatorModule};
+
+/// Why a call into a guest failed. Either way the subtask is finished; the runtime's restart
+/// strategy decides what happens next.
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    /// The operator returned an error (its own message).
+    #[error("{tag}: {call} failed: {message}")]
+    Failed { tag: SubtaskTag, call: &'static str, message: String },
+    /// The guest trapped: panic, out of memory, stack overflow, deadline, misuse of a handle.
+    #[error("{tag}: {call} trapped: {message}")]
+    Trapped { tag: SubtaskTag, call: &'static str, message: String },
+}
+
+/// A subtask: one store, one instance of the operator.
+pub struct SubtaskInstance {
+    store: Store<SubtaskData>,
+    bindings: Bindings,
+    kind: OperatorKind,
+    call_timeout: Duration,
+}
+
+fn trap_message(e: &wasmtime::Error) -> String {
+    let mut msg = format!("{e:#}");
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        let hint = match trap {
+            wasmtime::Trap::StackOverflow => " (deep recursion: the guest exceeded its stack)",
+            wasmtime::Trap::UnreachableCodeReached => " (a panic in the guest; its message is in the log above)",
+            wasmtime::Trap::Interrupt => " (the call ran past its deadline: limits.call-timeout-ms)",
+            _ => "",
+        };
+        msg.push_str(hint);
+    }
+    msg
+}
+
+impl SubtaskInstance {
+    /// Instantiates `module` in a new store holding `data`.
+    pub async fn instantiate(engine: &Engine, module: &OperatorModule, data: SubtaskData, call_timeout: Duration) -> Result<Self> {
+        let mut store = Store::new(engine.wasmtime(), data);
+        store.limiter(|d| d);
+        store.set_epoch_deadline(1);
+        // Every epoch tick: yield to tokio (a busy guest never starves other subtasks), unless
+        // the call in progress is past its deadline, which traps.
+        store.epoch_deadline_callback(|ctx| {
+            let late = ctx.data().call_deadline.is_some_and(|d| Instant::now() >= d);
+            if late { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
+        });
+        let tag = store.data().tag.clone();
+        let bindings = module.pre.instantiate_async(&mut store).await.map_err(|e| GuestError::Trapped {
+            tag: tag.clone(),
+            call: "instantiate",
+            message: trap_message(&e),
+        })?;
+        let kind = bindings.wasmflow_operator_operator().call_kind(&mut store).await.map_err(|e| GuestError::Trapped {
+            tag,
+            call: "kind",
+            message: trap_message(&e),
+        })?;
+        Ok(SubtaskInstance { store, bindings, kind, call_timeout })
+    }
+
+    /// Source, transform or sink.
+    pub fn kind(&self) -> OperatorKind {
+        self.kind
+    }
+
+    /// The store's data (state store, tag).
+    pub fn data(&self) -> &SubtaskData {
+        self.store.data()
+    }
+
+    /// The store's data, mutably.
+    pub fn data_mut(&mut self) -> &mut SubtaskData {
+        self.store.data_mut()
+    }
+
+    async fn call<T, F>(&mut self, name: &'static str, phase: Phase, f: F) -> Result<T, GuestError>
+    where
+        F: for<'a> FnOnce(&'a Guest, &'a mut Store<SubtaskData>) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, String>>> + Send + 'a>>,
+    {
+        let tag = self.store.data().tag.clone();
+        self.store.data_mut().phase = phase;
+        self.store.data_mut().call_deadline = Some(Instant::now() + self.call_timeout);
+        let guest = self.bindings.wasmflow_operator_operator();
+        let result = f(guest, &mut self.store).await;
+        self.store.data_mut().call_deadline = None;
+        self.store.data_mut().phase = Phase::Running;
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(message)) => Err(GuestError::Failed { tag, call: name, message }),
+            Err(e) => Err(GuestError::Trapped { tag, call: name, message: trap_message(&e) }),
+        }
+    }
+
+    /// `create`: builds the operator with its task info and JSON config.
+    pub async fn create(&mut self, info: TaskInfo, config: String) -> Result<(), GuestError> {
+        self.call("create", Phase::Create, move |g, s| Box::pin(async move { g.call_create(s, &info, &config).await })).await
+    }
+
+    /// `initialize-state`: registration of state is allowed only here.
+    pub async fn initialize_state(&mut self, restored_checkpoint_id: Option<u64>) -> Result<(), GuestError> {
+        self.call("initialize-state", Phase::InitializeState, move |g, s| {
+            Box::pin(async move { g.call_initialize_state(s, restored_checkpoint_id).await })
+        })
+        .await
+    }
+
+    /// `open`.
+    pub async fn open(&mut self) -> Result<(), GuestError> {
+        self.call("open", Phase::Running, |g, s| Box::pin(async move { g.call_open(s).await })).await
+    }
+
+    /// `process`: one batch in, one batch out.
+    pub async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
+        self.call("process", Phase::Running, move |g, s| Box::pin(async move { g.call_process(s, &input).await })).await
+    }
+
+    /// `poll`: a source produces up to `max_records` records.
+    pub async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
+        self.call("poll", Phase::Running, move |g, s| Box::pin(async move { g.call_poll(s, max_records).await })).await
+    }
+
+    /// `snapshot-state`, then a deep copy of the subtask's state (Flink's synchronous phase).
+    pub async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<wasmflow_state::SubtaskSnapshot, GuestError> {
+        self.call("snapshot-state", Phase::Snapshot, move |g, s| {
+            Box::pin(async move { g.call_snapshot_state(s, checkpoint_id, timestamp).await })
+        })
+        .await?;
+        Ok(self.store.data().state.snapshot())
+    }
+
+    /// `notify-checkpoint-complete`.
+    pub async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
+        self.call("notify-checkpoint-complete", Phase::Running, move |g, s| {
+            Box::pin(async move { g.call_notify_checkpoint_complete(s, checkpoint_id).await })
+        })
+        .await
+    }
+
+    /// `notify-checkpoint-aborted`.
+    pub async fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
+        self.call("notify-checkpoint-aborted", Phase::Running, move |g, s| {
+            Box::pin(async move { g.call_notify_checkpoint_aborted(s, checkpoint_id).await })
+        })
+        .await
+    }
+
+    /// `close`: returns records still to emit.
+    pub async fn close(&mut self) -> Result<Batch, GuestError> {
+        let out = self.call("close", Phase::Running, |g, s| Box::pin(async move { g.call_close(s).await })).await;
+        self.store.data_mut().phase = Phase::Closed;
+        out
+    }
+}

@@ -1,0 +1,145 @@
+//! Compiling a component and checking it against the contract and the grants.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use super::Engine;
+use super::bindings::OperatorModulePre;
+use super::bindings::wasmflow::operator as wit;
+use super::host::SubtaskData;
+
+const PACKAGE: &str = "wasmflow:operator";
+const VERSION: &str = "0.1.0";
+
+/// A capability interface that is linked only when the job file grants it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    Kafka,
+    Files,
+}
+
+impl Capability {
+    fn interface(self) -> &'static str {
+        match self {
+            Capability::Kafka => "kafka",
+            Capability::Files => "files",
+        }
+    }
+
+    fn grant_key(self) -> &'static str {
+        match self {
+            Capability::Kafka => "grants = { kafka = true }",
+            Capability::Files => "grants = { files = \"<dir>\" }",
+        }
+    }
+}
+
+/// What a module imports and exports, for `wasmflow validate`.
+#[derive(Clone, Debug)]
+pub struct ModuleInfo {
+    pub path: PathBuf,
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub capabilities: BTreeSet<Capability>,
+    pub size: usize,
+}
+
+/// A checked, compiled and pre-linked operator module.
+#[derive(Clone)]
+pub struct OperatorModule {
+    pub(crate) pre: OperatorModulePre<SubtaskData>,
+    pub(crate) info: ModuleInfo,
+}
+
+fn interface_name(import: &str) -> Option<&str> {
+    let rest = import.strip_prefix(PACKAGE)?.strip_prefix('/')?;
+    let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+    if version != VERSION {
+        return None;
+    }
+    Some(iface)
+}
+
+impl OperatorModule {
+    /// Reads, compiles and checks the module at `path`. `granted` are the capabilities the job
+    /// file grants this operator; importing any other capability is an error naming the import.
+    pub fn load(engine: &Engine, path: &Path, granted: &BTreeSet<Capability>) -> Result<OperatorModule> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| anyhow!("{}: cannot read module: {e} (check the `module` path in the job file)", path.display()))?;
+        Self::from_bytes(engine, path, &bytes, granted)
+    }
+
+    /// As [`load`](Self::load), from bytes already read.
+    pub fn from_bytes(engine: &Engine, path: &Path, bytes: &[u8], granted: &BTreeSet<Capability>) -> Result<OperatorModule> {
+        let file = path.display();
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            bail!("{file}: not a WebAssembly file (no \\0asm header); build operators with `wasmflow build`");
+        }
+        if wasmparser::Parser::is_core_wasm(bytes) {
+            bail!("{file}: is a core wasm module, not a component; build it with `wasmflow build`, which makes the component");
+        }
+        let component = Component::from_binary(engine.wasmtime(), bytes)
+            .map_err(|e| anyhow!("{file}: invalid component: {e:#}"))?;
+        let ty = component.component_type();
+        let w = engine.wasmtime();
+        let mut imports = Vec::new();
+        let mut capabilities = BTreeSet::new();
+        for (name, _) in ty.imports(w) {
+            let iface = interface_name(name).ok_or_else(|| {
+                anyhow!("{file}: imports `{name}`, which is not part of the wasmflow contract ({PACKAGE}/*@{VERSION}); operators get no other capabilities")
+            })?;
+            let cap = match iface {
+                "state" | "log" | "clock" | "types" => None,
+                "kafka" => Some(Capability::Kafka),
+                "files" => Some(Capability::Files),
+                other => bail!("{file}: imports unknown interface `{PACKAGE}/{other}`"),
+            };
+            if let Some(cap) = cap {
+                if !granted.contains(&cap) {
+                    bail!(
+                        "{file}: imports `{name}` but the job file does not grant it; add `{}` to this operator if you trust it",
+                        cap.grant_key()
+                    );
+                }
+                capabilities.insert(cap);
+            }
+            imports.push(name.to_string());
+        }
+        let exports: Vec<String> = ty.exports(w).map(|(name, _)| name.to_string()).collect();
+        let expected = format!("{PACKAGE}/operator@{VERSION}");
+        if !exports.iter().any(|e| *e == expected) {
+            bail!(
+                "{file}: does not export `{expected}`; is it a wasmflow operator? (exports: {}) — use one of the guest-sdk export macros",
+                if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+            );
+        }
+
+        let mut linker: Linker<SubtaskData> = Linker::new(w);
+        wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
+        wit::state::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
+        wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
+        wit::clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
+        if capabilities.contains(&Capability::Files) {
+            wit::files::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
+        }
+        if capabilities.contains(&Capability::Kafka) {
+            bail!("{file}: the Kafka capability is not available in this build");
+        }
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("{file}: does not match the wasmflow contract: {e:#}"))?;
+        let pre = OperatorModulePre::new(instance_pre)
+            .map_err(|e| anyhow!("{file}: does not implement the operator interface: {e:#}"))
+            .context("rebuild it against the current guest-sdk")?;
+        let info = ModuleInfo { path: path.to_path_buf(), imports, exports, capabilities, size: bytes.len() };
+        Ok(OperatorModule { pre, info })
+    }
+
+    /// What the module imports and exports.
+    pub fn info(&self) -> &ModuleInfo {
+        &self.info
+    }
+}

@@ -1,0 +1,353 @@
+//! The job file (TOML): which operators run, how they are wired, how they checkpoint.
+//!
+//! ```toml
+//! [job]
+//! name = "demo"
+//!
+//! [checkpoints]            # optional; absent = no checkpoints
+//! interval-ms = 1000
+//! dir = "checkpoints"      # relative to the job file
+//!
+//! [[operators]]
+//! id = "numbers"           # stable id: state is matched by it on restore
+//! module = "target/operators/wasmflow_op_generator.wasm"
+//! parallelism = 2
+//! config = { count = 1000 }
+//!
+//! [[operators]]
+//! id = "out"
+//! module = "target/operators/wasmflow_op_sink.wasm"
+//! grants = { files = "out" }
+//!
+//! [[edges]]
+//! from = "numbers"
+//! to = "out"
+//! partitioning = "rebalance"   # forward | rebalance | key-hash
+//! ```
+//!
+//! Errors name the file, the line and the key (serde's `deny_unknown_fields` plus toml's spans).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+/// A parsed and checked job file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Job-wide settings.
+    #[serde(default)]
+    pub job: JobSection,
+    /// Checkpointing; absent means no checkpoints.
+    pub checkpoints: Option<CheckpointSpec>,
+    /// What happens when a subtask fails.
+    #[serde(default)]
+    pub restart: RestartSpec,
+    /// Default sandbox limits for every operator.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Operators, in any order.
+    pub operators: Vec<OperatorSpec>,
+    /// Connections between operators.
+    #[serde(default)]
+    pub edges: Vec<EdgeSpec>,
+    /// Directory of the job file; relative paths in it are relative to this.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+    /// Path of the job file itself (for error messages).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// `[job]`
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobSection {
+    /// Name shown in logs and progress.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Loopback address of the control endpoint (savepoint/stop); default `127.0.0.1:0`.
+    #[serde(default)]
+    pub control_address: Option<String>,
+    /// Records per batch a source is asked for (default 1024).
+    #[serde(default)]
+    pub batch_size: Option<u32>,
+    /// Batches buffered per channel before back-pressure (default 16).
+    #[serde(default)]
+    pub channel_capacity: Option<usize>,
+}
+
+/// `[checkpoints]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CheckpointSpec {
+    /// Time between checkpoint triggers.
+    pub interval_ms: u64,
+    /// A checkpoint not complete after this long is aborted (default 60000).
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Least time between the end of one checkpoint and the start of the next (default 0).
+    #[serde(default)]
+    pub min_pause_ms: u64,
+    /// Where checkpoints are stored, relative to the job file (default `checkpoints`).
+    #[serde(default = "default_checkpoint_dir")]
+    pub dir: PathBuf,
+    /// How many completed checkpoints to keep (default 3).
+    #[serde(default = "default_retain")]
+    pub retain: usize,
+}
+
+fn default_timeout() -> u64 {
+    60_000
+}
+fn default_checkpoint_dir() -> PathBuf {
+    PathBuf::from("checkpoints")
+}
+fn default_retain() -> usize {
+    3
+}
+
+/// `[restart]`: Flink's fixed-delay restart strategy.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RestartSpec {
+    /// Restarts allowed before the job fails (default 0).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Wait before each restart (default 1000).
+    #[serde(default = "default_restart_delay")]
+    pub delay_ms: u64,
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        RestartSpec { attempts: 0, delay_ms: default_restart_delay() }
+    }
+}
+
+fn default_restart_delay() -> u64 {
+    1000
+}
+
+/// Sandbox limits (`[limits]` for all operators, `limits = {...}` per operator).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LimitsSpec {
+    /// Linear memory per subtask, MiB (default 256).
+    pub memory_mb: Option<u64>,
+    /// Table elements per subtask (default 100000).
+    pub table_elements: Option<u32>,
+    /// Longest a single call into the guest may run, ms (default 10000).
+    pub call_timeout_ms: Option<u64>,
+    /// Bytes all states of one subtask may hold (default 1 GiB).
+    pub state_bytes: Option<usize>,
+    /// Largest single state entry, bytes (default 16 MiB).
+    pub state_entry_bytes: Option<usize>,
+    /// Most named states per subtask (default 1024).
+    pub states: Option<usize>,
+    /// Largest batch a guest may return, bytes (default 64 MiB).
+    pub batch_bytes: Option<usize>,
+    /// Longest log line kept, bytes (default 4096); longer lines are cut.
+    pub log_line_bytes: Option<usize>,
+    /// Log lines per second per subtask before lines are dropped (default 1000).
+    pub log_lines_per_second: Option<u32>,
+}
+
+impl LimitsSpec {
+    /// `self` with unset fields taken from `defaults`.
+    pub fn or(&self, defaults: &LimitsSpec) -> LimitsSpec {
+        LimitsSpec {
+            memory_mb: self.memory_mb.or(defaults.memory_mb),
+            table_elements: self.table_elements.or(defaults.table_elements),
+            call_timeout_ms: self.call_timeout_ms.or(defaults.call_timeout_ms),
+            state_bytes: self.state_bytes.or(defaults.state_bytes),
+            state_entry_bytes: self.state_entry_bytes.or(defaults.state_entry_bytes),
+            states: self.states.or(defaults.states),
+            batch_bytes: self.batch_bytes.or(defaults.batch_bytes),
+            log_line_bytes: self.log_line_bytes.or(defaults.log_line_bytes),
+            log_lines_per_second: self.log_lines_per_second.or(defaults.log_lines_per_second),
+        }
+    }
+}
+
+/// `[[operators]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OperatorSpec {
+    /// Stable id; state is matched by it on restore.
+    pub id: String,
+    /// Path of the component `.wasm`, relative to the job file.
+    pub module: PathBuf,
+    /// Number of parallel subtasks (default 1).
+    #[serde(default = "one")]
+    pub parallelism: u32,
+    /// Passed to the operator as JSON at `create`.
+    #[serde(default)]
+    pub config: Option<toml::Table>,
+    /// Capabilities granted to this operator.
+    #[serde(default)]
+    pub grants: Grants,
+    /// Limits overriding `[limits]`.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Capabilities an operator is granted. Nothing is granted by default.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Grants {
+    /// Kafka access through the host's client.
+    #[serde(default)]
+    pub kafka: bool,
+    /// A directory (relative to the job file) the operator may write exactly-once files in.
+    #[serde(default)]
+    pub files: Option<PathBuf>,
+}
+
+/// How records travel along an edge.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Partitioning {
+    /// Subtask i sends to subtask i (parallelisms must be equal).
+    #[default]
+    Forward,
+    /// Batches go round-robin to the downstream subtasks.
+    Rebalance,
+    /// Each record goes to downstream subtask `hash(key) mod parallelism`.
+    KeyHash,
+}
+
+/// `[[edges]]`
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EdgeSpec {
+    pub from: String,
+    pub to: String,
+    #[serde(default)]
+    pub partitioning: Partitioning,
+}
+
+impl JobSpec {
+    /// Reads and checks a job file. Errors name the file and, for syntax and key errors, the
+    /// line and the key.
+    pub fn load(path: &Path) -> Result<JobSpec> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read job file (check the path)", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses job-file text; `path` is used for messages and relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<JobSpec> {
+        let mut spec: JobSpec = toml::from_str(text).map_err(|e| {
+            let msg = e.message().to_string();
+            match e.span() {
+                Some(span) => {
+                    let line = text[..span.start].lines().count().max(1);
+                    let line = if text[..span.start].ends_with('\n') { line + 1 } else { line };
+                    anyhow::anyhow!("{}:{line}: {msg}", path.display())
+                }
+                None => anyhow::anyhow!("{}: {msg}", path.display()),
+            }
+        })?;
+        spec.path = path.to_path_buf();
+        spec.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if spec.base_dir.as_os_str().is_empty() {
+            spec.base_dir = PathBuf::from(".");
+        }
+        spec.check()?;
+        Ok(spec)
+    }
+
+    fn check(&self) -> Result<()> {
+        let file = self.path.display();
+        if self.operators.is_empty() {
+            bail!("{file}: no [[operators]]: a job needs at least one operator");
+        }
+        let mut ids = HashMap::new();
+        for (i, op) in self.operators.iter().enumerate() {
+            if op.id.is_empty() || !op.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                bail!("{file}: operators[{i}].id '{}' must be non-empty and use only letters, digits, '-' and '_'", op.id);
+            }
+            if ids.insert(op.id.as_str(), op).is_some() {
+                bail!("{file}: operator id '{}' is used twice; ids must be unique", op.id);
+            }
+            if op.parallelism == 0 || op.parallelism > 1024 {
+                bail!("{file}: operator '{}': parallelism must be between 1 and 1024, got {}", op.id, op.parallelism);
+            }
+        }
+        for (i, e) in self.edges.iter().enumerate() {
+            for end in [&e.from, &e.to] {
+                if !ids.contains_key(end.as_str()) {
+                    bail!("{file}: edges[{i}] names operator '{end}', which is not in [[operators]]");
+                }
+            }
+            if e.from == e.to {
+                bail!("{file}: edges[{i}] connects '{}' to itself", e.from);
+            }
+            let (a, b) = (ids[e.from.as_str()], ids[e.to.as_str()]);
+            if e.partitioning == Partitioning::Forward && a.parallelism != b.parallelism {
+                bail!(
+                    "{file}: edges[{i}] '{}' -> '{}' is forward but parallelisms differ ({} vs {}); use partitioning = \"rebalance\" or \"key-hash\"",
+                    e.from, e.to, a.parallelism, b.parallelism
+                );
+            }
+        }
+        self.topological_order()?;
+        if let Some(c) = &self.checkpoints {
+            if c.interval_ms == 0 {
+                bail!("{file}: checkpoints.interval-ms must be > 0 (remove [checkpoints] to disable them)");
+            }
+            if c.retain == 0 {
+                bail!("{file}: checkpoints.retain must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    /// Operator ids in an order where every edge goes forward; an error names a cycle.
+    pub fn topological_order(&self) -> Result<Vec<String>> {
+        let mut indegree: BTreeMap<&str, usize> = self.operators.iter().map(|o| (o.id.as_str(), 0)).collect();
+        for e in &self.edges {
+            *indegree.get_mut(e.to.as_str()).expect("edges checked") += 1;
+        }
+        let mut order = Vec::new();
+        let mut ready: Vec<&str> = self.operators.iter().map(|o| o.id.as_str()).filter(|id| indegree[id] == 0).collect();
+        while let Some(id) = ready.pop() {
+            order.push(id.to_string());
+            for e in self.edges.iter().filter(|e| e.from == id) {
+                let d = indegree.get_mut(e.to.as_str()).expect("edges checked");
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(e.to.as_str());
+                }
+            }
+        }
+        if order.len() != self.operators.len() {
+            bail!("{}: the edges form a cycle; a job must be a directed acyclic graph", self.path.display());
+        }
+        Ok(order)
+    }
+
+    /// Resolves a path written in the job file (relative to the job file's directory).
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The operator with this id.
+    pub fn operator(&self, id: &str) -> Option<&OperatorSpec> {
+        self.operators.iter().find(|o| o.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

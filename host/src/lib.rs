@@ -1,0 +1,15 @@
+//! # wasmflow host
+//!
+//! The native half of wasmflow: it loads operators compiled to WebAssembly components, wires them
+//! into a job, and owns everything durable — operator state, checkpoints, savepoints, restore and
+//! rescale — with Apache Flink's semantics.
+//!
+//! One module per concept:
+//! * [`job`]: the job file.
+//! * [`engine`]: wasmtime engine, module loading, one store per subtask, the host side of the
+//!   contract's imports.
+//! * [`runtime`]: subtasks on tokio, channels, partitioning, barriers.
+//! * [`connectors`]: the Kafka capability.
+pub mod connectors;
+pub mod engine;
+pub mod job;

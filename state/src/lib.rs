@@ -1,0 +1,22 @@
+//! Flink-style operator state for wasmflow.
+//!
+//! This crate is pure logic with no I/O, shared by the host (which owns state and makes it
+//! durable) and by `guest-sdk`'s native test harness (which lets an operator author restore an
+//! operator at another parallelism in a unit test). Both use exactly this code, so a rescale in a
+//! unit test behaves as one in production.
+//!
+//! * [`Mode`]: how a named state is redistributed (`SPLIT_DISTRIBUTE`, `UNION`, `BROADCAST`).
+//! * [`OperatorStateStore`]: the named states of one (operator, subtask), with Flink's
+//!   registration rules (shared/flink-semantics.md §1.1) and size limits.
+//! * [`SubtaskSnapshot`]: what one subtask's snapshot holds (§1.2); serializable.
+//! * [`redistribute`]: Flink's `RoundRobinOperatorStateRepartitioner` (§1.4).
+
+mod mode;
+mod redistribute;
+mod snapshot;
+mod store;
+
+pub use mode::Mode;
+pub use redistribute::{redistribute, RestoredState, RestoredSubtask, RestoredValue, Segment};
+pub use snapshot::{NamedStateSnapshot, StateValue, SubtaskSnapshot, TypeInfo};
+pub use store::{OperatorStateStore, StateError, StateLimits};

@@ -1,0 +1,29 @@
+use serde::{Deserialize, Serialize};
+
+/// How a named state is redistributed when a job is restored (shared/flink-semantics.md §1.1).
+///
+/// The names are Flink's `OperatorStateHandle.Mode`, so a Flink user recognises them.
+///
+/// ```
+/// use wasmflow_state::Mode;
+/// assert_eq!(Mode::Union.to_string(), "UNION");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Mode {
+    /// `getListState`: elements are split into contiguous chunks over the new subtasks (§1.4.2).
+    SplitDistribute,
+    /// `getUnionListState`: every new subtask gets every old subtask's elements (§1.4.3).
+    Union,
+    /// `getBroadcastState`: new subtask `i` gets old subtask `i mod oldP`'s map (§1.4.4).
+    Broadcast,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::SplitDistribute => "SPLIT_DISTRIBUTE",
+            Mode::Union => "UNION",
+            Mode::Broadcast => "BROADCAST",
+        })
+    }
+}
