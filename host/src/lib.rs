@@ -9,7 +9,11 @@
 //! * [`engine`]: wasmtime engine, module loading, one store per subtask, the host side of the
 //!   contract's imports.
 //! * [`runtime`]: subtasks on tokio, channels, partitioning, barriers.
+//! * [`checkpoint`]: durable checkpoints and savepoints.
 //! * [`connectors`]: the Kafka capability.
+pub mod checkpoint;
+pub mod cli;
 pub mod connectors;
 pub mod engine;
 pub mod job;
+pub mod runtime;

@@ -20,4 +20,7 @@ wasmtime::component::bindgen!({
         "wasmflow:operator/kafka.producer": crate::engine::host::ProducerHandle,
     },
     anyhow: true,
+    // Batches travel between subtasks inside `runtime::Message`, which must be serializable so a
+    // channel can later cross a machine boundary.
+    additional_derives: [serde::Serialize, serde::Deserialize],
 });

@@ -38,7 +38,7 @@ pub enum Phase {
 }
 
 /// Names a subtask in logs and errors: `operator[subtask]`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SubtaskTag {
     pub operator: String,
     pub subtask: u32,

@@ -1,0 +1,22 @@
+//! Durable checkpoints: where subtask state goes, and the metadata that makes a checkpoint
+//! complete.
+//!
+//! Layout of one checkpoint (or savepoint) directory — every path inside is relative, so a
+//! savepoint can be moved to another directory or machine:
+//!
+//! ```text
+//! chk-<id>/
+//!   <operator-id>/<subtask>.state   one per subtask: header + bincode SubtaskSnapshot + CRC-32
+//!   _metadata                       written last, atomically; its presence makes it complete
+//! ```
+//!
+//! A checkpoint directory without a valid `_metadata` is ignored (with a warning), so a crash
+//! at any moment leaves either a complete checkpoint or nothing.
+
+mod metadata;
+mod state_file;
+mod storage;
+
+pub use metadata::{CheckpointMetadata, OperatorMetadata, StateFileRef, METADATA_FILE, FORMAT_VERSION};
+pub use state_file::{decode_state_file, encode_state_file};
+pub use storage::{CheckpointStorage, JobCounters, LoadedCheckpoint, LocalStorage, load_dir};

@@ -1,0 +1,150 @@
+//! `wasmflow run JOB.toml`.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use tokio::sync::mpsc;
+
+use crate::engine::Engine;
+use crate::job::JobSpec;
+use crate::runtime::control;
+use crate::runtime::subtask::OperatorMetrics;
+use crate::runtime::{RestoreFrom, RunOptions, run_job};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The job file.
+    pub job: PathBuf,
+    /// Resume from the newest complete checkpoint in the job's checkpoint directory.
+    #[arg(long, conflicts_with = "from_savepoint")]
+    pub from_latest_checkpoint: bool,
+    /// Restore from a savepoint (or checkpoint) directory.
+    #[arg(long, value_name = "DIR")]
+    pub from_savepoint: Option<PathBuf>,
+    /// Override parallelism per operator: `OP=N[,OP=N]` (rescaling on restore).
+    #[arg(long, value_delimiter = ',', value_name = "OP=N")]
+    pub parallelism: Vec<String>,
+    /// Restore even if the savepoint has state for operators the job no longer has.
+    #[arg(long)]
+    pub allow_non_restored_state: bool,
+    /// Control endpoint address (loopback); default from the job file, else 127.0.0.1:0.
+    #[arg(long)]
+    pub control_address: Option<String>,
+}
+
+/// Parses `OP=N` overrides.
+pub fn parse_parallelism(items: &[String]) -> Result<BTreeMap<String, u32>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let Some((op, n)) = item.split_once('=') else { bail!("--parallelism takes OP=N, got '{item}'") };
+        let n: u32 = n.parse().with_context(|| format!("--parallelism {item}: '{n}' is not a number"))?;
+        if n == 0 {
+            bail!("--parallelism {item}: parallelism must be at least 1");
+        }
+        out.insert(op.to_string(), n);
+    }
+    Ok(out)
+}
+
+/// Applies parallelism overrides to a job (checking the operators exist).
+pub fn apply_parallelism(job: &mut JobSpec, overrides: &BTreeMap<String, u32>) -> Result<()> {
+    for (op, n) in overrides {
+        let spec = job.operators.iter_mut().find(|o| &o.id == op);
+        let Some(spec) = spec else { bail!("--parallelism names operator '{op}', which is not in {}", job.path.display()) };
+        spec.parallelism = *n;
+    }
+    Ok(())
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let mut job = JobSpec::load(&args.job)?;
+    apply_parallelism(&mut job, &parse_parallelism(&args.parallelism)?)?;
+    let restore = if args.from_latest_checkpoint {
+        Some(RestoreFrom::LatestCheckpoint)
+    } else {
+        args.from_savepoint.clone().map(RestoreFrom::Savepoint)
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let engine = Engine::new()?;
+        let (tx, rx) = mpsc::channel(8);
+        let address = args.control_address.clone().or(job.job.control_address.clone()).unwrap_or_else(|| "127.0.0.1:0".into());
+        let local = control::serve(&address, tx.clone()).await?;
+        let storage = crate::runtime::job::job_storage(&job)?;
+        std::fs::write(storage.root().join("_control"), local.to_string())?;
+        eprintln!("wasmflow: job '{}' control endpoint at {local}", job.job.name.as_deref().unwrap_or("unnamed"));
+        let metrics = Arc::new(Mutex::new(BTreeMap::new()));
+        let progress = tokio::spawn(show_progress(metrics.clone()));
+        // Ctrl-C / SIGTERM stop the job cleanly (like `wasmflow stop`).
+        let stopper = tx.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            eprintln!("wasmflow: stopping");
+            let (reply, _) = tokio::sync::oneshot::channel();
+            let _ = stopper.send(crate::runtime::job::ControlRequest::Stop { savepoint: None, reply }).await;
+        });
+        let opts = RunOptions { restore, allow_non_restored_state: args.allow_non_restored_state, control: Some(rx), metrics: Some(metrics) };
+        let result = run_job(&engine, &job, opts).await;
+        progress.abort();
+        let _ = std::fs::remove_file(storage.root().join("_control"));
+        let report = result?;
+        eprintln!(
+            "wasmflow: job {} ({} checkpoints completed, {} restarts{})",
+            if report.stopped { "stopped" } else { "finished" },
+            report.completed_checkpoints.len(),
+            report.restarts,
+            report.savepoint.as_ref().map(|p| format!(", savepoint {}", p.display())).unwrap_or_default()
+        );
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Records in/out per operator and their rate, on a terminal only.
+async fn show_progress(metrics: Arc<Mutex<BTreeMap<String, Arc<OperatorMetrics>>>>) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("template"));
+    let mut last: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let snapshot: Vec<(String, u64, u64)> = metrics
+            .lock()
+            .expect("metrics lock")
+            .iter()
+            .map(|(id, m)| {
+                use std::sync::atomic::Ordering::Relaxed;
+                (id.clone(), m.records_in.load(Relaxed), m.records_out.load(Relaxed))
+            })
+            .collect();
+        let mut parts = Vec::new();
+        for (id, rin, rout) in snapshot {
+            let moved = rin.max(rout);
+            let (prev, at) = last.get(&id).copied().unwrap_or((moved, Instant::now()));
+            let rate = (moved - prev.min(moved)) as f64 / at.elapsed().as_secs_f64().max(0.001);
+            last.insert(id.clone(), (moved, Instant::now()));
+            parts.push(format!("{id}: in {rin} out {rout} ({rate:.0}/s)"));
+        }
+        bar.set_message(parts.join(" | "));
+        bar.tick();
+    }
+}

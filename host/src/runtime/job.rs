@@ -1,0 +1,536 @@
+//! Deploying a job, coordinating its checkpoints, and restarting it after failures.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use wasmflow_state::StateLimits;
+
+use super::channel::{EdgeOutput, InputGate};
+use super::message::Barrier;
+use super::restore::{self, Assignment};
+use super::subtask::{self, Control, Event, OperatorMetrics, SubtaskTask};
+use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, LoadedCheckpoint, LocalStorage, OperatorMetadata, StateFileRef, load_dir};
+use crate::engine::bindings::wasmflow::operator::types::{OperatorKind, TaskInfo};
+use crate::engine::host::{FilesDir, SubtaskData, SubtaskLimits, SubtaskTag};
+use crate::engine::{Capability, Engine, OperatorModule, SubtaskInstance};
+use crate::job::{JobSpec, LimitsSpec, Partitioning};
+
+/// Where a job starts from.
+#[derive(Clone, Debug)]
+pub enum RestoreFrom {
+    /// The newest complete checkpoint in the job's checkpoint directory.
+    LatestCheckpoint,
+    /// A savepoint or checkpoint directory.
+    Savepoint(PathBuf),
+}
+
+/// Requests to a running job (from the control endpoint or a test).
+#[derive(Debug)]
+pub enum ControlRequest {
+    /// Take a savepoint into `target` (a directory that will contain `savepoint-<id>`).
+    Savepoint { target: PathBuf, reply: oneshot::Sender<Result<PathBuf, String>> },
+    /// Stop the job, after a savepoint into `target` if given.
+    Stop { savepoint: Option<PathBuf>, reply: oneshot::Sender<Result<Option<PathBuf>, String>> },
+    /// Records in/out per operator and completed checkpoints.
+    Status { reply: oneshot::Sender<serde_json::Value> },
+}
+
+/// How to run a job.
+#[derive(Default)]
+pub struct RunOptions {
+    pub restore: Option<RestoreFrom>,
+    /// Skip state of operators the job no longer has.
+    pub allow_non_restored_state: bool,
+    /// Requests from outside (savepoint, stop, status).
+    pub control: Option<mpsc::Receiver<ControlRequest>>,
+    /// Filled with each operator's metrics when the job is deployed (for progress display).
+    pub metrics: Option<Arc<std::sync::Mutex<BTreeMap<String, Arc<OperatorMetrics>>>>>,
+}
+
+/// What happened while a job ran.
+#[derive(Debug, Default)]
+pub struct JobReport {
+    /// Ids of the checkpoints that completed, in order.
+    pub completed_checkpoints: Vec<u64>,
+    /// Restarts after failures.
+    pub restarts: u32,
+    /// Where the last savepoint was written, if any.
+    pub savepoint: Option<PathBuf>,
+    /// Whether the job was stopped (rather than running to the end of its input).
+    pub stopped: bool,
+}
+
+enum AttemptEnd {
+    Finished,
+    Stopped,
+}
+
+/// Resolved limits of one operator.
+fn subtask_limits(spec: &LimitsSpec) -> (SubtaskLimits, Duration) {
+    let limits = SubtaskLimits {
+        memory_bytes: (spec.memory_mb.unwrap_or(256) as usize) << 20,
+        table_elements: spec.table_elements.unwrap_or(100_000) as usize,
+        state: StateLimits {
+            max_states: spec.states.unwrap_or(1024),
+            max_entry_bytes: spec.state_entry_bytes.unwrap_or(16 << 20),
+            max_total_bytes: spec.state_bytes.unwrap_or(1 << 30),
+        },
+        log_line_bytes: spec.log_line_bytes.unwrap_or(4096),
+        log_lines_per_second: spec.log_lines_per_second.unwrap_or(1000),
+    };
+    (limits, Duration::from_millis(spec.call_timeout_ms.unwrap_or(10_000)))
+}
+
+/// Compiles and checks every operator's module once.
+pub fn load_modules(engine: &Engine, job: &JobSpec) -> Result<BTreeMap<String, OperatorModule>> {
+    let mut modules = BTreeMap::new();
+    for op in &job.operators {
+        let mut granted = BTreeSet::new();
+        if op.grants.kafka {
+            granted.insert(Capability::Kafka);
+        }
+        if op.grants.files.is_some() {
+            granted.insert(Capability::Files);
+        }
+        let module = OperatorModule::load(engine, &job.resolve(&op.module), &granted)
+            .with_context(|| format!("operator '{}'", op.id))?;
+        modules.insert(op.id.clone(), module);
+    }
+    Ok(modules)
+}
+
+/// The checkpoint storage of a job (its `[checkpoints] dir`, or `checkpoints/` next to the job file).
+pub fn job_storage(job: &JobSpec) -> Result<LocalStorage> {
+    let dir = job.checkpoints.as_ref().map(|c| c.dir.clone()).unwrap_or_else(|| PathBuf::from("checkpoints"));
+    LocalStorage::new(job.resolve(&dir))
+}
+
+/// Loads the newest complete checkpoint among `candidates`, falling back to older ones (with a
+/// warning) when one is damaged.
+fn load_newest(storage: &LocalStorage, only: Option<&[u64]>) -> Result<Option<LoadedCheckpoint>> {
+    for (name, meta) in storage.complete_checkpoints()? {
+        if only.is_some_and(|ids| !ids.contains(&meta.checkpoint_id)) {
+            continue;
+        }
+        match storage.load(&name) {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) => tracing::warn!("checkpoint {} is damaged, using an earlier one: {e:#}", storage.describe(&name)),
+        }
+    }
+    Ok(None)
+}
+
+/// Runs `job` to its end (bounded input), a stop request, or a failure past the restart strategy.
+pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Result<JobReport> {
+    let modules = load_modules(engine, job)?;
+    let storage = Arc::new(job_storage(job)?);
+    let mut restore = match opts.restore.take() {
+        None => None,
+        Some(RestoreFrom::Savepoint(dir)) => Some(load_dir(&dir)?),
+        Some(RestoreFrom::LatestCheckpoint) => Some(load_newest(&storage, None)?.ok_or_else(|| {
+            anyhow!("{}: no complete checkpoint to resume from; run without --from-latest-checkpoint to start fresh", storage.root().display())
+        })?),
+    };
+    if let Some(c) = &restore {
+        tracing::info!("restoring from {} (checkpoint {})", c.location, c.metadata.checkpoint_id);
+    }
+    let mut report = JobReport::default();
+    loop {
+        let attempt = storage.next_attempt()?;
+        let result = Attempt::deploy(engine, job, &modules, storage.clone(), restore.as_ref(), attempt, &opts).await;
+        let result = match result {
+            Ok(mut a) => a.coordinate(&mut opts, &mut report).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(AttemptEnd::Finished) => return Ok(report),
+            Ok(AttemptEnd::Stopped) => {
+                report.stopped = true;
+                return Ok(report);
+            }
+            Err(failure) => {
+                if report.restarts >= job.restart.attempts {
+                    return Err(failure.context(format!("job failed (restart strategy: {} restart(s) allowed, {} used)", job.restart.attempts, report.restarts)));
+                }
+                report.restarts += 1;
+                tracing::warn!("restart {}/{} in {} ms after failure: {failure:#}", report.restarts, job.restart.attempts, job.restart.delay_ms);
+                tokio::time::sleep(Duration::from_millis(job.restart.delay_ms)).await;
+                if let Some(c) = load_newest(&storage, Some(&report.completed_checkpoints))? {
+                    restore = Some(c);
+                }
+            }
+        }
+    }
+}
+
+struct PendingCheckpoint {
+    id: u64,
+    timestamp: i64,
+    started: Instant,
+    acks: BTreeMap<(String, u32), StateFileRef>,
+    savepoint: Option<SavepointRequest>,
+}
+
+enum SavepointRequest {
+    Take(PathBuf, oneshot::Sender<Result<PathBuf, String>>),
+    Stop(PathBuf, oneshot::Sender<Result<Option<PathBuf>, String>>),
+}
+
+/// One deployment of the job (the first, or one after a restart).
+struct Attempt<'a> {
+    job: &'a JobSpec,
+    storage: Arc<LocalStorage>,
+    controls: Vec<(SubtaskTag, mpsc::UnboundedSender<Control>)>,
+    events: mpsc::UnboundedReceiver<Event>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    sources: BTreeSet<SubtaskTag>,
+    total: usize,
+    metrics: BTreeMap<String, Arc<OperatorMetrics>>,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl<'a> Attempt<'a> {
+    async fn deploy(
+        engine: &Engine,
+        job: &'a JobSpec,
+        modules: &BTreeMap<String, OperatorModule>,
+        storage: Arc<LocalStorage>,
+        restore: Option<&LoadedCheckpoint>,
+        attempt: u64,
+        opts: &RunOptions,
+    ) -> Result<Attempt<'a>> {
+        let mut assignment: Option<Assignment> = restore.map(|c| restore::assign(job, c, opts.allow_non_restored_state)).transpose()?;
+        let restored_id = restore.map(|c| c.metadata.checkpoint_id);
+        let capacity = job.job.channel_capacity.unwrap_or(16).max(1);
+        let batch_size = job.job.batch_size.unwrap_or(1024).max(1);
+
+        // Channels: one per (edge, upstream subtask, downstream subtask) that can talk.
+        let mut inputs: HashMap<(String, usize), Vec<mpsc::Receiver<_>>> = HashMap::new();
+        let mut outputs: HashMap<(String, usize), Vec<EdgeOutput>> = HashMap::new();
+        for edge in &job.edges {
+            let (pa, pb) = (job.operator(&edge.from).unwrap().parallelism as usize, job.operator(&edge.to).unwrap().parallelism as usize);
+            for i in 0..pa {
+                let targets: Vec<usize> = if edge.partitioning == Partitioning::Forward { vec![i] } else { (0..pb).collect() };
+                let mut senders = Vec::new();
+                for j in targets {
+                    let (tx, rx) = mpsc::channel(capacity);
+                    senders.push(tx);
+                    inputs.entry((edge.to.clone(), j)).or_default().push(rx);
+                }
+                let index = if edge.partitioning == Partitioning::Forward { 0 } else { i };
+                outputs.entry((edge.from.clone(), i)).or_default().push(EdgeOutput::new(edge.partitioning, senders, index));
+            }
+        }
+
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let mut a = Attempt {
+            job,
+            storage: storage.clone(),
+            controls: Vec::new(),
+            events,
+            tasks: Vec::new(),
+            sources: BTreeSet::new(),
+            total: 0,
+            metrics: BTreeMap::new(),
+        };
+        for op in &job.operators {
+            let module = &modules[&op.id];
+            let (limits, call_timeout) = subtask_limits(&op.limits.or(&job.limits));
+            let metrics = Arc::new(OperatorMetrics::default());
+            a.metrics.insert(op.id.clone(), metrics.clone());
+            let has_inputs = job.edges.iter().any(|e| e.to == op.id);
+            let config = serde_json::to_string(&op.config.clone().unwrap_or_default())?;
+            for index in 0..op.parallelism as usize {
+                let tag = SubtaskTag { operator: op.id.clone(), subtask: index as u32 };
+                let files = match &op.grants.files {
+                    Some(dir) => Some(FilesDir::open(job.resolve(dir))?),
+                    None => None,
+                };
+                let store = restore::store_for(assignment.as_mut(), &op.id, index, limits.state.clone());
+                let data = SubtaskData::new(tag.clone(), store, &limits, files);
+                let mut instance = SubtaskInstance::instantiate(engine, module, data, call_timeout).await?;
+                match (instance.kind(), has_inputs) {
+                    (OperatorKind::Source, true) => bail!("operator '{}' is a source but an edge leads into it", op.id),
+                    (OperatorKind::Transform | OperatorKind::Sink, false) => {
+                        bail!("operator '{}' needs input but no edge leads into it; add an [[edges]] entry", op.id)
+                    }
+                    _ => {}
+                }
+                if instance.kind() == OperatorKind::Source {
+                    a.sources.insert(tag.clone());
+                }
+                let info = TaskInfo {
+                    operator_id: op.id.clone(),
+                    subtask_index: index as u32,
+                    parallelism: op.parallelism,
+                    checkpointing_enabled: job.checkpoints.is_some(),
+                    attempt,
+                };
+                instance.create(info, config.clone()).await?;
+                instance.initialize_state(restored_id).await?;
+                instance.open().await?;
+                let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+                a.controls.push((tag.clone(), ctl_tx));
+                let task = SubtaskTask {
+                    tag: tag.clone(),
+                    instance,
+                    control: ctl_rx,
+                    events: event_tx.clone(),
+                    outputs: outputs.remove(&(op.id.clone(), index)).unwrap_or_default(),
+                    input: inputs.remove(&(op.id.clone(), index)).map(InputGate::new),
+                    storage: storage.clone(),
+                    batch_size,
+                    metrics: metrics.clone(),
+                };
+                a.total += 1;
+                a.tasks.push(tokio::spawn(subtask::run(task)));
+            }
+        }
+        if let Some(m) = &opts.metrics {
+            *m.lock().expect("metrics lock") = a.metrics.clone();
+        }
+        Ok(a)
+    }
+
+    fn send_all(&self, c: Control) {
+        for (_, tx) in &self.controls {
+            let _ = tx.send(c.clone());
+        }
+    }
+
+    fn trigger(&self, savepoint: Option<SavepointRequest>) -> Result<PendingCheckpoint> {
+        let id = self.storage.reserve_checkpoint_id()?;
+        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+        let barrier = Barrier { checkpoint_id: id, timestamp };
+        tracing::debug!("triggering checkpoint {id}");
+        for (tag, tx) in &self.controls {
+            if self.sources.contains(tag) {
+                let _ = tx.send(Control::Trigger(barrier));
+            }
+        }
+        Ok(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), savepoint })
+    }
+
+    /// All acks are in: write the metadata (making the checkpoint complete), then notify.
+    async fn complete(&self, p: PendingCheckpoint, report: &mut JobReport) -> Result<Option<(SavepointRequest, Result<PathBuf, String>)>> {
+        let mut operators = BTreeMap::new();
+        for op in &self.job.operators {
+            let subtasks = (0..op.parallelism).map(|i| p.acks[&(op.id.clone(), i)].clone()).collect();
+            operators.insert(op.id.clone(), OperatorMetadata { parallelism: op.parallelism, subtasks });
+        }
+        let kind = if p.savepoint.is_some() { "savepoint" } else { "checkpoint" };
+        let meta = CheckpointMetadata {
+            format_version: FORMAT_VERSION,
+            checkpoint_id: p.id,
+            timestamp: p.timestamp,
+            kind: kind.into(),
+            job_name: self.job.job.name.clone().unwrap_or_default(),
+            operators,
+        };
+        let dir = format!("chk-{}", p.id);
+        let storage = self.storage.clone();
+        let retain = self.job.checkpoints.as_ref().map(|c| c.retain).unwrap_or(1);
+        let m = meta.clone();
+        let d = dir.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            storage.commit(&d, &m)?;
+            Ok(())
+        })
+        .await??;
+        report.completed_checkpoints.push(p.id);
+        tracing::info!("checkpoint {} complete in {} ms", p.id, p.started.elapsed().as_millis());
+        self.send_all(Control::Complete(p.id));
+        let savepoint = match p.savepoint {
+            Some(req) => {
+                let target = match &req {
+                    SavepointRequest::Take(t, _) | SavepointRequest::Stop(t, _) => t.clone(),
+                };
+                let from = self.storage.root().join(&dir);
+                let to = target.join(format!("savepoint-{}", p.id));
+                let copied = tokio::task::spawn_blocking(move || copy_dir(&from, &to).map(|_| to))
+                    .await?
+                    .map_err(|e| format!("{e:#}"));
+                if let Ok(path) = &copied {
+                    report.savepoint = Some(path.clone());
+                }
+                Some((req, copied))
+            }
+            None => None,
+        };
+        let storage = self.storage.clone();
+        tokio::task::spawn_blocking(move || storage.prune(retain)).await??;
+        Ok(savepoint)
+    }
+
+    fn abort(&self, p: &PendingCheckpoint, why: &str) {
+        tracing::warn!("checkpoint {} aborted: {why}", p.id);
+        self.send_all(Control::Aborted(p.id));
+    }
+
+    async fn coordinate(&mut self, opts: &mut RunOptions, report: &mut JobReport) -> Result<AttemptEnd> {
+        let spec = self.job.checkpoints.clone();
+        let interval = spec.as_ref().map(|c| Duration::from_millis(c.interval_ms));
+        let timeout = Duration::from_millis(spec.as_ref().map(|c| c.timeout_ms).unwrap_or(60_000));
+        let min_pause = Duration::from_millis(spec.as_ref().map(|c| c.min_pause_ms).unwrap_or(0));
+        let mut next_trigger = interval.map(|i| Instant::now() + i);
+        let mut pending: Option<PendingCheckpoint> = None;
+        let mut queued: Vec<SavepointRequest> = Vec::new();
+        let mut finished: BTreeSet<SubtaskTag> = BTreeSet::new();
+        let mut final_checkpoint: Option<u64> = None;
+        let mut stopping = false;
+        let mut control = opts.control.take();
+        let result = loop {
+            let all_finished = finished.len() == self.total;
+            // End of a bounded job: with checkpoints, one final checkpoint after every subtask
+            // has processed all its input (so exactly-once sinks commit everything), then stop.
+            if all_finished && pending.is_none() && queued.is_empty() {
+                match (spec.is_some(), final_checkpoint) {
+                    (false, _) => break Ok(AttemptEnd::Finished),
+                    (true, Some(id)) if report.completed_checkpoints.contains(&id) => break Ok(AttemptEnd::Finished),
+                    (true, _) => {
+                        let p = self.trigger(None)?;
+                        final_checkpoint = Some(p.id);
+                        pending = Some(p);
+                    }
+                }
+            }
+            if pending.is_none() && !stopping {
+                if let Some(req) = queued.pop() {
+                    stopping = matches!(req, SavepointRequest::Stop(..));
+                    pending = Some(self.trigger(Some(req))?);
+                }
+            }
+            let deadline = pending.as_ref().map(|p| p.started + timeout);
+            let periodic = next_trigger.filter(|_| pending.is_none() && !all_finished && !stopping);
+            tokio::select! {
+                _ = tokio::time::sleep_until(periodic.unwrap_or_else(far_future)), if periodic.is_some() => {
+                    pending = Some(self.trigger(None)?);
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    let p = pending.take().expect("deadline implies pending");
+                    self.abort(&p, &format!("not complete after {} ms (checkpoints.timeout-ms)", timeout.as_millis()));
+                    fail_savepoint(p.savepoint, "the savepoint timed out");
+                    next_trigger = interval.map(|i| Instant::now() + i.max(min_pause));
+                }
+                req = recv_control(&mut control) => match req {
+                    Some(ControlRequest::Savepoint { target, reply }) => queued.insert(0, SavepointRequest::Take(target, reply)),
+                    Some(ControlRequest::Stop { savepoint: Some(target), reply }) => queued.insert(0, SavepointRequest::Stop(target, reply)),
+                    Some(ControlRequest::Stop { savepoint: None, reply }) => {
+                        let _ = reply.send(Ok(None));
+                        break Ok(AttemptEnd::Stopped);
+                    }
+                    Some(ControlRequest::Status { reply }) => {
+                        let _ = reply.send(self.status(report));
+                    }
+                    None => control = None,
+                },
+                ev = self.events.recv() => match ev.expect("the attempt holds a sender") {
+                    Event::Finished(tag) => { finished.insert(tag); }
+                    Event::Failed(tag, e) => break Err(anyhow!("{e}").context(format!("subtask {tag} failed"))),
+                    Event::Declined { checkpoint_id, tag, reason } => {
+                        if let Some(p) = pending.take_if(|p| p.id == checkpoint_id) {
+                            self.abort(&p, &format!("{tag} declined: {reason}"));
+                            fail_savepoint(p.savepoint, &reason);
+                        }
+                    }
+                    Event::Ack { checkpoint_id, tag, file } => {
+                        let complete = match pending.as_mut().filter(|p| p.id == checkpoint_id) {
+                            Some(p) => {
+                                p.acks.insert((tag.operator, tag.subtask), file);
+                                p.acks.len() == self.total
+                            }
+                            None => false, // late ack of an aborted checkpoint
+                        };
+                        if complete {
+                            let p = pending.take().expect("checked");
+                            match self.complete(p, report).await? {
+                                Some((SavepointRequest::Take(_, reply), r)) => { let _ = reply.send(r); }
+                                Some((SavepointRequest::Stop(_, reply), r)) => {
+                                    let ok = r.is_ok();
+                                    let _ = reply.send(r.map(Some));
+                                    if ok { break Ok(AttemptEnd::Stopped) }
+                                    stopping = false;
+                                }
+                                None => {}
+                            }
+                            next_trigger = interval.map(|i| Instant::now() + i.max(min_pause));
+                        }
+                    }
+                },
+            }
+        };
+        self.send_all(Control::Shutdown);
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+        // A failure during shutdown (e.g. a trap in close) still counts.
+        while let Ok(ev) = self.events.try_recv() {
+            if let (Ok(_), Event::Failed(tag, e)) = (&result, ev) {
+                return Err(anyhow!("{e}").context(format!("subtask {tag} failed while stopping")));
+            }
+        }
+        result
+    }
+
+    fn status(&self, report: &JobReport) -> serde_json::Value {
+        let ops: serde_json::Map<String, serde_json::Value> = self
+            .metrics
+            .iter()
+            .map(|(id, m)| {
+                (id.clone(), serde_json::json!({
+                    "records_in": m.records_in.load(std::sync::atomic::Ordering::Relaxed),
+                    "records_out": m.records_out.load(std::sync::atomic::Ordering::Relaxed),
+                }))
+            })
+            .collect();
+        serde_json::json!({ "operators": ops, "completed_checkpoints": report.completed_checkpoints, "restarts": report.restarts })
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
+}
+
+async fn recv_control(control: &mut Option<mpsc::Receiver<ControlRequest>>) -> Option<ControlRequest> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn fail_savepoint(req: Option<SavepointRequest>, why: &str) {
+    match req {
+        Some(SavepointRequest::Take(_, reply)) => { let _ = reply.send(Err(why.to_string())); }
+        Some(SavepointRequest::Stop(_, reply)) => { let _ = reply.send(Err(why.to_string())); }
+        None => {}
+    }
+}
+
+/// Copies a checkpoint directory (all paths inside are relative, so the copy is self-contained).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create savepoint directory {}", to.display()))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &dest)?;
+        } else {
+            std::fs::copy(entry.path(), &dest)?;
+            std::fs::File::open(&dest)?.sync_all()?;
+        }
+    }
+    std::fs::File::open(to)?.sync_all()?;
+    Ok(())
+}

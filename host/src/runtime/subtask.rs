@@ -1,0 +1,215 @@
+//! One subtask's task on tokio: drives the guest through its lifecycle, moves batches between
+//! channels, aligns barriers and snapshots state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::time::Instant;
+
+use super::channel::{EdgeOutput, InputEvent, InputGate};
+use super::message::{Barrier, Message};
+use crate::checkpoint::{CheckpointStorage, StateFileRef};
+use crate::engine::SubtaskInstance;
+use crate::engine::bindings::wasmflow::operator::types::{Batch, PollStatus};
+use crate::engine::host::SubtaskTag;
+
+/// Commands from the coordinator to a subtask (a control channel, not in-band).
+#[derive(Clone, Debug)]
+pub enum Control {
+    /// Sources only: take a snapshot and inject this barrier.
+    Trigger(Barrier),
+    /// The checkpoint is complete and durable everywhere.
+    Complete(u64),
+    /// The checkpoint was aborted.
+    Aborted(u64),
+    /// Stop now (after a final checkpoint, a stop, or for a restart).
+    Shutdown,
+}
+
+/// Reports from subtasks to the coordinator.
+#[derive(Debug)]
+pub enum Event {
+    /// The subtask's state for `checkpoint_id` is durable at `file`.
+    Ack { checkpoint_id: u64, tag: SubtaskTag, file: StateFileRef },
+    /// The subtask could not take its snapshot: the checkpoint must be aborted.
+    Declined { checkpoint_id: u64, tag: SubtaskTag, reason: String },
+    /// A source has emitted everything, or a non-source has processed all its input.
+    Finished(SubtaskTag),
+    /// The subtask failed; the job restarts or fails.
+    Failed(SubtaskTag, String),
+}
+
+/// Records in and out of one operator, summed over its subtasks.
+#[derive(Debug, Default)]
+pub struct OperatorMetrics {
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+}
+
+/// Everything a subtask task needs.
+pub struct SubtaskTask {
+    pub tag: SubtaskTag,
+    pub instance: SubtaskInstance,
+    pub control: UnboundedReceiver<Control>,
+    pub events: UnboundedSender<Event>,
+    pub outputs: Vec<EdgeOutput>,
+    /// `None` for sources.
+    pub input: Option<InputGate>,
+    pub storage: Arc<dyn CheckpointStorage>,
+    pub batch_size: u32,
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+/// Runs a subtask to its end and reports failures as [`Event::Failed`].
+pub async fn run(mut task: SubtaskTask) {
+    let tag = task.tag.clone();
+    let events = task.events.clone();
+    let result = if task.input.is_some() { task.run_operator().await } else { task.run_source().await };
+    if let Err(e) = result {
+        let _ = events.send(Event::Failed(tag, format!("{e:#}")));
+    }
+}
+
+enum Next {
+    Continue,
+    Shutdown,
+}
+
+impl SubtaskTask {
+    async fn emit(&mut self, batch: Batch) -> Result<()> {
+        if batch.records.is_empty() {
+            return Ok(());
+        }
+        self.metrics.records_out.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+        let Some(last) = self.outputs.len().checked_sub(1) else { return Ok(()) };
+        for out in &mut self.outputs[..last] {
+            out.send_batch(batch.clone()).await?;
+        }
+        self.outputs[last].send_batch(batch).await?;
+        Ok(())
+    }
+
+    async fn broadcast(&mut self, message: Message) -> Result<()> {
+        for out in &mut self.outputs {
+            out.broadcast(message.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Snapshot (synchronous, like Flink's sync phase), then write and ack in the background.
+    async fn snapshot(&mut self, barrier: Barrier) -> Result<()> {
+        let snapshot = match self.instance.snapshot_state(barrier.checkpoint_id, barrier.timestamp).await {
+            Ok(s) => s,
+            Err(e) => {
+                // The guest is in an unknown state after a failed snapshot: decline and fail.
+                let _ = self.events.send(Event::Declined {
+                    checkpoint_id: barrier.checkpoint_id,
+                    tag: self.tag.clone(),
+                    reason: e.to_string(),
+                });
+                return Err(e.into());
+            }
+        };
+        let (storage, events, tag) = (self.storage.clone(), self.events.clone(), self.tag.clone());
+        let dir = format!("chk-{}", barrier.checkpoint_id);
+        tokio::task::spawn_blocking(move || {
+            let event = match storage.write_state(&dir, &tag.operator, tag.subtask, &snapshot) {
+                Ok(file) => Event::Ack { checkpoint_id: barrier.checkpoint_id, tag, file },
+                Err(e) => Event::Declined { checkpoint_id: barrier.checkpoint_id, tag, reason: format!("{e:#}") },
+            };
+            let _ = events.send(event);
+        });
+        Ok(())
+    }
+
+    async fn handle(&mut self, control: Control) -> Result<Next> {
+        match control {
+            Control::Trigger(barrier) => {
+                self.snapshot(barrier).await?;
+                self.broadcast(Message::Barrier(barrier)).await?;
+            }
+            Control::Complete(id) => self.instance.notify_checkpoint_complete(id).await?,
+            Control::Aborted(id) => self.instance.notify_checkpoint_aborted(id).await?,
+            Control::Shutdown => return Ok(Next::Shutdown),
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn run_source(&mut self) -> Result<()> {
+        let mut finished = false;
+        let mut idle_until: Option<Instant> = None;
+        loop {
+            // Control first: a checkpoint falls between two polls, never inside one, so a
+            // snapshot never sees a record emitted without its offset (§2.1, checkpoint lock).
+            while let Ok(c) = self.control.try_recv() {
+                if let Next::Shutdown = self.handle(c).await? {
+                    return self.shutdown().await;
+                }
+            }
+            if finished || idle_until.is_some_and(|t| t > Instant::now()) {
+                let wake = idle_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+                tokio::select! {
+                    c = self.control.recv() => match c {
+                        Some(c) => if let Next::Shutdown = self.handle(c).await? { return self.shutdown().await },
+                        None => return Ok(()),
+                    },
+                    _ = tokio::time::sleep_until(wake), if !finished => idle_until = None,
+                }
+                continue;
+            }
+            let (batch, status) = self.instance.poll(self.batch_size).await?;
+            self.emit(batch).await?;
+            match status {
+                PollStatus::Ready => {}
+                PollStatus::Idle(ms) => idle_until = Some(Instant::now() + Duration::from_millis(ms.max(1) as u64)),
+                PollStatus::Finished => {
+                    finished = true;
+                    self.broadcast(Message::EndOfInput).await?;
+                    let _ = self.events.send(Event::Finished(self.tag.clone()));
+                }
+            }
+        }
+    }
+
+    async fn run_operator(&mut self) -> Result<()> {
+        let mut gate = self.input.take().expect("operators have an input gate");
+        loop {
+            tokio::select! {
+                biased;
+                c = self.control.recv() => match c {
+                    Some(c) => if let Next::Shutdown = self.handle(c).await? { return self.shutdown().await },
+                    None => return Ok(()),
+                },
+                ev = gate.next() => match ev {
+                    None => return Ok(()),
+                    Some(InputEvent::Records(batch)) => {
+                        self.metrics.records_in.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+                        let out = self.instance.process(batch).await?;
+                        self.emit(out).await?;
+                    }
+                    Some(InputEvent::BarrierAligned(barrier)) => {
+                        self.snapshot(barrier).await?;
+                        self.broadcast(Message::Barrier(barrier)).await?;
+                    }
+                    Some(InputEvent::AllEnded) => {
+                        let out = self.instance.close().await?;
+                        self.emit(out).await?;
+                        self.broadcast(Message::EndOfInput).await?;
+                        let _ = self.events.send(Event::Finished(self.tag.clone()));
+                    }
+                },
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) -> Result<()> {
+        if self.input.is_none() {
+            // Sources are closed at shutdown; operators were closed at end of input.
+            let _ = self.instance.close().await?;
+        }
+        Ok(())
+    }
+}
