@@ -8,5 +8,6 @@ wit_bindgen::generate!({
     pub_export_macro: true,
     export_macro_name: "__export_operator_module",
     default_bindings_module: "wasmflow_guest_sdk::bindings",
-    runtime_path: "wasmflow_guest_sdk::__wit_bindgen",
+    runtime_path: "wasmflow_guest_sdk::__wit_bindgen::rt",
+    additional_derives: [PartialEq, Eq],
 });

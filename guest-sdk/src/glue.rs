@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::bindings::wasmflow::operator::types::OperatorKind;
 use crate::state::Backend;
 use crate::{
-    Batch, CheckpointListener, CheckpointedFunction, Collector, FunctionInitializationContext,
+    Batch, CheckpointedFunction, Collector, FunctionInitializationContext,
     FunctionSnapshotContext, Operator, PollStatus, RuntimeContext, Sink, Source,
 };
 
@@ -153,16 +153,19 @@ impl<T: Sink + 'static> Factory for SinkFactory<T> {
 }
 
 /// Formats an error with its causes on one line, for the host's log and error reports.
-pub(crate) fn error_chain(e: &anyhow::Error) -> String {
+#[cfg(target_arch = "wasm32")]
+fn error_chain(e: &anyhow::Error) -> String {
     format!("{e:#}")
 }
 
+/// The bodies of the exported functions; the export macros generate the `Guest` impl (in the
+/// author's crate, as wit-bindgen requires) and call these.
 #[cfg(target_arch = "wasm32")]
-mod exports {
+#[doc(hidden)]
+pub mod exports {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::bindings::exports::wasmflow::operator::operator::Guest;
     use crate::bindings::wasmflow::operator::types::{Batch as WireBatch, PollStatus as WireStatus, TaskInfo};
 
     thread_local! {
@@ -177,77 +180,117 @@ mod exports {
         })
     }
 
-    /// The type handed to wit-bindgen's export macro.
-    pub struct Export<F>(PhantomData<F>);
+    pub fn create<F: Factory>(info: TaskInfo, config: String) -> Result<(), String> {
+        crate::log::install_panic_hook();
+        let config: serde_json::Value = if config.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&config).map_err(|e| format!("operator config is not valid JSON: {e}"))?
+        };
+        let ctx = RuntimeContext {
+            operator_id: info.operator_id,
+            subtask_index: info.subtask_index,
+            parallelism: info.parallelism,
+            checkpointing_enabled: info.checkpointing_enabled,
+            attempt: info.attempt,
+            config,
+        };
+        let op = F::create(&ctx).map_err(|e| error_chain(&e))?;
+        INSTANCE.with(|cell| *cell.borrow_mut() = Some(op));
+        Ok(())
+    }
 
-    impl<F: Factory> Guest for Export<F> {
-        fn kind() -> OperatorKind {
-            F::KIND
-        }
+    pub fn initialize_state(restored: Option<u64>) -> Result<(), String> {
+        with(|op| op.initialize_state(restored, Backend::Host))
+    }
 
-        fn create(info: TaskInfo, config: String) -> Result<(), String> {
-            crate::log::install_panic_hook();
-            let config: serde_json::Value = if config.trim().is_empty() {
-                serde_json::Value::Object(Default::default())
-            } else {
-                serde_json::from_str(&config).map_err(|e| format!("operator config is not valid JSON: {e}"))?
-            };
-            let ctx = RuntimeContext {
-                operator_id: info.operator_id,
-                subtask_index: info.subtask_index,
-                parallelism: info.parallelism,
-                checkpointing_enabled: info.checkpointing_enabled,
-                attempt: info.attempt,
-                config,
-            };
-            let op = F::create(&ctx).map_err(|e| error_chain(&e))?;
-            INSTANCE.with(|cell| *cell.borrow_mut() = Some(op));
-            Ok(())
-        }
+    pub fn open() -> Result<(), String> {
+        with(|op| op.open())
+    }
 
-        fn initialize_state(restored: Option<u64>) -> Result<(), String> {
-            with(|op| op.initialize_state(restored, Backend::Host))
-        }
+    pub fn process(input: WireBatch) -> Result<WireBatch, String> {
+        let input = Batch::from_wire(input);
+        with(|op| op.process(&input)).map(Batch::into_wire)
+    }
 
-        fn open() -> Result<(), String> {
-            with(|op| op.open())
-        }
+    pub fn poll(max_records: u32) -> Result<(WireBatch, WireStatus), String> {
+        let (batch, status) = with(|op| op.poll(max_records as usize))?;
+        let status = match status {
+            PollStatus::Ready => WireStatus::Ready,
+            PollStatus::Idle(ms) => WireStatus::Idle(ms),
+            PollStatus::Finished => WireStatus::Finished,
+        };
+        Ok((batch.into_wire(), status))
+    }
 
-        fn process(input: WireBatch) -> Result<WireBatch, String> {
-            let input = Batch::from_wire(input);
-            with(|op| op.process(&input)).map(Batch::into_wire)
-        }
+    pub fn snapshot_state(checkpoint_id: u64, timestamp: i64) -> Result<(), String> {
+        with(|op| op.snapshot_state(checkpoint_id, timestamp))
+    }
 
-        fn poll(max_records: u32) -> Result<(WireBatch, WireStatus), String> {
-            let (batch, status) = with(|op| op.poll(max_records as usize))?;
-            let status = match status {
-                PollStatus::Ready => WireStatus::Ready,
-                PollStatus::Idle(ms) => WireStatus::Idle(ms),
-                PollStatus::Finished => WireStatus::Finished,
-            };
-            Ok((batch.into_wire(), status))
-        }
+    pub fn notify_checkpoint_complete(checkpoint_id: u64) -> Result<(), String> {
+        with(|op| op.notify_checkpoint_complete(checkpoint_id))
+    }
 
-        fn snapshot_state(checkpoint_id: u64, timestamp: i64) -> Result<(), String> {
-            with(|op| op.snapshot_state(checkpoint_id, timestamp))
-        }
+    pub fn notify_checkpoint_aborted(checkpoint_id: u64) -> Result<(), String> {
+        with(|op| op.notify_checkpoint_aborted(checkpoint_id))
+    }
 
-        fn notify_checkpoint_complete(checkpoint_id: u64) -> Result<(), String> {
-            with(|op| op.notify_checkpoint_complete(checkpoint_id))
-        }
-
-        fn notify_checkpoint_aborted(checkpoint_id: u64) -> Result<(), String> {
-            with(|op| op.notify_checkpoint_aborted(checkpoint_id))
-        }
-
-        fn close() -> Result<WireBatch, String> {
-            with(|op| op.close()).map(Batch::into_wire)
-        }
+    pub fn close() -> Result<WireBatch, String> {
+        with(|op| op.close()).map(Batch::into_wire)
     }
 }
 
-#[cfg(target_arch = "wasm32")]
-pub use exports::Export;
+/// Generates the wit-bindgen export for a factory (used by the public export macros).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __wasmflow_export {
+    ($factory:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            use $crate::bindings::wasmflow::operator::types::{Batch, OperatorKind, PollStatus, TaskInfo};
+            use $crate::glue::exports as e;
+
+            struct WasmflowExport;
+
+            impl $crate::bindings::exports::wasmflow::operator::operator::Guest for WasmflowExport {
+                fn kind() -> OperatorKind {
+                    <$factory as $crate::glue::Factory>::KIND
+                }
+                fn create(info: TaskInfo, config: String) -> Result<(), String> {
+                    e::create::<$factory>(info, config)
+                }
+                fn initialize_state(restored: Option<u64>) -> Result<(), String> {
+                    e::initialize_state(restored)
+                }
+                fn open() -> Result<(), String> {
+                    e::open()
+                }
+                fn process(input: Batch) -> Result<Batch, String> {
+                    e::process(input)
+                }
+                fn poll(max_records: u32) -> Result<(Batch, PollStatus), String> {
+                    e::poll(max_records)
+                }
+                fn snapshot_state(checkpoint_id: u64, timestamp: i64) -> Result<(), String> {
+                    e::snapshot_state(checkpoint_id, timestamp)
+                }
+                fn notify_checkpoint_complete(checkpoint_id: u64) -> Result<(), String> {
+                    e::notify_checkpoint_complete(checkpoint_id)
+                }
+                fn notify_checkpoint_aborted(checkpoint_id: u64) -> Result<(), String> {
+                    e::notify_checkpoint_aborted(checkpoint_id)
+                }
+                fn close() -> Result<Batch, String> {
+                    e::close()
+                }
+            }
+
+            $crate::bindings::__export_operator_module!(WasmflowExport with_types_in $crate::bindings);
+        };
+        /// The operator this crate exports, for the native test harness.
+        pub type WasmflowOperator = $factory;
+    };
+}
 
 /// Exports a [`Source`] type as this module's operator.
 ///
@@ -257,10 +300,7 @@ pub use exports::Export;
 #[macro_export]
 macro_rules! export_source {
     ($t:ty) => {
-        #[cfg(target_arch = "wasm32")]
-        $crate::bindings::__export_operator_module!($crate::glue::Export<$crate::glue::SourceFactory<$t>> with_types_in $crate::bindings);
-        /// The operator this crate exports, for the native test harness.
-        pub type WasmflowOperator = $crate::glue::SourceFactory<$t>;
+        $crate::__wasmflow_export!($crate::glue::SourceFactory<$t>);
     };
 }
 
@@ -268,10 +308,7 @@ macro_rules! export_source {
 #[macro_export]
 macro_rules! export_operator {
     ($t:ty) => {
-        #[cfg(target_arch = "wasm32")]
-        $crate::bindings::__export_operator_module!($crate::glue::Export<$crate::glue::OperatorFactory<$t>> with_types_in $crate::bindings);
-        /// The operator this crate exports, for the native test harness.
-        pub type WasmflowOperator = $crate::glue::OperatorFactory<$t>;
+        $crate::__wasmflow_export!($crate::glue::OperatorFactory<$t>);
     };
 }
 
@@ -279,10 +316,7 @@ macro_rules! export_operator {
 #[macro_export]
 macro_rules! export_sink {
     ($t:ty) => {
-        #[cfg(target_arch = "wasm32")]
-        $crate::bindings::__export_operator_module!($crate::glue::Export<$crate::glue::SinkFactory<$t>> with_types_in $crate::bindings);
-        /// The operator this crate exports, for the native test harness.
-        pub type WasmflowOperator = $crate::glue::SinkFactory<$t>;
+        $crate::__wasmflow_export!($crate::glue::SinkFactory<$t>);
     };
 }
 

@@ -72,6 +72,7 @@ pub mod glue;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
 pub mod files;
+pub mod kafka;
 pub mod log;
 mod operator;
 mod record;

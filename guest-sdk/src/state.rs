@@ -16,8 +16,9 @@ use serde::Serialize;
 use wasmflow_state::{Mode, OperatorStateStore, StateId, TypeInfo};
 
 /// Where state lives: in the host (inside wasm) or in the native test harness's store.
+#[doc(hidden)]
 #[derive(Clone)]
-pub(crate) enum Backend {
+pub enum Backend {
     #[cfg(target_arch = "wasm32")]
     Host,
     Native(Rc<RefCell<OperatorStateStore>>),

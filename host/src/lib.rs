@@ -11,6 +11,7 @@
 //! * [`runtime`]: subtasks on tokio, channels, partitioning, barriers.
 //! * [`checkpoint`]: durable checkpoints and savepoints.
 //! * [`connectors`]: the Kafka capability.
+pub mod build;
 pub mod checkpoint;
 pub mod cli;
 pub mod connectors;

@@ -19,4 +19,4 @@ mod store;
 pub use mode::Mode;
 pub use redistribute::{redistribute, RestoredState, RestoredSubtask, RestoredValue, Segment};
 pub use snapshot::{NamedStateSnapshot, StateValue, SubtaskSnapshot, TypeInfo};
-pub use store::{OperatorStateStore, StateError, StateLimits};
+pub use store::{OperatorStateStore, StateError, StateId, StateLimits};

@@ -29,6 +29,7 @@ pub struct SubtaskInstance {
     bindings: Bindings,
     kind: OperatorKind,
     call_timeout: Duration,
+    max_batch_bytes: usize,
 }
 
 fn trap_message(e: &wasmtime::Error) -> String {
@@ -48,6 +49,7 @@ fn trap_message(e: &wasmtime::Error) -> String {
 impl SubtaskInstance {
     /// Instantiates `module` in a new store holding `data`.
     pub async fn instantiate(engine: &Engine, module: &OperatorModule, data: SubtaskData, call_timeout: Duration) -> Result<Self> {
+        let max_batch_bytes = data.max_batch_bytes;
         let mut store = Store::new(engine.wasmtime(), data);
         store.limiter(|d| d);
         store.set_epoch_deadline(1);
@@ -68,7 +70,7 @@ impl SubtaskInstance {
             call: "kind",
             message: trap_message(&e),
         })?;
-        Ok(SubtaskInstance { store, bindings, kind, call_timeout })
+        Ok(SubtaskInstance { store, bindings, kind, call_timeout, max_batch_bytes })
     }
 
     /// Source, transform or sink.
@@ -124,12 +126,42 @@ impl SubtaskInstance {
 
     /// `process`: one batch in, one batch out.
     pub async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
-        self.call("process", Phase::Running, move |g, s| Box::pin(async move { g.call_process(s, &input).await })).await
+        let out = self.call("process", Phase::Running, move |g, s| Box::pin(async move { g.call_process(s, &input).await })).await?;
+        self.check_batch("process", out)
     }
 
     /// `poll`: a source produces up to `max_records` records.
     pub async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
-        self.call("poll", Phase::Running, move |g, s| Box::pin(async move { g.call_poll(s, max_records).await })).await
+        let (out, status) =
+            self.call("poll", Phase::Running, move |g, s| Box::pin(async move { g.call_poll(s, max_records).await })).await?;
+        Ok((self.check_batch("poll", out)?, status))
+    }
+
+    /// A batch from the guest is untrusted: its record lengths must add up to its data, and it
+    /// must fit the batch-size limit, before anything downstream reads it.
+    fn check_batch(&self, call: &'static str, batch: Batch) -> Result<Batch, GuestError> {
+        let fail = |message: String| GuestError::Failed { tag: self.store.data().tag.clone(), call, message };
+        if batch.data.len() > self.max_batch_bytes {
+            return Err(fail(format!(
+                "returned a batch of {} bytes, over the limit of {} bytes (limits.batch-bytes)",
+                batch.data.len(),
+                self.max_batch_bytes
+            )));
+        }
+        let mut total: u64 = 0;
+        for (i, m) in batch.records.iter().enumerate() {
+            if m.key_len < -1 {
+                return Err(fail(format!("returned a malformed batch: record {i} has key length {}", m.key_len)));
+            }
+            total += m.key_len.max(0) as u64 + m.value_len as u64;
+        }
+        if total != batch.data.len() as u64 {
+            return Err(fail(format!(
+                "returned a malformed batch: record lengths add up to {total} bytes but the data has {}",
+                batch.data.len()
+            )));
+        }
+        Ok(batch)
     }
 
     /// `snapshot-state`, then a deep copy of the subtask's state (Flink's synchronous phase).
@@ -161,6 +193,6 @@ impl SubtaskInstance {
     pub async fn close(&mut self) -> Result<Batch, GuestError> {
         let out = self.call("close", Phase::Running, |g, s| Box::pin(async move { g.call_close(s).await })).await;
         self.store.data_mut().phase = Phase::Closed;
-        out
+        self.check_batch("close", out?)
     }
 }

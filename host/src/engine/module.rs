@@ -22,13 +22,6 @@ pub enum Capability {
 }
 
 impl Capability {
-    fn interface(self) -> &'static str {
-        match self {
-            Capability::Kafka => "kafka",
-            Capability::Files => "files",
-        }
-    }
-
     fn grant_key(self) -> &'static str {
         match self {
             Capability::Kafka => "grants = { kafka = true }",

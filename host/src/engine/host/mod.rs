@@ -62,6 +62,8 @@ pub struct SubtaskData {
     pub(crate) started: Instant,
     /// Deadline of the guest call in progress (checked on every epoch tick).
     pub(crate) call_deadline: Option<Instant>,
+    /// Largest batch the guest may return.
+    pub(crate) max_batch_bytes: usize,
 }
 
 /// The limits a subtask runs under, resolved from the job file.
@@ -72,6 +74,7 @@ pub struct SubtaskLimits {
     pub state: StateLimits,
     pub log_line_bytes: usize,
     pub log_lines_per_second: u32,
+    pub batch_bytes: usize,
 }
 
 impl SubtaskData {
@@ -94,6 +97,7 @@ impl SubtaskData {
             log: LogBudget::new(limits.log_line_bytes, limits.log_lines_per_second),
             started: Instant::now(),
             call_deadline: None,
+            max_batch_bytes: limits.batch_bytes,
         }
     }
 
