@@ -1,1 +1,60 @@
-//! Support code for the end-to-end tests.
+//! Support code for the end-to-end tests: where the built operators and the `wasmflow` binary
+//! are, job files written into temporary directories, and reading a sink's committed output.
+//!
+//! The tests need `make operators` (which `make test` runs first); a missing artifact is a
+//! failure with that instruction, never a silent skip.
+
+pub mod job;
+
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The component of operator crate `operators/<name>`, as built by `make operators`.
+pub fn operator(name: &str) -> PathBuf {
+    let path = target_dir().join("operators").join(format!("wasmflow_op_{}.wasm", name.replace('-', "_")));
+    assert!(path.exists(), "{} is missing: run `make operators` first (make test does)", path.display());
+    path
+}
+
+/// The release `wasmflow` binary, as built by `make host`.
+pub fn wasmflow_bin() -> PathBuf {
+    let path = target_dir().join("release").join("wasmflow");
+    assert!(path.exists(), "{} is missing: run `make host` first (make test does)", path.display());
+    path
+}
+
+/// Every committed line in a files-sink directory (pending files are not output), sorted.
+pub fn committed_lines(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name().into_string().unwrap_or_default();
+            if name.starts_with("part-") {
+                lines.extend(std::fs::read_to_string(e.path()).expect("readable").lines().map(String::from));
+            }
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// Splits sink output of the example pipeline into data lines and the counters' totals.
+pub fn data_and_counts(lines: &[String]) -> (Vec<String>, Vec<u64>) {
+    let (counts, data): (Vec<&String>, Vec<&String>) = lines.iter().partition(|l| l.bytes().all(|b| b.is_ascii_digit()));
+    (data.into_iter().cloned().collect(), counts.iter().map(|c| c.parse().expect("digits")).collect())
+}
+
+/// The values the generator emits for `0..count`, upper-cased, sorted like `committed_lines`.
+pub fn expected_records(count: u64) -> Vec<String> {
+    let mut v: Vec<String> = (0..count).map(|n| format!("RECORD-{n}")).collect();
+    v.sort();
+    v
+}

@@ -1,0 +1,56 @@
+# wasmflow — two commands set everything up on a fresh machine:
+#   make run    builds everything, starts a local Kafka-compatible broker, runs the demo job
+#   make test   builds everything and runs every test, including end-to-end tests on a real broker
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+TOOLS    ?= $(or $(WASMFLOW_TOOLS),$(CURDIR)/.tools)
+CARGO    ?= cargo
+WASMFLOW := target/release/wasmflow
+OPERATORS := $(patsubst %/Cargo.toml,%,$(wildcard operators/*/Cargo.toml))
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export WASMFLOW_TOOLS := $(TOOLS)
+
+.PHONY: help host guest-toolchain operators tools test run example bench clean
+
+help:
+	@echo "make run      build, start a local broker, run the demo job (Kafka -> counter -> exactly-once files)"
+	@echo "make test     build and run every test (unit, harness, end-to-end with a real broker)"
+	@echo "make example  build and run jobs/example.toml (no broker needed)"
+	@echo "make bench    benchmarks, report in bench/REPORT.md"
+
+host:
+	$(CARGO) build --release -p wasmflow-host
+
+# A rustup wasm32 target if installed; otherwise Debian's rustc-web, which builds std from source.
+guest-toolchain:
+	@if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then \
+		echo "guest toolchain: rustup wasm32-unknown-unknown"; \
+	elif [ -x /usr/bin/rustc ] && [ -d /usr/lib/rustlib/src/rust/library ] && command -v wasm-ld >/dev/null; then \
+		echo "guest toolchain: Debian rustc-web with -Zbuild-std"; \
+	else \
+		echo "installing Debian's guest toolchain: rustc-web cargo-web rust-web-src lld"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq rustc-web cargo-web rust-web-src lld; \
+	fi
+
+operators: host guest-toolchain
+	@for op in $(OPERATORS); do $(WASMFLOW) build $$op || exit 1; done
+
+tools:
+	@scripts/install-tansu.sh "$(TOOLS)"
+
+test: operators tools
+	$(CARGO) test --workspace --release
+
+example: operators
+	$(WASMFLOW) run jobs/example.toml
+
+run: operators tools
+	@scripts/demo.sh
+
+bench: operators tools
+	@if [ -d bench ] && [ -f bench/Cargo.toml ]; then $(CARGO) run --release -p wasmflow-bench; \
+	else echo "benchmarks are not written yet (issue #6)"; exit 1; fi
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,69 @@
+//! Writing job files for tests.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::operator;
+
+/// The example pipeline (generator → uppercase → failing map (optional) → counter → exactly-once
+/// file sink) written into `dir`, with absolute module paths.
+pub struct PipelineJob {
+    pub count: u64,
+    pub records_per_second: Option<u32>,
+    pub source_parallelism: u32,
+    pub counter_parallelism: u32,
+    pub sink_parallelism: u32,
+    pub checkpoint_interval_ms: Option<u64>,
+    pub restart_attempts: u32,
+    /// Key at which a failing map between uppercase and counter fails in attempt 1.
+    pub fail_on_key: Option<u64>,
+}
+
+impl Default for PipelineJob {
+    fn default() -> Self {
+        PipelineJob {
+            count: 1000,
+            records_per_second: None,
+            source_parallelism: 2,
+            counter_parallelism: 3,
+            sink_parallelism: 2,
+            checkpoint_interval_ms: Some(100),
+            restart_attempts: 0,
+            fail_on_key: None,
+        }
+    }
+}
+
+impl PipelineJob {
+    /// Writes `job.toml` into `dir`; output goes to `dir/out`, checkpoints to `dir/checkpoints`.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let mut t = String::from("[job]\nname = \"pipeline\"\nbatch-size = 64\n\n");
+        if let Some(ms) = self.checkpoint_interval_ms {
+            writeln!(t, "[checkpoints]\ninterval-ms = {ms}\ndir = \"checkpoints\"\nretain = 2\n").unwrap();
+        }
+        writeln!(t, "[restart]\nattempts = {}\ndelay-ms = 50\n", self.restart_attempts).unwrap();
+        let rate = self.records_per_second.map(|r| format!(", records-per-second = {r}")).unwrap_or_default();
+        let op = |t: &mut String, id: &str, module: &str, p: u32, extra: &str| {
+            writeln!(t, "[[operators]]\nid = \"{id}\"\nmodule = \"{}\"\nparallelism = {p}\n{extra}", operator(module).display()).unwrap();
+        };
+        op(&mut t, "numbers", "generator", self.source_parallelism, &format!("config = {{ count = {}{rate} }}\n", self.count));
+        op(&mut t, "upper", "uppercase", self.source_parallelism, "");
+        let mut chain = vec![("numbers", "upper", "forward")];
+        if let Some(key) = self.fail_on_key {
+            op(&mut t, "fail", "failing-map", self.source_parallelism, &format!("config = {{ fail-on-key = \"{key}\" }}\n"));
+            chain.push(("upper", "fail", "forward"));
+            chain.push(("fail", "counter", "key-hash"));
+        } else {
+            chain.push(("upper", "counter", "key-hash"));
+        }
+        op(&mut t, "counter", "counter", self.counter_parallelism, "");
+        op(&mut t, "out", "sink", self.sink_parallelism, "grants = { files = \"out\" }\n");
+        chain.push(("counter", "out", "rebalance"));
+        for (from, to, p) in chain {
+            writeln!(t, "[[edges]]\nfrom = \"{from}\"\nto = \"{to}\"\npartitioning = \"{p}\"\n").unwrap();
+        }
+        let path = dir.join("job.toml");
+        std::fs::write(&path, t).unwrap();
+        path
+    }
+}
