@@ -16,5 +16,6 @@ pub mod checkpoint;
 pub mod cli;
 pub mod connectors;
 pub mod engine;
+pub mod inspect;
 pub mod job;
 pub mod runtime;

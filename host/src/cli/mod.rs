@@ -1,5 +1,6 @@
 //! The `wasmflow` command line.
 
+mod control;
 mod run;
 mod validate;
 
@@ -28,6 +29,21 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         grant: Vec<String>,
     },
+    /// Show a checkpoint or savepoint: every operator's and subtask's state.
+    Inspect {
+        /// The checkpoint or savepoint directory.
+        dir: PathBuf,
+        /// Print JSON (schema in the README).
+        #[arg(long)]
+        json: bool,
+        /// Show what each subtask would restore at this parallelism: `OP=N[,OP=N]`.
+        #[arg(long, value_delimiter = ',', value_name = "OP=N")]
+        parallelism: Vec<String>,
+    },
+    /// Trigger a savepoint in a running job.
+    Savepoint(control::SavepointArgs),
+    /// Stop a running job, optionally with a final savepoint.
+    Stop(control::StopArgs),
     /// Build an operator crate to a validated component `.wasm`.
     Build {
         /// The operator crate (default: the current directory).
@@ -42,6 +58,9 @@ pub fn main() -> Result<()> {
         Command::Run(args) => run::run(args),
         Command::Validate { module, grant } => validate::validate(&module, &grant),
         Command::Build { dir } => build(dir),
+        Command::Inspect { dir, json, parallelism } => inspect(&dir, json, &parallelism),
+        Command::Savepoint(args) => control::savepoint(args),
+        Command::Stop(args) => control::stop(args),
     }
 }
 
@@ -53,5 +72,20 @@ fn build(dir: Option<PathBuf>) -> Result<()> {
     let all = [crate::engine::Capability::Kafka, crate::engine::Capability::Files].into_iter().collect();
     crate::engine::OperatorModule::load(&engine, &built.path, &all)?;
     println!("{}: {} ({} KiB)", built.package, built.path.display(), built.size.div_ceil(1024));
+    Ok(())
+}
+
+fn inspect(dir: &std::path::Path, json: bool, parallelism: &[String]) -> Result<()> {
+    let checkpoint = crate::checkpoint::load_dir(dir)?;
+    let view = if parallelism.is_empty() {
+        crate::inspect::describe(&checkpoint)
+    } else {
+        crate::inspect::preview(&checkpoint, &run::parse_parallelism(parallelism)?)?
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&view)?);
+    } else {
+        print!("{}", crate::inspect::render_text(&view));
+    }
     Ok(())
 }

@@ -45,13 +45,13 @@ fn parses_a_valid_job() {
 fn unknown_key_names_file_line_and_key() {
     let text = GOOD.replace("parallelism = 2\nconfig", "paralelism = 2\nconfig");
     let e = err(&text);
-    assert!(e.starts_with("jobs/x.toml:12: unknown field `paralelism`"), "{e}");
+    assert!(e.starts_with("jobs/x.toml:11: unknown field `paralelism`"), "{e}");
 }
 
 #[test]
 fn wrong_type_names_line() {
     let e = err(&GOOD.replace("parallelism = 2\nconfig", "parallelism = \"two\"\nconfig"));
-    assert!(e.starts_with("jobs/x.toml:12: invalid type: string \"two\", expected u32"), "{e}");
+    assert!(e.starts_with("jobs/x.toml:11: invalid type: string \"two\", expected u32"), "{e}");
 }
 
 #[test]
