@@ -58,3 +58,25 @@ pub fn expected_records(count: u64) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Asserts that `data` holds every expected record exactly once; on failure says how many are
+/// missing or duplicated (and a few examples) instead of printing thousands of lines.
+pub fn assert_exactly_once(data: &[String], count: u64, context: &str) {
+    use std::collections::BTreeMap;
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in data {
+        *seen.entry(d.as_str()).or_default() += 1;
+    }
+    let expected = expected_records(count);
+    let missing: Vec<&String> = expected.iter().filter(|e| !seen.contains_key(e.as_str())).collect();
+    let duplicated: Vec<(&&str, &usize)> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    let unexpected = data.len() - (expected.len() - missing.len()) - duplicated.iter().map(|(_, n)| *n - 1).sum::<usize>();
+    assert!(
+        missing.is_empty() && duplicated.is_empty() && unexpected == 0,
+        "{context}: {} records missing (e.g. {:?}), {} duplicated (e.g. {:?}), {unexpected} unexpected, out of {count}",
+        missing.len(),
+        missing.iter().take(5).collect::<Vec<_>>(),
+        duplicated.len(),
+        duplicated.iter().take(5).collect::<Vec<_>>(),
+    );
+}

@@ -6,7 +6,7 @@ use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
 use wasmflow_host::runtime::{JobReport, RunOptions, run_job};
 use wasmflow_tests::job::PipelineJob;
-use wasmflow_tests::{committed_lines, data_and_counts, expected_records};
+use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts};
 
 async fn run(job: &Path) -> anyhow::Result<JobReport> {
     let spec = JobSpec::load(job)?;
@@ -20,7 +20,7 @@ async fn bounded_job_emits_every_record_exactly_once() {
     let report = run(&job).await.unwrap();
     assert!(!report.completed_checkpoints.is_empty(), "the final checkpoint completes");
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
-    assert_eq!(data, expected_records(2000));
+    assert_exactly_once(&data, 2000, "output");
     assert_eq!(counts.len(), 3, "one total per counter subtask");
     assert_eq!(counts.iter().sum::<u64>(), 2000);
 }
@@ -32,7 +32,7 @@ async fn without_checkpoints_the_sink_commits_at_end_of_input() {
     let report = run(&job).await.unwrap();
     assert!(report.completed_checkpoints.is_empty());
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
-    assert_eq!(data, expected_records(300));
+    assert_exactly_once(&data, 300, "output");
     assert_eq!(counts.iter().sum::<u64>(), 300);
 }
 
@@ -52,7 +52,7 @@ async fn a_trap_restarts_from_the_latest_checkpoint_with_exact_state() {
     let report = run(&job).await.unwrap();
     assert_eq!(report.restarts, 1);
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
-    assert_eq!(data, expected_records(3000), "no record lost or duplicated");
+    assert_exactly_once(&data, 3000, "no record lost or duplicated");
     assert_eq!(counts.iter().sum::<u64>(), 3000, "counter state exact after recovery");
 }
 
