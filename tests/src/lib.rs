@@ -4,6 +4,7 @@
 //! The tests need `make operators` (which `make test` runs first); a missing artifact is a
 //! failure with that instruction, never a silent skip.
 
+pub mod broker;
 pub mod job;
 
 use std::path::{Path, PathBuf};

@@ -1,1 +1,3 @@
-//! Capabilities backed by external systems.
+//! Capabilities backed by external systems. Each is linked into an operator only when the job
+//! file grants it.
+pub mod kafka;

@@ -119,7 +119,7 @@ impl OperatorModule {
             wit::files::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         }
         if capabilities.contains(&Capability::Kafka) {
-            bail!("{file}: the Kafka capability is not available in this build");
+            wit::kafka::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         }
         let instance_pre = linker
             .instantiate_pre(&component)

@@ -5,6 +5,7 @@
 
 mod clock;
 mod files;
+mod kafka;
 mod log;
 mod state;
 
@@ -22,9 +23,9 @@ pub struct ListStateHandle(pub(crate) usize);
 /// A registered broadcast state, as handed to the guest.
 pub struct BroadcastStateHandle(pub(crate) usize);
 /// A Kafka consumer the host runs for the guest.
-pub struct ConsumerHandle;
+pub struct ConsumerHandle(pub(crate) crate::connectors::kafka::KafkaConsumer);
 /// A Kafka producer the host runs for the guest.
-pub struct ProducerHandle;
+pub struct ProducerHandle(pub(crate) crate::connectors::kafka::KafkaProducer);
 
 /// Which lifecycle call the guest is in; state registration is only allowed in
 /// `initialize-state` (Flink registers operator state in `initializeState`).
@@ -64,6 +65,7 @@ pub struct SubtaskData {
     pub(crate) call_deadline: Option<Instant>,
     /// Largest batch the guest may return.
     pub(crate) max_batch_bytes: usize,
+    pub(crate) kafka_limits: crate::connectors::kafka::KafkaLimits,
 }
 
 /// The limits a subtask runs under, resolved from the job file.
@@ -98,6 +100,7 @@ impl SubtaskData {
             started: Instant::now(),
             call_deadline: None,
             max_batch_bytes: limits.batch_bytes,
+            kafka_limits: Default::default(),
         }
     }
 

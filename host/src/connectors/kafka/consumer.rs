@@ -1,0 +1,305 @@
+//! The Kafka consumer a subtask's guest drives.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::{KafkaError, KafkaLimits, bootstrap, check_properties, client_config, with_retries};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where to start reading an assigned partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPosition {
+    Earliest,
+    Latest,
+    /// The group's committed offset; if none, `auto.offset.reset` (default earliest).
+    GroupCommitted,
+    /// Exactly this offset (the next record to read).
+    Offset(i64),
+}
+
+/// One fetched record, owned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+type Item = Result<FetchedRecord, KafkaError>;
+
+/// A consumer with manual assignment (no group rebalancing: partitions are assigned by the
+/// operator with Flink's formula) and a poll thread feeding a bounded buffer.
+pub struct KafkaConsumer {
+    client: Arc<BaseConsumer>,
+    servers: String,
+    limits: KafkaLimits,
+    buffer: mpsc::Receiver<Item>,
+    stop: Arc<AtomicBool>,
+    /// Next offset to hand to the guest per assigned partition; records the buffer holds for
+    /// positions the guest has moved past (none today: assignment only adds) are dropped.
+    positions: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
+    reset_to_latest: bool,
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn timestamp_millis(m: &rdkafka::message::BorrowedMessage<'_>) -> i64 {
+    m.timestamp().to_millis().unwrap_or(-1)
+}
+
+impl KafkaConsumer {
+    /// Creates the client and starts its poll thread. Properties are checked first
+    /// ([`super::check_properties`]); `enable.auto.commit` is the guest's choice (the Kafka
+    /// source turns it off for checkpoint commits, §3.4).
+    pub fn new(properties: &[(String, String)], limits: KafkaLimits) -> Result<KafkaConsumer, KafkaError> {
+        check_properties(properties)?;
+        let mut config = client_config(properties);
+        if config.get("group.id").is_none() {
+            // librdkafka needs a group id for a consumer even when nothing is committed.
+            config.set("group.id", "wasmflow-unused");
+            config.set("enable.auto.commit", "false");
+        }
+        config.set("enable.auto.offset.store", "false");
+        config.set("queued.max.messages.kbytes", (limits.max_fetch_bytes / 1024).max(1024).to_string());
+        let reset_to_latest = config.get("auto.offset.reset").is_some_and(|v| v == "latest" || v == "largest");
+        let client: Arc<BaseConsumer> = Arc::new(config.create()?);
+        let (tx, rx) = mpsc::channel(limits.buffered_records.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
+        let (c, s, max_record) = (client.clone(), stop.clone(), limits.max_record_bytes);
+        std::thread::Builder::new()
+            .name("wasmflow-kafka-poll".into())
+            .spawn(move || poll_loop(&c, &tx, &s, max_record))
+            .map_err(|e| KafkaError::Other(e.to_string()))?;
+        Ok(KafkaConsumer { client, servers: bootstrap(properties), limits, buffer: rx, stop, positions, reset_to_latest })
+    }
+
+    /// Names of all topics.
+    pub async fn list_topics(&self) -> Result<Vec<String>, KafkaError> {
+        let c = self.client.clone();
+        with_retries(&self.limits, &self.servers, move || {
+            let md = c.fetch_metadata(None, REQUEST_TIMEOUT)?;
+            Ok(md.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name().to_string()).collect())
+        })
+        .await
+    }
+
+    /// Partitions of `topics`, sorted. A topic that does not exist is an error naming it.
+    pub async fn list_partitions(&self, topics: &[String]) -> Result<Vec<(String, i32)>, KafkaError> {
+        let mut out = Vec::new();
+        for topic in topics {
+            let (c, t) = (self.client.clone(), topic.clone());
+            let parts = with_retries(&self.limits, &self.servers, move || {
+                let md = c.fetch_metadata(Some(&t), REQUEST_TIMEOUT)?;
+                let tm = md.topics().iter().find(|m| m.name() == t).ok_or_else(|| KafkaError::NoSuchTopic(t.clone()))?;
+                if tm.error().is_some() || tm.partitions().is_empty() {
+                    return Err(KafkaError::NoSuchTopic(t.clone()));
+                }
+                Ok(tm.partitions().iter().map(|p| (t.clone(), p.id())).collect::<Vec<_>>())
+            })
+            .await?;
+            out.extend(parts);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// `(low, high)` watermarks of a partition: earliest offset, and the offset the next record
+    /// will get.
+    async fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
+        let (c, t) = (self.client.clone(), topic.to_string());
+        with_retries(&self.limits, &self.servers, move || Ok(c.fetch_watermarks(&t, partition, REQUEST_TIMEOUT)?)).await
+    }
+
+    /// Earliest available offset of each partition.
+    pub async fn earliest_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let mut out = Vec::new();
+        for (t, p) in partitions {
+            out.push((t.clone(), *p, self.watermarks(t, *p).await?.0));
+        }
+        Ok(out)
+    }
+
+    /// High watermark (next offset to be written) of each partition.
+    pub async fn latest_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let mut out = Vec::new();
+        for (t, p) in partitions {
+            out.push((t.clone(), *p, self.watermarks(t, *p).await?.1));
+        }
+        Ok(out)
+    }
+
+    /// First offset whose timestamp is >= `timestamp_ms`, or -1 if there is none.
+    pub async fn offsets_for_timestamp(&self, partitions: &[(String, i32)], timestamp_ms: i64) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            tpl.add_partition_offset(t, *p, Offset::Offset(timestamp_ms))?;
+        }
+        let c = self.client.clone();
+        let found = with_retries(&self.limits, &self.servers, move || Ok(c.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT)?)).await?;
+        Ok(found
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition(), match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            }))
+            .collect())
+    }
+
+    /// Offsets committed for this consumer's group (-1 where none).
+    pub async fn committed_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            tpl.add_partition(t, *p);
+        }
+        let c = self.client.clone();
+        let found = with_retries(&self.limits, &self.servers, move || Ok(c.committed_offsets(tpl.clone(), REQUEST_TIMEOUT)?)).await?;
+        Ok(found
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition(), match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            }))
+            .collect())
+    }
+
+    /// Adds partitions to the assignment. Each start position is resolved to an explicit offset
+    /// first (earliest/latest from the watermarks, group-committed from the group or
+    /// `auto.offset.reset`), so what is read next is known exactly; returns those offsets.
+    pub async fn assign(&self, partitions: &[(String, i32, StartPosition)]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        let mut resolved = Vec::new();
+        for (t, p, start) in partitions {
+            let offset = match start {
+                StartPosition::Offset(o) => *o,
+                StartPosition::Earliest => self.watermarks(t, *p).await?.0,
+                StartPosition::Latest => self.watermarks(t, *p).await?.1,
+                StartPosition::GroupCommitted => {
+                    let committed = self.committed_offsets(&[(t.clone(), *p)]).await?[0].2;
+                    if committed >= 0 {
+                        committed
+                    } else {
+                        let (low, high) = self.watermarks(t, *p).await?;
+                        if self.reset_to_latest { high } else { low }
+                    }
+                }
+            };
+            resolved.push((t.clone(), *p, offset));
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in &resolved {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+        }
+        self.client.incremental_assign(&tpl)?;
+        let mut positions = self.positions.lock().expect("positions lock");
+        for (t, p, o) in &resolved {
+            positions.insert((t.clone(), *p), *o);
+        }
+        Ok(resolved)
+    }
+
+    /// The next offset the guest will receive for each assigned partition.
+    pub fn positions(&self) -> Vec<(String, i32, i64)> {
+        self.positions.lock().expect("positions lock").iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect()
+    }
+
+    /// Up to `max_records` records (capped by the limits), waiting at most `timeout` for the first.
+    pub async fn fetch(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<FetchedRecord>, KafkaError> {
+        let max = max_records.min(self.limits.max_records_per_fetch).max(1);
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        let first = match tokio::time::timeout(timeout, self.buffer.recv()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => return Err(KafkaError::Other("the Kafka poll thread stopped".into())),
+            Err(_) => return Ok(out),
+        };
+        let mut next = Some(first);
+        while let Some(item) = next.take() {
+            let record = item?;
+            let mut positions = self.positions.lock().expect("positions lock");
+            let key = (record.topic.clone(), record.partition);
+            match positions.get(&key) {
+                Some(&expected) if record.offset >= expected => {
+                    positions.insert(key, record.offset + 1);
+                    bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len);
+                    out.push(record);
+                }
+                _ => {} // a record of a position already passed, or of a partition no longer assigned
+            }
+            drop(positions);
+            if out.len() >= max || bytes >= self.limits.max_fetch_bytes {
+                break;
+            }
+            next = self.buffer.try_recv().ok();
+        }
+        Ok(out)
+    }
+
+    /// Commits `offsets` (each the next record to read) for the group, asynchronously; a
+    /// failure is logged by librdkafka and does not fail the job (§3.11).
+    pub fn commit(&self, offsets: &[(String, i32, i64)]) -> Result<(), KafkaError> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in offsets {
+            tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
+        }
+        if tpl.count() > 0 {
+            self.client.commit(&tpl, CommitMode::Async)?;
+        }
+        Ok(())
+    }
+}
+
+/// Polls the client and pushes records into the bounded buffer; blocks while the buffer is full,
+/// which stops polling and lets librdkafka's own bounded queue apply back-pressure.
+fn poll_loop(client: &BaseConsumer, tx: &mpsc::Sender<Item>, stop: &AtomicBool, max_record: usize) {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(result) = client.poll(Duration::from_millis(100)) else { continue };
+        let item = match result {
+            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => continue,
+            Err(e) => {
+                tracing::warn!("Kafka consumer: {e}");
+                continue;
+            }
+            Ok(m) => {
+                let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
+                if size > max_record {
+                    Err(KafkaError::RecordTooLarge { topic: m.topic().into(), partition: m.partition(), offset: m.offset(), size, max: max_record })
+                } else {
+                    let headers = m
+                        .headers()
+                        .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
+                        .unwrap_or_default();
+                    Ok(FetchedRecord {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: timestamp_millis(&m),
+                        key: m.key().map(<[u8]>::to_vec),
+                        value: m.payload().unwrap_or_default().to_vec(),
+                        headers,
+                    })
+                }
+            }
+        };
+        if tx.blocking_send(item).is_err() {
+            return; // the consumer was dropped
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! The `kafka` interface: the guest's handle on a host-run Kafka client.
+//!
+//! Errors the guest can act on (a missing topic, an unreachable broker after the retry budget)
+//! come back as `Err(string)`; misuse of the capability (a forbidden property) traps.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use wasmtime::component::Resource;
+
+use super::{ConsumerHandle, ProducerHandle, SubtaskData};
+use crate::connectors::kafka::{KafkaConsumer, KafkaProducer, StartPosition as Start};
+use crate::engine::bindings::wasmflow::operator::kafka::{
+    Assignment, FetchedBatch, Header, Host, HostConsumer, HostProducer, KafkaRecordMeta, PartitionOffset, StartPosition, TopicPartition,
+};
+use crate::engine::bindings::wasmflow::operator::types::Batch;
+
+type GuestResult<T> = Result<Result<T, String>>;
+
+fn tps(partitions: &[TopicPartition]) -> Vec<(String, i32)> {
+    partitions.iter().map(|p| (p.topic.clone(), p.partition)).collect()
+}
+
+fn offsets(v: Vec<(String, i32, i64)>) -> Vec<PartitionOffset> {
+    v.into_iter().map(|(topic, partition, offset)| PartitionOffset { topic, partition, offset }).collect()
+}
+
+fn guest<T, E: std::fmt::Display>(r: Result<T, E>) -> GuestResult<T> {
+    Ok(r.map_err(|e| e.to_string()))
+}
+
+impl SubtaskData {
+    fn consumer(&mut self, h: &Resource<ConsumerHandle>) -> Result<&mut KafkaConsumer> {
+        Ok(&mut self.table.get_mut(h)?.0)
+    }
+}
+
+impl HostConsumer for SubtaskData {
+    async fn new(&mut self, properties: Vec<(String, String)>) -> Result<Resource<ConsumerHandle>> {
+        let consumer = KafkaConsumer::new(&properties, self.kafka_limits.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
+        Ok(self.table.push(ConsumerHandle(consumer))?)
+    }
+
+    async fn list_topics(&mut self, h: Resource<ConsumerHandle>) -> GuestResult<Vec<String>> {
+        guest(self.consumer(&h)?.list_topics().await)
+    }
+
+    async fn list_partitions(&mut self, h: Resource<ConsumerHandle>, topics: Vec<String>) -> GuestResult<Vec<TopicPartition>> {
+        let r = self.consumer(&h)?.list_partitions(&topics).await;
+        guest(r.map(|v| v.into_iter().map(|(topic, partition)| TopicPartition { topic, partition }).collect()))
+    }
+
+    async fn assign(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<Assignment>) -> GuestResult<()> {
+        let wanted: Vec<(String, i32, Start)> = partitions
+            .into_iter()
+            .map(|a| {
+                let start = match a.start {
+                    StartPosition::Earliest => Start::Earliest,
+                    StartPosition::Latest => Start::Latest,
+                    StartPosition::GroupCommitted => Start::GroupCommitted,
+                    StartPosition::Offset(o) => Start::Offset(o),
+                };
+                (a.topic, a.partition, start)
+            })
+            .collect();
+        guest(self.consumer(&h)?.assign(&wanted).await.map(|_| ()))
+    }
+
+    async fn positions(&mut self, h: Resource<ConsumerHandle>) -> GuestResult<Vec<PartitionOffset>> {
+        Ok(Ok(offsets(self.consumer(&h)?.positions())))
+    }
+
+    async fn fetch(&mut self, h: Resource<ConsumerHandle>, max_records: u32, timeout_ms: u32) -> GuestResult<FetchedBatch> {
+        let records = match self.consumer(&h)?.fetch(max_records as usize, Duration::from_millis(timeout_ms.min(60_000) as u64)).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let mut batch = FetchedBatch { topics: Vec::new(), data: Vec::new(), records: Vec::with_capacity(records.len()) };
+        for r in records {
+            let topic_index = match batch.topics.iter().position(|t| *t == r.topic) {
+                Some(i) => i,
+                None => {
+                    batch.topics.push(r.topic.clone());
+                    batch.topics.len() - 1
+                }
+            } as u32;
+            let key_len = match &r.key {
+                Some(k) => {
+                    batch.data.extend_from_slice(k);
+                    k.len() as i32
+                }
+                None => -1,
+            };
+            batch.data.extend_from_slice(&r.value);
+            batch.records.push(KafkaRecordMeta {
+                topic_index,
+                partition: r.partition,
+                offset: r.offset,
+                timestamp: r.timestamp,
+                key_len,
+                value_len: r.value.len() as u32,
+                headers: r.headers.into_iter().map(|(key, value)| Header { key, value }).collect(),
+            });
+        }
+        Ok(Ok(batch))
+    }
+
+    async fn earliest_offsets(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>) -> GuestResult<Vec<PartitionOffset>> {
+        guest(self.consumer(&h)?.earliest_offsets(&tps(&partitions)).await.map(offsets))
+    }
+
+    async fn latest_offsets(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>) -> GuestResult<Vec<PartitionOffset>> {
+        guest(self.consumer(&h)?.latest_offsets(&tps(&partitions)).await.map(offsets))
+    }
+
+    async fn offsets_for_timestamp(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>, timestamp_ms: i64) -> GuestResult<Vec<PartitionOffset>> {
+        guest(self.consumer(&h)?.offsets_for_timestamp(&tps(&partitions), timestamp_ms).await.map(offsets))
+    }
+
+    async fn committed_offsets(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>) -> GuestResult<Vec<PartitionOffset>> {
+        guest(self.consumer(&h)?.committed_offsets(&tps(&partitions)).await.map(offsets))
+    }
+
+    async fn commit(&mut self, h: Resource<ConsumerHandle>, to_commit: Vec<PartitionOffset>) -> GuestResult<()> {
+        let v: Vec<(String, i32, i64)> = to_commit.into_iter().map(|o| (o.topic, o.partition, o.offset)).collect();
+        guest(self.consumer(&h)?.commit(&v))
+    }
+
+    async fn drop(&mut self, h: Resource<ConsumerHandle>) -> Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
+
+impl HostProducer for SubtaskData {
+    async fn new(&mut self, properties: Vec<(String, String)>) -> Result<Resource<ProducerHandle>> {
+        let producer = KafkaProducer::new(&properties, self.kafka_limits.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
+        Ok(self.table.push(ProducerHandle(producer))?)
+    }
+
+    async fn send(&mut self, h: Resource<ProducerHandle>, topic: String, batch: Batch) -> GuestResult<()> {
+        let producer = &self.table.get(&h)?.0;
+        let mut pos = 0usize;
+        for m in &batch.records {
+            let key = (m.key_len >= 0).then(|| &batch.data[pos..pos + m.key_len as usize]);
+            pos += m.key_len.max(0) as usize;
+            let value = &batch.data[pos..pos + m.value_len as usize];
+            pos += m.value_len as usize;
+            if let Err(e) = producer.send(&topic, None, key, value, m.timestamp) {
+                return Ok(Err(e.to_string()));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn flush(&mut self, h: Resource<ProducerHandle>, timeout_ms: u32) -> GuestResult<()> {
+        let producer = &self.table.get(&h)?.0;
+        guest(producer.flush(Duration::from_millis(timeout_ms as u64)))
+    }
+
+    async fn drop(&mut self, h: Resource<ProducerHandle>) -> Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}
+
+impl Host for SubtaskData {}
