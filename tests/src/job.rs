@@ -67,3 +67,87 @@ impl PipelineJob {
         path
     }
 }
+
+/// Kafka source → counter → exactly-once file sink, written into `dir`.
+pub struct KafkaJob {
+    pub bootstrap: String,
+    pub topic: String,
+    pub group: String,
+    pub source_parallelism: u32,
+    pub counter_parallelism: u32,
+    pub checkpoint_interval_ms: u64,
+    /// Extra `key = value` pairs for the source's config table (TOML syntax).
+    pub source_config: Vec<String>,
+}
+
+impl KafkaJob {
+    /// A job reading `topic` from `bootstrap` as consumer group `group`.
+    pub fn new(bootstrap: &str, topic: &str, group: &str) -> Self {
+        KafkaJob {
+            bootstrap: bootstrap.into(),
+            topic: topic.into(),
+            group: group.into(),
+            source_parallelism: 4,
+            counter_parallelism: 2,
+            checkpoint_interval_ms: 200,
+            source_config: Vec::new(),
+        }
+    }
+
+    /// Writes `job.toml` into `dir`; output goes to `dir/out`.
+    pub fn write(&self, dir: &Path) -> PathBuf {
+        let mut config = vec![
+            format!("topics = [\"{}\"]", self.topic),
+            "startup-mode = \"earliest\"".to_string(),
+            format!("properties = {{ \"bootstrap.servers\" = \"{}\", \"group.id\" = \"{}\" }}", self.bootstrap, self.group),
+        ];
+        config.extend(self.source_config.iter().cloned());
+        let t = format!(
+            r#"[job]
+name = "kafka"
+
+[checkpoints]
+interval-ms = {interval}
+dir = "checkpoints"
+
+[[operators]]
+id = "source"
+module = "{source}"
+parallelism = {sp}
+grants = {{ kafka = true }}
+config = {{ {config} }}
+
+[[operators]]
+id = "counter"
+module = "{counter}"
+parallelism = {cp}
+
+[[operators]]
+id = "out"
+module = "{sink}"
+parallelism = 2
+grants = {{ files = "out" }}
+
+[[edges]]
+from = "source"
+to = "counter"
+partitioning = "rebalance"
+
+[[edges]]
+from = "counter"
+to = "out"
+partitioning = "rebalance"
+"#,
+            interval = self.checkpoint_interval_ms,
+            source = operator("kafka-source").display(),
+            counter = operator("counter").display(),
+            sink = operator("sink").display(),
+            sp = self.source_parallelism,
+            cp = self.counter_parallelism,
+            config = config.join(", "),
+        );
+        let path = dir.join("job.toml");
+        std::fs::write(&path, t).unwrap();
+        path
+    }
+}
