@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make run`: start a local broker, create a topic with 8 partitions, produce sample data, run
+# jobs/demo.toml (Kafka source x4 -> counter -> exactly-once files), show the result, stop.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+tools="${WASMFLOW_TOOLS:-$root/.tools}"
+work="$root/target/demo"
+rm -rf "$work" && mkdir -p "$work/broker"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bootstrap="127.0.0.1:$port"
+echo "starting tansu on $bootstrap (data in $work/broker)"
+(cd "$work/broker" && exec "$tools/bin/tansu" broker --listener-url "tcp://$bootstrap" --advertised-listener-url "tcp://$bootstrap" --storage-engine sqlite://tansu.db > tansu.log 2>&1) &
+broker=$!
+trap 'kill $broker 2>/dev/null || true' EXIT
+for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+"$tools/bin/tansu" topic create --broker "tcp://$bootstrap" --partitions 8 demo-events > /dev/null
+cargo run -q --release -p wasmflow-tests --bin kafka-tool -- produce "$bootstrap" demo-events 8 2500
+sed "s/BOOTSTRAP/$bootstrap/" jobs/demo.toml > "$work/demo.toml"
+sed -i "s|\.\./target/|$root/target/|g" "$work/demo.toml"
+target/release/wasmflow run "$work/demo.toml"
+echo
+echo "output: $(cat "$work"/out/part-* | grep -vc '^[0-9]*$') records in $(ls "$work/out" | grep -c '^part-') committed files under $work/out"
+echo "counter totals: $(cat "$work"/out/part-* | grep '^[0-9]*$' | paste -sd+ -)"
+cargo run -q --release -p wasmflow-tests --bin kafka-tool -- committed "$bootstrap" wasmflow-demo demo-events 8
+echo "inspect the last checkpoint: target/release/wasmflow inspect $work/checkpoints/\$(ls $work/checkpoints | grep chk- | tail -1)"
