@@ -74,3 +74,38 @@ impl CheckpointMetadata {
         Ok(meta)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(version: u32) -> CheckpointMetadata {
+        CheckpointMetadata {
+            format_version: version,
+            checkpoint_id: 3,
+            timestamp: 1,
+            kind: "savepoint".into(),
+            job_name: "j".into(),
+            operators: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_with_checksum() {
+        let bytes = meta(FORMAT_VERSION).encode().unwrap();
+        assert_eq!(CheckpointMetadata::decode(&bytes, "m").unwrap(), meta(FORMAT_VERSION));
+    }
+
+    #[test]
+    fn an_unknown_format_version_is_refused() {
+        let e = CheckpointMetadata::decode(&meta(99).encode().unwrap(), "sp/_metadata").unwrap_err().to_string();
+        assert_eq!(e, "sp/_metadata: checkpoint format version 99 is not supported (this wasmflow reads version 1); use the wasmflow version that wrote it");
+    }
+
+    #[test]
+    fn a_tampered_body_fails_the_checksum() {
+        let text = String::from_utf8(meta(FORMAT_VERSION).encode().unwrap()).unwrap().replace("\\\"checkpoint_id\\\": 3", "\\\"checkpoint_id\\\": 4");
+        let e = CheckpointMetadata::decode(text.as_bytes(), "m").unwrap_err().to_string();
+        assert!(e.starts_with("m: checksum mismatch"), "{e}");
+    }
+}
