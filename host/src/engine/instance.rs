@@ -32,11 +32,24 @@ pub struct SubtaskInstance {
     max_batch_bytes: usize,
 }
 
+/// Frames of a guest backtrace kept in an error report (a runaway recursion has thousands).
+const MAX_BACKTRACE_LINES: usize = 12;
+
 fn trap_message(e: &wasmtime::Error) -> String {
-    let mut msg = format!("{e:#}");
+    let full = format!("{e:#}");
+    let lines: Vec<&str> = full.lines().collect();
+    let mut msg = if lines.len() > MAX_BACKTRACE_LINES + 2 {
+        // Keep the head of the backtrace and the cause, which wasmtime puts last.
+        let mut kept = lines[..MAX_BACKTRACE_LINES].join("\n");
+        kept.push_str(&format!("\n    … {} more lines\n{}", lines.len() - MAX_BACKTRACE_LINES - 1, lines[lines.len() - 1]));
+        kept
+    } else {
+        full
+    };
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         let hint = match trap {
             wasmtime::Trap::StackOverflow => " (deep recursion: the guest exceeded its stack)",
+            wasmtime::Trap::MemoryOutOfBounds => " (an out-of-bounds access; in Rust guests also a stack overflow of the shadow stack: deep recursion)",
             wasmtime::Trap::UnreachableCodeReached => " (a panic in the guest; its message is in the log above)",
             wasmtime::Trap::Interrupt => " (the call ran past its deadline: limits.call-timeout-ms)",
             _ => "",

@@ -1,0 +1,98 @@
+//! A deliberately hostile operator for the sandbox tests: each `behavior` attacks the host in
+//! one way. It must only ever fail its own subtask. Never use it in a real job.
+
+use wasmflow_guest_sdk::prelude::*;
+
+/// Configuration (`[operators.config]` in the job file).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HostileConfig {
+    /// `loop-in-process`, `loop-in-snapshot`, `memory-bomb`, `deep-recursion`, `huge-state-entry`,
+    /// `many-states`, `log-flood`, `panic-in-snapshot`, `huge-batch`, `register-outside-init`.
+    pub behavior: String,
+}
+
+/// See the crate documentation.
+pub struct Hostile {
+    behavior: String,
+    state: Option<ListState<Vec<u8>>>,
+    hoard: Vec<Vec<u8>>,
+}
+
+fn recurse(depth: u64, trail: &mut [u64; 16]) -> u64 {
+    // Each frame keeps a live array so the recursion cannot be turned into a loop.
+    trail[(depth % 16) as usize] = depth;
+    let mut local = [depth; 64];
+    local[(depth % 64) as usize] = recurse(depth + 1, trail);
+    local.iter().sum()
+}
+
+impl CheckpointedFunction for Hostile {
+    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+        if self.behavior == "many-states" {
+            for i in 0..100_000 {
+                ctx.get_list_state::<u8>(&format!("state-{i}"))?;
+            }
+        }
+        self.state = Some(ctx.get_list_state::<Vec<u8>>("blob")?);
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
+        match self.behavior.as_str() {
+            "loop-in-snapshot" => loop {
+                std::hint::black_box(&mut self.hoard);
+            },
+            "panic-in-snapshot" => panic!("hostile operator panics in snapshot_state"),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl CheckpointListener for Hostile {}
+
+impl Operator for Hostile {
+    fn create(ctx: &RuntimeContext) -> Result<Self> {
+        let config: HostileConfig = ctx.config()?;
+        Ok(Hostile { behavior: config.behavior, state: None, hoard: Vec::new() })
+    }
+
+    fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
+        match self.behavior.as_str() {
+            "loop-in-process" => loop {
+                std::hint::black_box(&mut self.hoard);
+            },
+            "memory-bomb" => loop {
+                self.hoard.push(vec![1u8; 1 << 20]);
+            },
+            "deep-recursion" => {
+                let mut trail = [0u64; 16];
+                out.emit(None, recurse(0, &mut trail).to_string().as_bytes(), 0);
+            }
+            "huge-state-entry" => self.state.as_ref().context("no state")?.add(&vec![7u8; 32 << 20])?,
+            "log-flood" => {
+                for i in 0..20_000 {
+                    info!("flood line {i} {}", "x".repeat(10_000));
+                }
+            }
+            "huge-batch" => {
+                let big = vec![b'x'; 1 << 20];
+                for _ in 0..100 {
+                    out.emit(None, &big, 0);
+                }
+                return Ok(());
+            }
+            #[cfg(target_arch = "wasm32")]
+            "register-outside-init" => {
+                wasmflow_guest_sdk::bindings::wasmflow::operator::state::get_list_state("late", "u8", "").map_err(|e| anyhow!(e))?;
+            }
+            _ => {}
+        }
+        for r in input {
+            out.emit_record(&r);
+        }
+        Ok(())
+    }
+}
+
+export_operator!(Hostile);

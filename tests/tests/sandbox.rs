@@ -1,0 +1,138 @@
+//! Hostile modules: each attack fails only its own subtask, with a clear error, while a healthy
+//! job in the same process (same engine) runs to the end with exact output and state.
+
+use std::path::Path;
+
+use wasmflow_host::engine::Engine;
+use wasmflow_host::job::JobSpec;
+use wasmflow_host::runtime::{RunOptions, run_job};
+use wasmflow_tests::job::PipelineJob;
+use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts, operator};
+
+fn hostile_job(dir: &Path, behavior: &str) -> JobSpec {
+    // The memory bomb gets a small memory; the others room for their large buffers.
+    let memory_mb = if behavior == "memory-bomb" { 64 } else { 512 };
+    let t = format!(
+        r#"[job]
+name = "hostile"
+
+[checkpoints]
+interval-ms = 100
+dir = "checkpoints"
+
+[limits]
+memory-mb = {memory_mb}
+call-timeout-ms = 1000
+
+[[operators]]
+id = "numbers"
+module = "{gen}"
+config = {{ count = 2000, records-per-second = 4000 }}
+
+[[operators]]
+id = "bad"
+module = "{bad}"
+config = {{ behavior = "{behavior}" }}
+
+[[operators]]
+id = "out"
+module = "{sink}"
+grants = {{ files = "out" }}
+
+[[edges]]
+from = "numbers"
+to = "bad"
+
+[[edges]]
+from = "bad"
+to = "out"
+"#,
+        gen = operator("generator").display(),
+        bad = operator("hostile").display(),
+        sink = operator("sink").display(),
+        memory_mb = memory_mb,
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, t).unwrap();
+    JobSpec::load(&path).unwrap()
+}
+
+/// Runs the hostile job next to a healthy one; returns the hostile job's error (or "ok").
+async fn attack(behavior: &str) -> String {
+    let engine = Engine::new().unwrap();
+    let (bad_dir, good_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let bad = hostile_job(bad_dir.path(), behavior);
+    let good = JobSpec::load(&PipelineJob { count: 3000, records_per_second: Some(3000), ..Default::default() }.write(good_dir.path())).unwrap();
+    let (bad_result, good_result) =
+        tokio::join!(run_job(&engine, &bad, RunOptions::default()), run_job(&engine, &good, RunOptions::default()));
+    good_result.unwrap_or_else(|e| panic!("the healthy job failed next to '{behavior}': {e:#}"));
+    let (data, counts) = data_and_counts(&committed_lines(&good_dir.path().join("out")));
+    assert_exactly_once(&data, 3000, &format!("healthy job next to '{behavior}'"));
+    assert_eq!(counts.iter().sum::<u64>(), 3000, "healthy job's state intact next to '{behavior}'");
+    match bad_result {
+        Ok(_) => "ok".into(),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_in_process_hits_the_call_deadline() {
+    let e = attack("loop-in-process").await;
+    assert!(e.contains("subtask bad[0] failed: bad[0]: process trapped:"), "{e}");
+    assert!(e.contains("the call ran past its deadline: limits.call-timeout-ms"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_infinite_loop_in_snapshot_fails_the_subtask_and_aborts_the_checkpoint() {
+    let e = attack("loop-in-snapshot").await;
+    assert!(e.contains("bad[0]: snapshot-state trapped:") && e.contains("limits.call-timeout-ms"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_bomb_is_stopped_at_the_memory_limit() {
+    let e = attack("memory-bomb").await;
+    assert!(e.contains("bad[0]: process trapped:"), "{e}");
+    assert!(e.contains("memory"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_recursion_overflows_the_guest_stack_only() {
+    let e = attack("deep-recursion").await;
+    assert!(e.contains("bad[0]: process trapped:") && e.contains("stack overflow of the shadow stack: deep recursion"), "{e}");
+    assert!(e.lines().count() < 20, "the backtrace is cut: {} lines", e.lines().count());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_state_entry_is_refused() {
+    let e = attack("huge-state-entry").await;
+    assert!(e.contains("bad[0]: process failed: state entry of 33554437 bytes exceeds the limit of 16777216 bytes (limits.state-entry-bytes)"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_states_are_refused() {
+    let e = attack("many-states").await;
+    assert!(e.contains("bad[0]: initialize-state failed: too many states: at most 1024 named states per subtask (limits.states)"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_snapshot_reports_the_guest_message() {
+    let e = attack("panic-in-snapshot").await;
+    assert!(e.contains("bad[0]: snapshot-state trapped:") && e.contains("a panic in the guest"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_batch_is_refused() {
+    let e = attack("huge-batch").await;
+    assert!(e.contains("bad[0]: process failed: returned a batch of 104857600 bytes, over the limit of 67108864 bytes (limits.batch-bytes)"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registering_state_outside_initialize_state_is_a_guest_error() {
+    let e = attack("register-outside-init").await;
+    assert!(e.contains("bad[0]: process failed: state 'late' registered during Running: register state in initialize_state"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_flood_is_rate_limited_and_the_job_completes() {
+    assert_eq!(attack("log-flood").await, "ok");
+}
