@@ -19,7 +19,8 @@ pub fn validate(module: &Path, grants: &[String]) -> Result<()> {
     let engine = Engine::new()?;
     let m = OperatorModule::load(&engine, module, &granted)?;
     let info = m.info();
-    println!("{}: valid wasmflow operator ({} bytes)", module.display(), info.size);
+    let origin = if info.from_cache { "compiled code from the cache" } else { "compiled" };
+    println!("{}: valid wasmflow operator ({} bytes, {origin})", module.display(), info.size);
     println!("exports:");
     for e in &info.exports {
         println!("  {e}");

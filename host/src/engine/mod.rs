@@ -7,6 +7,7 @@
 //! * [`SubtaskInstance`]: one `Store` per subtask, with typed calls for every lifecycle step.
 
 pub mod bindings;
+pub mod cache;
 pub mod host;
 mod instance;
 mod module;

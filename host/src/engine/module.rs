@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 
 use super::Engine;
 use super::bindings::OperatorModulePre;
@@ -38,6 +38,8 @@ pub struct ModuleInfo {
     pub exports: Vec<String>,
     pub capabilities: BTreeSet<Capability>,
     pub size: usize,
+    /// Whether the compiled code came from the on-disk cache.
+    pub from_cache: bool,
 }
 
 /// A checked, compiled and pre-linked operator module.
@@ -74,7 +76,7 @@ impl OperatorModule {
         if wasmparser::Parser::is_core_wasm(bytes) {
             bail!("{file}: is a core wasm module, not a component; build it with `wasmflow build`, which makes the component");
         }
-        let component = Component::from_binary(engine.wasmtime(), bytes)
+        let (component, origin) = super::cache::load_or_compile(engine.wasmtime(), bytes, super::cache::default_dir().as_deref())
             .map_err(|e| anyhow!("{file}: invalid component: {e:#}"))?;
         let ty = component.component_type();
         let w = engine.wasmtime();
@@ -127,7 +129,7 @@ impl OperatorModule {
         let pre = OperatorModulePre::new(instance_pre)
             .map_err(|e| anyhow!("{file}: does not implement the operator interface: {e:#}"))
             .context("rebuild it against the current guest-sdk")?;
-        let info = ModuleInfo { path: path.to_path_buf(), imports, exports, capabilities, size: bytes.len() };
+        let info = ModuleInfo { path: path.to_path_buf(), imports, exports, capabilities, size: bytes.len(), from_cache: origin == super::cache::Origin::Cached };
         Ok(OperatorModule { pre, info })
     }
 
