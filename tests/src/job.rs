@@ -78,6 +78,12 @@ pub struct KafkaJob {
     pub checkpoint_interval_ms: u64,
     /// Extra `key = value` pairs for the source's config table (TOML syntax).
     pub source_config: Vec<String>,
+    /// `topics = [...]` (default: the one topic) — replace with `topic-pattern = "..."` etc.
+    pub subscription: Option<String>,
+    /// Whether the source is granted Kafka access (default true).
+    pub grant_kafka: bool,
+    /// Extra lines for the `[limits]` table.
+    pub limits: Vec<String>,
 }
 
 impl KafkaJob {
@@ -91,13 +97,16 @@ impl KafkaJob {
             counter_parallelism: 2,
             checkpoint_interval_ms: 200,
             source_config: Vec::new(),
+            subscription: None,
+            grant_kafka: true,
+            limits: Vec::new(),
         }
     }
 
     /// Writes `job.toml` into `dir`; output goes to `dir/out`.
     pub fn write(&self, dir: &Path) -> PathBuf {
         let mut config = vec![
-            format!("topics = [\"{}\"]", self.topic),
+            self.subscription.clone().unwrap_or_else(|| format!("topics = [\"{}\"]", self.topic)),
             "startup-mode = \"earliest\"".to_string(),
             format!("properties = {{ \"bootstrap.servers\" = \"{}\", \"group.id\" = \"{}\" }}", self.bootstrap, self.group),
         ];
@@ -110,11 +119,14 @@ name = "kafka"
 interval-ms = {interval}
 dir = "checkpoints"
 
+[limits]
+{limits}
+
 [[operators]]
 id = "source"
 module = "{source}"
 parallelism = {sp}
-grants = {{ kafka = true }}
+grants = {{ kafka = {grant} }}
 config = {{ {config} }}
 
 [[operators]]
@@ -145,6 +157,8 @@ partitioning = "rebalance"
             sp = self.source_parallelism,
             cp = self.counter_parallelism,
             config = config.join(", "),
+            limits = self.limits.join("\n"),
+            grant = self.grant_kafka,
         );
         let path = dir.join("job.toml");
         std::fs::write(&path, t).unwrap();

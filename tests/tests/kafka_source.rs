@@ -10,7 +10,7 @@ use wasmflow_host::runtime::job::ControlRequest;
 use wasmflow_host::runtime::{JobReport, RestoreFrom, RunOptions, run_job};
 use wasmflow_tests::broker::TestBroker;
 use wasmflow_tests::job::KafkaJob;
-use wasmflow_tests::{committed_lines, data_and_counts};
+use wasmflow_tests::{committed_lines, data_and_counts, wasmflow_bin};
 
 const PARTITIONS: i32 = 8;
 
@@ -99,4 +99,126 @@ async fn savepoint_at_4_restored_at_3_and_6_reads_everything_once() {
         let committed = b.committed("g-rescale", "clicks", PARTITIONS).await;
         assert_eq!(committed, vec![50; 8], "offsets committed at the final savepoint, at parallelism {new_p}");
     }
+}
+
+/// §3.12: with discovery on, partitions that appear while the job runs (here: a new topic
+/// matching the subscription pattern — tansu cannot add partitions to a topic) are read from
+/// EARLIEST, each by exactly one subtask (the formula owner), exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_discovered_while_running_are_read_from_earliest_once() {
+    let b = TestBroker::start();
+    b.create_topic("events-a", PARTITIONS as u32);
+    let mut expected = fill(&b, "events-a", 20, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = KafkaJob::new(&b.bootstrap(), "unused", "g-discovery");
+    job.subscription = Some("topic-pattern = \"events-.*\"".into());
+    job.source_config.push("partition-discovery-interval-ms = 200".into());
+    let spec = JobSpec::load(&job.write(dir.path())).unwrap();
+    let out = dir.path().join("out");
+    let (tx, rx) = mpsc::channel(4);
+    let engine = Engine::new().unwrap();
+    let running = run_job(&engine, &spec, RunOptions { control: Some(rx), ..Default::default() });
+    let driver = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while committed_lines(&out).len() < 160 {
+            assert!(std::time::Instant::now() < deadline, "first topic not read");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        b.create_topic("events-b", 4);
+        let mut more = Vec::new();
+        for p in 0..4 {
+            let values: Vec<String> = (0..15).map(|i| format!("b{p}-{i:05}")).collect();
+            b.produce("events-b", p, &values, None);
+            more.extend(values);
+        }
+        while committed_lines(&out).len() < 220 {
+            assert!(std::time::Instant::now() < deadline, "discovered partitions not read: {}", committed_lines(&out).len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        tx.send(ControlRequest::Stop { savepoint: Some(dir.path().join("sp")), reply }).await.unwrap();
+        answer.await.unwrap().unwrap();
+        more
+    };
+    let (report, more) = tokio::join!(running, driver);
+    assert!(report.unwrap().stopped);
+    expected.extend(more);
+    expected.sort();
+    assert_eq!(output(dir.path()).0, expected);
+    let committed_b = b.committed("g-discovery", "events-b", 4).await;
+    assert_eq!(committed_b, vec![15; 4]);
+}
+
+/// A crashed process (kill -9) resumes from the latest complete checkpoint: every record once,
+/// and no offset was ever committed past what a completed checkpoint covered (§3.11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_mid_run_then_resume_reads_everything_once() {
+    let b = TestBroker::start();
+    b.create_topic("payments", PARTITIONS as u32);
+    let expected = fill(&b, "payments", 1000, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = KafkaJob::new(&b.bootstrap(), "payments", "g-crash");
+    job.source_config.push("max-records-per-poll = 1".into()); // slow enough to crash in mid-run
+    job.checkpoint_interval_ms = 50;
+    let path = job.write(dir.path());
+    let mut child = std::process::Command::new(wasmflow_bin()).arg("run").arg(&path).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let complete = || std::fs::read_dir(&checkpoints).map(|d| d.flatten().filter(|e| e.path().join("_metadata").exists()).count()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while complete() < 1 || committed_lines(&dir.path().join("out")).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint in 60 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let partial = output(dir.path()).0.len();
+    assert!(partial < expected.len(), "crashed before the end ({partial} records)");
+
+    // Nothing committed beyond the newest complete checkpoint's offsets + 1.
+    let storage = wasmflow_host::runtime::job::job_storage(&JobSpec::load(&path).unwrap()).unwrap();
+    use wasmflow_host::checkpoint::CheckpointStorage;
+    let (newest, _) = storage.complete_checkpoints().unwrap().remove(0);
+    let view = wasmflow_host::inspect::describe(&storage.load(&newest).unwrap());
+    let mut in_checkpoint = vec![-1i64; PARTITIONS as usize];
+    for sub in view["operators"]["source"]["subtasks"].as_array().unwrap() {
+        for e in sub["states"][0]["entries"].as_array().unwrap() {
+            let (p, o) = (e[1].as_i64().unwrap() as usize, e[2].as_i64().unwrap());
+            in_checkpoint[p] = in_checkpoint[p].max(o);
+        }
+    }
+    for (p, c) in b.committed("g-crash", "payments", PARTITIONS).await.into_iter().enumerate() {
+        assert!(c <= in_checkpoint[p] + 1, "partition {p}: committed {c} past checkpoint offset {}", in_checkpoint[p]);
+    }
+
+    let spec = JobSpec::load(&path).unwrap();
+    let _ = run_until_then_savepoint(&spec, Some(RestoreFrom::LatestCheckpoint), &dir.path().join("out"), expected.len(), &dir.path().join("sp")).await;
+    assert_eq!(output(dir.path()).0, expected);
+    assert_eq!(b.committed("g-crash", "payments", PARTITIONS).await, vec![1000; 8]);
+}
+
+async fn failing(job: KafkaJob) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = JobSpec::load(&job.write(dir.path())).unwrap();
+    format!("{:#}", run_job(&Engine::new().unwrap(), &spec, RunOptions::default()).await.unwrap_err())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_setups_fail_with_clear_errors() {
+    let b = TestBroker::start();
+    // A topic that does not exist.
+    let e = failing(KafkaJob::new(&b.bootstrap(), "nope", "g")).await;
+    assert!(e.contains("source[0]: open failed: topic 'nope' does not exist"), "{e}");
+    // No Kafka capability granted.
+    let mut job = KafkaJob::new(&b.bootstrap(), "t", "g");
+    job.grant_kafka = false;
+    let e = failing(job).await;
+    assert!(e.contains("imports `wasmflow:operator/kafka@0.1.0` but the job file does not grant it; add `grants = { kafka = true }`"), "{e}");
+    // An unreachable broker: retries with back-off, then fails in bounded time.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut job = KafkaJob::new(&format!("127.0.0.1:{port}"), "t", "g");
+    job.limits.push("kafka-connect-timeout-ms = 1500".into());
+    let started = std::time::Instant::now();
+    let e = failing(job).await;
+    assert!(e.contains(&format!("cannot reach Kafka at 127.0.0.1:{port} after 1 s")), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(30), "not a hang");
 }

@@ -153,6 +153,8 @@ pub struct LimitsSpec {
     pub log_line_bytes: Option<usize>,
     /// Log lines per second per subtask before lines are dropped (default 1000).
     pub log_lines_per_second: Option<u32>,
+    /// How long Kafka metadata/offset requests retry before the call fails, ms (default 30000).
+    pub kafka_connect_timeout_ms: Option<u64>,
 }
 
 impl LimitsSpec {
@@ -168,6 +170,7 @@ impl LimitsSpec {
             batch_bytes: self.batch_bytes.or(defaults.batch_bytes),
             log_line_bytes: self.log_line_bytes.or(defaults.log_line_bytes),
             log_lines_per_second: self.log_lines_per_second.or(defaults.log_lines_per_second),
+            kafka_connect_timeout_ms: self.kafka_connect_timeout_ms.or(defaults.kafka_connect_timeout_ms),
         }
     }
 }

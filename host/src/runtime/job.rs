@@ -83,6 +83,10 @@ fn subtask_limits(spec: &LimitsSpec) -> (SubtaskLimits, Duration) {
         log_line_bytes: spec.log_line_bytes.unwrap_or(4096),
         log_lines_per_second: spec.log_lines_per_second.unwrap_or(1000),
         batch_bytes: spec.batch_bytes.unwrap_or(64 << 20),
+        kafka: crate::connectors::kafka::KafkaLimits {
+            connect_timeout: Duration::from_millis(spec.kafka_connect_timeout_ms.unwrap_or(30_000)),
+            ..Default::default()
+        },
     };
     (limits, Duration::from_millis(spec.call_timeout_ms.unwrap_or(10_000)))
 }

@@ -77,6 +77,7 @@ pub struct SubtaskLimits {
     pub log_line_bytes: usize,
     pub log_lines_per_second: u32,
     pub batch_bytes: usize,
+    pub kafka: crate::connectors::kafka::KafkaLimits,
 }
 
 impl SubtaskData {
@@ -100,7 +101,7 @@ impl SubtaskData {
             started: Instant::now(),
             call_deadline: None,
             max_batch_bytes: limits.batch_bytes,
-            kafka_limits: Default::default(),
+            kafka_limits: limits.kafka.clone(),
         }
     }
 
