@@ -84,14 +84,18 @@ pub use operator::{CheckpointListener, CheckpointedFunction, Operator, PollStatu
 pub use record::{Batch, BatchIter, Collector, Record};
 pub use state::{BroadcastState, ListState};
 
-/// Everything an operator author usually needs, including a `println!` that reaches the host
-/// log (std's would be silently dropped inside wasm).
+/// Everything an operator author usually needs.
+///
+/// `println!` is not in the prelude (a glob import cannot shadow std's): write
+/// `use wasmflow_guest_sdk::println;` to send `println!` to the host log, because std's
+/// `println!` is silently dropped inside `wasm32-unknown-unknown`. `wasmflow build` warns about
+/// crates that use `println!` without it.
 pub mod prelude {
     pub use crate::{
         anyhow, bail, ensure, export_map, export_operator, export_sink, export_source, Batch, BroadcastState,
         CheckpointListener, CheckpointedFunction, Collector, Context, FunctionInitializationContext,
         FunctionSnapshotContext, ListState, Operator, PollStatus, Record, Result, RuntimeContext, Sink, Source,
     };
-    pub use crate::{debug, eprintln, error, info, println, trace, warn};
+    pub use crate::{debug, error, info, trace, warn};
     pub use serde::{Deserialize, Serialize};
 }

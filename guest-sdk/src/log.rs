@@ -1,7 +1,8 @@
 //! Logging into the host's structured log, and the guest's clock.
 //!
-//! Inside wasm there is no stdout: use [`info!`](crate::info) and friends, or `println!` from
-//! [`prelude`](crate::prelude), which the SDK routes to the host log instead of dropping it.
+//! Inside wasm there is no stdout: use [`info!`](crate::info) and friends, or import the SDK's
+//! [`println!`](crate::println) (`use wasmflow_guest_sdk::println;`), which goes to the host log
+//! instead of being dropped.
 //! Natively (in unit tests) the same calls print to stderr and are kept by the test harness.
 
 use std::cell::RefCell;
@@ -82,7 +83,7 @@ macro_rules! debug { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Debug
 macro_rules! trace { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Trace, &format!($($t)*)) }; }
 
 /// `println!` that reaches the host log (info level) instead of vanishing inside wasm.
-/// In scope through `use wasmflow_guest_sdk::prelude::*`.
+/// Bring it into scope with `use wasmflow_guest_sdk::println;`.
 #[macro_export]
 macro_rules! println { ($($t:tt)*) => { $crate::log::log($crate::log::Level::Info, &format!($($t)*)) }; }
 /// `eprintln!` that reaches the host log (warn level).

@@ -19,3 +19,4 @@ pub mod engine;
 pub mod inspect;
 pub mod job;
 pub mod runtime;
+pub mod scaffold;

@@ -53,6 +53,7 @@ fn cargo_metadata(dir: &Path) -> Result<(String, PathBuf, PathBuf)> {
 /// builds (possibly different compilers) never invalidate each other's caches.
 pub fn build_operator(dir: &Path) -> Result<BuiltOperator> {
     let (package, root, target) = cargo_metadata(dir)?;
+    warn_about_lost_println(dir);
     let toolchain = Toolchain::detect()?;
     let wasm_target = target.join("wasm");
     let mut cmd = toolchain.cargo_build(&package, &wasm_target);
@@ -72,4 +73,35 @@ pub fn build_operator(dir: &Path) -> Result<BuiltOperator> {
     let path = out_dir.join(format!("{artifact}.wasm"));
     std::fs::write(&path, &component).with_context(|| format!("writing {}", path.display()))?;
     Ok(BuiltOperator { package, size: component.len() as u64, path })
+}
+
+/// `println!` compiles in a guest but its output is dropped inside wasm unless the crate uses
+/// the SDK's macro; a source scan is the cheapest reliable warning.
+fn warn_about_lost_println(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir.join("src")) else { return };
+    for e in entries.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if println_is_lost(&text) {
+            eprintln!(
+                "warning: {} uses println! without `use wasmflow_guest_sdk::println;`: its output would be lost inside wasm",
+                e.path().display()
+            );
+        }
+    }
+}
+
+fn println_is_lost(source: &str) -> bool {
+    let uses = source.contains("println!(") || source.contains("print!(");
+    let imported = source.contains("wasmflow_guest_sdk::println") || source.contains("use wasmflow_guest_sdk::{") && source.contains("println");
+    uses && !imported
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn println_without_the_sdk_macro_is_flagged() {
+        assert!(super::println_is_lost("fn f() { println!(\"x\"); }"));
+        assert!(!super::println_is_lost("use wasmflow_guest_sdk::println;\nfn f() { println!(\"x\"); }"));
+        assert!(!super::println_is_lost("fn f() {}"));
+    }
 }

@@ -44,6 +44,17 @@ pub enum Command {
     Savepoint(control::SavepointArgs),
     /// Stop a running job, optionally with a final savepoint.
     Stop(control::StopArgs),
+    /// Scaffold a new operator crate that builds and passes its tests right away.
+    New {
+        /// Crate name (also the directory created).
+        name: String,
+        /// What it is.
+        #[arg(long, value_enum, default_value = "map")]
+        kind: crate::scaffold::Kind,
+        /// Where to create it (default: the current directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Build an operator crate to a validated component `.wasm`.
     Build {
         /// The operator crate (default: the current directory).
@@ -58,6 +69,12 @@ pub fn main() -> Result<()> {
         Command::Run(args) => run::run(args),
         Command::Validate { module, grant } => validate::validate(&module, &grant),
         Command::Build { dir } => build(dir),
+        Command::New { name, kind, dir } => {
+            let parent = dir.unwrap_or_else(|| PathBuf::from("."));
+            let path = crate::scaffold::new_operator(&name, kind, &parent, &crate::scaffold::default_sdk_path())?;
+            println!("created {} ({kind:?}); next: cd {} && cargo test && wasmflow build", path.display(), path.display());
+            Ok(())
+        }
         Command::Inspect { dir, json, parallelism } => inspect(&dir, json, &parallelism),
         Command::Savepoint(args) => control::savepoint(args),
         Command::Stop(args) => control::stop(args),
