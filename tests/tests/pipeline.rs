@@ -64,3 +64,19 @@ async fn without_restarts_a_trap_fails_the_job_naming_the_subtask() {
     assert!(err.contains("job failed (restart strategy: 0 restart(s) allowed, 0 used)"), "{err}");
     assert!(err.contains("subtask fail[") && err.contains("process trapped"), "{err}");
 }
+
+/// `jobs/example.toml` itself (the job `make example` runs), with its output and checkpoint
+/// directories moved into a temporary directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_job_file_produces_its_exact_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = JobSpec::load(&wasmflow_tests::workspace_root().join("jobs/example.toml")).unwrap();
+    spec.checkpoints.as_mut().unwrap().dir = dir.path().join("checkpoints");
+    spec.operators.iter_mut().find(|o| o.id == "out").unwrap().grants.files = Some(dir.path().join("out"));
+    let report = run_job(&Engine::new().unwrap(), &spec, RunOptions::default()).await.unwrap();
+    assert_eq!(report.restarts, 0);
+    let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
+    assert_exactly_once(&data, 1000, "example job");
+    assert_eq!(counts.len(), 3, "counter parallelism 3");
+    assert_eq!(counts.iter().sum::<u64>(), 1000);
+}
