@@ -196,3 +196,43 @@ fn restoring_a_missing_or_corrupt_savepoint_is_a_clear_error() {
     let e = format!("{:#}", wasmflow_host::checkpoint::load_dir(&dir.path().join("sp")).unwrap_err());
     assert!(e.contains("checksum mismatch"), "{e}");
 }
+
+/// The CLI against a running job: `savepoint` and `stop --savepoint` over the control endpoint,
+/// then `inspect --json` of the result.
+#[test]
+fn cli_savepoint_stop_and_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = PipelineJob { count: 100_000, records_per_second: Some(1000), ..Default::default() }.write(dir.path());
+    let mut child = Command::new(wasmflow_bin()).arg("run").arg(&job).stderr(Stdio::null()).spawn().unwrap();
+    let control = dir.path().join("checkpoints/_control");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while complete_checkpoints(&dir.path().join("checkpoints")) < 1 || !control.exists() {
+        assert!(Instant::now() < deadline, "job did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wasmflow = |args: &[&str]| {
+        let out = Command::new(wasmflow_bin()).args(args).output().unwrap();
+        assert!(out.status.success(), "wasmflow {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let job_arg = job.to_str().unwrap();
+    let first = wasmflow(&["savepoint", "--job", job_arg]);
+    let first = PathBuf::from(first.trim());
+    assert!(first.starts_with(dir.path().canonicalize().unwrap().join("savepoints")), "{}", first.display());
+    assert!(first.join("_metadata").exists());
+    let target = dir.path().join("final");
+    let stopped = wasmflow(&["stop", "--job", job_arg, "--savepoint", target.to_str().unwrap()]);
+    assert!(stopped.starts_with("stopped; savepoint "), "{stopped}");
+    assert!(child.wait().unwrap().success(), "the job exits cleanly after stop");
+    let last = PathBuf::from(stopped.trim().trim_start_matches("stopped; savepoint "));
+    let view: serde_json::Value = serde_json::from_str(&wasmflow(&["inspect", "--json", last.to_str().unwrap()])).unwrap();
+    assert_eq!(view["kind"], "savepoint");
+    assert_eq!(view["operators"]["counter"]["parallelism"], 3);
+    assert_eq!(view["operators"]["counter"]["subtasks"][0]["states"][0]["name"], "count");
+    assert_eq!(view["operators"]["counter"]["subtasks"][0]["states"][0]["mode"], "SPLIT_DISTRIBUTE");
+    let preview: serde_json::Value =
+        serde_json::from_str(&wasmflow(&["inspect", "--json", last.to_str().unwrap(), "--parallelism", "counter=5"])).unwrap();
+    assert_eq!(preview["operators"]["counter"]["subtasks"].as_array().unwrap().len(), 5);
+    let gone = Command::new(wasmflow_bin()).args(["savepoint", "--job", job_arg]).output().unwrap();
+    assert!(!gone.status.success(), "no job running any more");
+}

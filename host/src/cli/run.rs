@@ -74,7 +74,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         let engine = Engine::new()?;
         let (tx, rx) = mpsc::channel(8);
         let address = args.control_address.clone().or(job.job.control_address.clone()).unwrap_or_else(|| "127.0.0.1:0".into());
-        let local = control::serve(&address, tx.clone()).await?;
+        let server = control::serve(&address, tx.clone()).await?;
+        let local = server.address;
         let storage = crate::runtime::job::job_storage(&job)?;
         std::fs::write(storage.root().join("_control"), local.to_string())?;
         eprintln!("wasmflow: job '{}' control endpoint at {local}", job.job.name.as_deref().unwrap_or("unnamed"));
@@ -91,6 +92,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let opts = RunOptions { restore, allow_non_restored_state: args.allow_non_restored_state, control: Some(rx), metrics: Some(metrics) };
         let result = run_job(&engine, &job, opts).await;
         progress.abort();
+        server.drain(Duration::from_secs(2)).await;
         let _ = std::fs::remove_file(storage.root().join("_control"));
         let report = result?;
         eprintln!(

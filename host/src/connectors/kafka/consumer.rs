@@ -59,6 +59,20 @@ impl Drop for KafkaConsumer {
     }
 }
 
+/// The offsets of a partition list; -1 where the broker has none.
+fn offsets_of(tpl: &TopicPartitionList) -> Vec<(String, i32, i64)> {
+    tpl.elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            };
+            (e.topic().to_string(), e.partition(), offset)
+        })
+        .collect()
+}
+
 fn timestamp_millis(m: &rdkafka::message::BorrowedMessage<'_>) -> i64 {
     m.timestamp().to_millis().unwrap_or(-1)
 }
@@ -153,14 +167,7 @@ impl KafkaConsumer {
         }
         let c = self.client.clone();
         let found = with_retries(&self.limits, &self.servers, move || Ok(c.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT)?)).await?;
-        Ok(found
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition(), match e.offset() {
-                Offset::Offset(o) => o,
-                _ => -1,
-            }))
-            .collect())
+        Ok(offsets_of(&found))
     }
 
     /// Offsets committed for this consumer's group (-1 where none).
@@ -171,14 +178,7 @@ impl KafkaConsumer {
         }
         let c = self.client.clone();
         let found = with_retries(&self.limits, &self.servers, move || Ok(c.committed_offsets(tpl.clone(), REQUEST_TIMEOUT)?)).await?;
-        Ok(found
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition(), match e.offset() {
-                Offset::Offset(o) => o,
-                _ => -1,
-            }))
-            .collect())
+        Ok(offsets_of(&found))
     }
 
     /// Adds partitions to the assignment. Each start position is resolved to an explicit offset
