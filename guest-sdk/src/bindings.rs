@@ -2,6 +2,8 @@
 //!
 //! Operator authors never use these directly; the SDK wraps them. They are public only so the
 //! export macros can name them from the author's crate.
+#![allow(missing_docs)] // generated code; the WIT file documents the contract
+
 wit_bindgen::generate!({
     path: "../wit",
     world: "operator-module",

@@ -35,8 +35,11 @@ use crate::{Batch, PollStatus, Record, RuntimeContext};
 /// An owned record, convenient for building inputs and asserting outputs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedRecord {
+    /// The key, `None` for no key.
     pub key: Option<Vec<u8>>,
+    /// The value.
     pub value: Vec<u8>,
+    /// Event time, ms since the Unix epoch.
     pub timestamp: i64,
 }
 

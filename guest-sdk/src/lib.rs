@@ -60,6 +60,8 @@
 //! export_operator!(Counter);
 //! ```
 
+#![warn(missing_docs)]
+
 extern crate self as wasmflow_guest_sdk;
 
 #[doc(hidden)]

@@ -10,10 +10,15 @@ use std::cell::RefCell;
 /// Severity of a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
+    /// Very detailed tracing.
     Trace,
+    /// Debugging detail.
     Debug,
+    /// Normal operation.
     Info,
+    /// Something unexpected but handled.
     Warn,
+    /// A failure.
     Error,
 }
 

@@ -84,6 +84,8 @@ pub struct KafkaJob {
     pub grant_kafka: bool,
     /// Extra lines for the `[limits]` table.
     pub limits: Vec<String>,
+    /// The source's startup mode (default `earliest`).
+    pub startup_mode: String,
 }
 
 impl KafkaJob {
@@ -100,6 +102,7 @@ impl KafkaJob {
             subscription: None,
             grant_kafka: true,
             limits: Vec::new(),
+            startup_mode: "earliest".into(),
         }
     }
 
@@ -107,7 +110,7 @@ impl KafkaJob {
     pub fn write(&self, dir: &Path) -> PathBuf {
         let mut config = vec![
             self.subscription.clone().unwrap_or_else(|| format!("topics = [\"{}\"]", self.topic)),
-            "startup-mode = \"earliest\"".to_string(),
+            format!("startup-mode = \"{}\"", self.startup_mode),
             format!("properties = {{ \"bootstrap.servers\" = \"{}\", \"group.id\" = \"{}\" }}", self.bootstrap, self.group),
         ];
         config.extend(self.source_config.iter().cloned());

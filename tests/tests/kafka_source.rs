@@ -258,3 +258,69 @@ to = "to-kafka"
     run(&JobSpec::load(&dir.path().join("job.toml")).unwrap(), None).await;
     assert_eq!(b.latest("sunk", 3).await.iter().sum::<i64>(), 900);
 }
+
+fn tagged(values: &[String], partition: i32, from: usize) -> Vec<String> {
+    values.iter().filter(|v| v.starts_with(&format!("p{partition}-"))).filter(|v| v[v.len() - 5..].parse::<usize>().unwrap() >= from).cloned().collect()
+}
+
+/// §3.3 on a real broker: group-offsets (committed offsets), specific-offsets (others fall back
+/// to the group offset, then `auto.offset.reset`), latest (only new records).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_modes_read_from_the_right_offset() {
+    let b = TestBroker::start();
+    b.create_topic("modes", PARTITIONS as u32);
+    let all = fill(&b, "modes", 10, 0);
+
+    // group-offsets: the group committed 7 everywhere → records 7, 8, 9 of each partition.
+    let c = wasmflow_host::connectors::kafka::KafkaConsumer::new(
+        &[("bootstrap.servers".into(), b.bootstrap()), ("group.id".into(), "g-modes".into())],
+        Default::default(),
+    )
+    .unwrap();
+    c.commit(&(0..PARTITIONS).map(|p| ("modes".to_string(), p, 7)).collect::<Vec<_>>()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while b.committed("g-modes", "modes", PARTITIONS).await != vec![7; 8] {
+        assert!(std::time::Instant::now() < deadline, "commit not visible");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bounded = |mode: &str, group: &str, extra: &[&str]| {
+        let mut job = KafkaJob::new(&b.bootstrap(), "modes", group);
+        job.startup_mode = mode.into();
+        job.source_config.push("bounded = true".into());
+        job.source_config.extend(extra.iter().map(|s| s.to_string()));
+        job
+    };
+    let run_bounded = |job: KafkaJob| async move {
+        let dir = tempfile::tempdir().unwrap();
+        run(&JobSpec::load(&job.write(dir.path())).unwrap(), None).await;
+        output(dir.path()).0
+    };
+    let expected: Vec<String> = {
+        let mut v: Vec<String> = (0..PARTITIONS).flat_map(|p| tagged(&all, p, 7)).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(run_bounded(bounded("group-offsets", "g-modes", &[])).await, expected, "group-offsets");
+
+    // specific-offsets: partition 0 from 4; the others have no committed offset in this group
+    // and auto.offset.reset is latest → nothing.
+    let specific = run_bounded(bounded("specific-offsets", "g-specific", &["specific-offsets = { \"modes:0\" = 4 }"])).await;
+    assert_eq!(specific, tagged(&all, 0, 4), "specific-offsets");
+
+    // latest: nothing of what is there; bounded at start → ends at once with no records.
+    assert_eq!(run_bounded(bounded("latest", "g-latest", &[])).await, Vec::<String>::new(), "latest");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_over_the_limit_fails_naming_it() {
+    let b = TestBroker::start();
+    b.create_topic("big", 1);
+    b.produce("big", 0, &["small".to_string(), "x".repeat(5000)], None);
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = KafkaJob::new(&b.bootstrap(), "big", "g-big");
+    job.source_parallelism = 1;
+    job.limits.push("kafka-max-record-bytes = 1024".into());
+    let spec = JobSpec::load(&job.write(dir.path())).unwrap();
+    let e = format!("{:#}", run_job(&Engine::new().unwrap(), &spec, RunOptions::default()).await.unwrap_err());
+    assert!(e.contains("record at big/0@1 has 5005 bytes, over the limit of 1024 bytes"), "{e}");
+}

@@ -155,6 +155,8 @@ pub struct LimitsSpec {
     pub log_lines_per_second: Option<u32>,
     /// How long Kafka metadata/offset requests retry before the call fails, ms (default 30000).
     pub kafka_connect_timeout_ms: Option<u64>,
+    /// Largest Kafka record (key + value) a guest may receive or send, bytes (default 8 MiB).
+    pub kafka_max_record_bytes: Option<usize>,
 }
 
 impl LimitsSpec {
@@ -171,6 +173,7 @@ impl LimitsSpec {
             log_line_bytes: self.log_line_bytes.or(defaults.log_line_bytes),
             log_lines_per_second: self.log_lines_per_second.or(defaults.log_lines_per_second),
             kafka_connect_timeout_ms: self.kafka_connect_timeout_ms.or(defaults.kafka_connect_timeout_ms),
+            kafka_max_record_bytes: self.kafka_max_record_bytes.or(defaults.kafka_max_record_bytes),
         }
     }
 }

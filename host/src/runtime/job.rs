@@ -85,6 +85,7 @@ fn subtask_limits(spec: &LimitsSpec) -> (SubtaskLimits, Duration) {
         batch_bytes: spec.batch_bytes.unwrap_or(64 << 20),
         kafka: crate::connectors::kafka::KafkaLimits {
             connect_timeout: Duration::from_millis(spec.kafka_connect_timeout_ms.unwrap_or(30_000)),
+            max_record_bytes: spec.kafka_max_record_bytes.unwrap_or(8 << 20),
             ..Default::default()
         },
     };
