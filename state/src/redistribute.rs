@@ -110,7 +110,7 @@ pub fn redistribute(old: Vec<Option<SubtaskSnapshot>>, new_parallelism: usize) -
     let has_union = by_name.values().any(|n| n.mode == Mode::Union);
     let partly_broadcast =
         |n: &NameStates| n.mode == Mode::Broadcast && n.per_subtask.len() != old_parallelism;
-    let any_partly_broadcast = by_name.values().any(|n| partly_broadcast(n));
+    let any_partly_broadcast = by_name.values().any(partly_broadcast);
 
     if new_p == old_parallelism {
         // §1.4.1: each subtask keeps its own split and broadcast state unchanged...
@@ -247,7 +247,7 @@ fn split_one(name: &str, n: &NameStates, new_p: usize, start_parallel_op: usize,
 
 /// §1.4.4: new subtask `i` gets the map of the `i mod len`-th old subtask that has the name.
 fn broadcast_one(name: &str, n: &NameStates, result: &mut [BTreeMap<String, RestoredState>]) {
-    let maps: Vec<&Arc<Vec<(Vec<u8>, Vec<u8>)>>> = n
+    let maps: Vec<&Arc<crate::snapshot::MapEntries>> = n
         .per_subtask
         .iter()
         .filter_map(|(_, v)| match v {

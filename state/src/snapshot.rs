@@ -15,6 +15,9 @@ pub struct TypeInfo {
     pub schema: String,
 }
 
+/// Key/value pairs of a broadcast map.
+pub type MapEntries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The content of one named state in a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateValue {

@@ -4,6 +4,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::{Mode, NamedStateSnapshot, RestoredSubtask, RestoredValue, Segment, StateValue, SubtaskSnapshot, TypeInfo};
 
+/// A broadcast map's content.
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// Handle to a registered state, valid for the store that returned it.
 pub type StateId = usize;
 
@@ -61,7 +64,7 @@ enum ListContent {
 #[derive(Debug)]
 enum Content {
     List(ListContent),
-    Map(BTreeMap<Vec<u8>, Vec<u8>>),
+    Map(Map),
 }
 
 #[derive(Debug)]
@@ -202,7 +205,7 @@ impl OperatorStateStore {
         self.entries.get(id).ok_or(StateError::UnknownHandle(id))
     }
 
-    fn check_entries<'a>(&self, sizes: impl Iterator<Item = usize>, replacing: usize) -> Result<usize, StateError> {
+    fn check_entries(&self, sizes: impl Iterator<Item = usize>, replacing: usize) -> Result<usize, StateError> {
         let mut added = 0usize;
         for size in sizes {
             if size > self.limits.max_entry_bytes {
@@ -235,7 +238,7 @@ impl OperatorStateStore {
         }
     }
 
-    fn map_ref(&self, id: StateId) -> Result<&BTreeMap<Vec<u8>, Vec<u8>>, StateError> {
+    fn map_ref(&self, id: StateId) -> Result<&Map, StateError> {
         let entry = self.entry(id)?;
         match &entry.content {
             Content::Map(m) => Ok(m),
@@ -243,7 +246,7 @@ impl OperatorStateStore {
         }
     }
 
-    fn map_mut(&mut self, id: StateId) -> Result<(&mut BTreeMap<Vec<u8>, Vec<u8>>, &mut usize), StateError> {
+    fn map_mut(&mut self, id: StateId) -> Result<(&mut Map, &mut usize), StateError> {
         let entry = self.entries.get_mut(id).ok_or(StateError::UnknownHandle(id))?;
         match &mut entry.content {
             Content::Map(m) => Ok((m, &mut entry.bytes)),
@@ -314,7 +317,7 @@ impl OperatorStateStore {
     }
 
     /// Every entry of a broadcast map, sorted by key.
-    pub fn map_entries(&self, id: StateId) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+    pub fn map_entries(&self, id: StateId) -> Result<crate::snapshot::MapEntries, StateError> {
         Ok(self.map_ref(id)?.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
 

@@ -35,10 +35,11 @@ fn has_program(name: &str) -> bool {
 impl Toolchain {
     /// Finds a toolchain, or says how to install one.
     pub fn detect() -> Result<Toolchain> {
-        if let Ok(out) = Command::new("rustup").args(["target", "list", "--installed"]).output() {
-            if out.status.success() && lists_wasm_target(&String::from_utf8_lossy(&out.stdout)) {
-                return Ok(Toolchain::Rustup);
-            }
+        if let Ok(out) = Command::new("rustup").args(["target", "list", "--installed"]).output()
+            && out.status.success()
+            && lists_wasm_target(&String::from_utf8_lossy(&out.stdout))
+        {
+            return Ok(Toolchain::Rustup);
         }
         Self::choose_debian(Path::new(DEBIAN_RUSTC).exists(), Path::new(DEBIAN_STD_SRC).is_dir(), has_program("wasm-ld"))
     }

@@ -105,7 +105,7 @@ impl OperatorModule {
         }
         let exports: Vec<String> = ty.exports(w).map(|(name, _)| name.to_string()).collect();
         let expected = format!("{PACKAGE}/operator@{VERSION}");
-        if !exports.iter().any(|e| *e == expected) {
+        if !exports.contains(&expected) {
             bail!(
                 "{file}: does not export `{expected}`; is it a wasmflow operator? (exports: {}) — use one of the guest-sdk export macros",
                 if exports.is_empty() { "none".to_string() } else { exports.join(", ") }

@@ -40,6 +40,9 @@ pub enum ControlRequest {
     Status { reply: oneshot::Sender<serde_json::Value> },
 }
 
+/// Each operator's metrics, shared with a progress display.
+pub type SharedMetrics = Arc<std::sync::Mutex<BTreeMap<String, Arc<OperatorMetrics>>>>;
+
 /// How to run a job.
 #[derive(Default)]
 pub struct RunOptions {
@@ -49,7 +52,7 @@ pub struct RunOptions {
     /// Requests from outside (savepoint, stop, status).
     pub control: Option<mpsc::Receiver<ControlRequest>>,
     /// Filled with each operator's metrics when the job is deployed (for progress display).
-    pub metrics: Option<Arc<std::sync::Mutex<BTreeMap<String, Arc<OperatorMetrics>>>>>,
+    pub metrics: Option<SharedMetrics>,
 }
 
 /// What happened while a job ran.
@@ -412,11 +415,9 @@ impl<'a> Attempt<'a> {
                     }
                 }
             }
-            if pending.is_none() && !stopping {
-                if let Some(req) = queued.pop() {
-                    stopping = matches!(req, SavepointRequest::Stop(..));
-                    pending = Some(self.trigger(Some(req))?);
-                }
+            if pending.is_none() && !stopping && let Some(req) = queued.pop() {
+                stopping = matches!(req, SavepointRequest::Stop(..));
+                pending = Some(self.trigger(Some(req))?);
             }
             let deadline = pending.as_ref().map(|p| p.started + timeout);
             let periodic = next_trigger.filter(|_| pending.is_none() && !all_finished && !stopping);
