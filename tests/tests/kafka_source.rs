@@ -155,7 +155,7 @@ async fn partitions_discovered_while_running_are_read_from_earliest_once() {
 async fn kill_9_in_mid_run_then_resume_reads_everything_once() {
     let b = TestBroker::start();
     b.create_topic("payments", PARTITIONS as u32);
-    let expected = fill(&b, "payments", 1000, 0);
+    let expected = fill(&b, "payments", 2500, 0);
     let dir = tempfile::tempdir().unwrap();
     let mut job = KafkaJob::new(&b.bootstrap(), "payments", "g-crash");
     job.source_config.push("max-records-per-poll = 1".into()); // slow enough to crash in mid-run
@@ -193,7 +193,7 @@ async fn kill_9_in_mid_run_then_resume_reads_everything_once() {
     let spec = JobSpec::load(&path).unwrap();
     let _ = run_until_then_savepoint(&spec, Some(RestoreFrom::LatestCheckpoint), &dir.path().join("out"), expected.len(), &dir.path().join("sp")).await;
     assert_eq!(output(dir.path()).0, expected);
-    assert_eq!(b.committed("g-crash", "payments", PARTITIONS).await, vec![1000; 8]);
+    assert_eq!(b.committed("g-crash", "payments", PARTITIONS).await, vec![2500; 8]);
 }
 
 async fn failing(job: KafkaJob) -> String {
