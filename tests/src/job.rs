@@ -17,6 +17,8 @@ pub struct PipelineJob {
     pub restart_attempts: u32,
     /// Key at which a failing map between uppercase and counter fails in attempt 1.
     pub fail_on_key: Option<u64>,
+    /// `[job] channel-capacity` (batches per channel), default the runtime's.
+    pub channel_capacity: Option<usize>,
 }
 
 impl Default for PipelineJob {
@@ -30,6 +32,7 @@ impl Default for PipelineJob {
             checkpoint_interval_ms: Some(100),
             restart_attempts: 0,
             fail_on_key: None,
+            channel_capacity: None,
         }
     }
 }
@@ -37,7 +40,11 @@ impl Default for PipelineJob {
 impl PipelineJob {
     /// Writes `job.toml` into `dir`; output goes to `dir/out`, checkpoints to `dir/checkpoints`.
     pub fn write(&self, dir: &Path) -> PathBuf {
-        let mut t = String::from("[job]\nname = \"pipeline\"\nbatch-size = 64\n\n");
+        let mut t = String::from("[job]\nname = \"pipeline\"\nbatch-size = 64\n");
+        if let Some(c) = self.channel_capacity {
+            writeln!(t, "channel-capacity = {c}").unwrap();
+        }
+        t.push('\n');
         if let Some(ms) = self.checkpoint_interval_ms {
             writeln!(t, "[checkpoints]\ninterval-ms = {ms}\ndir = \"checkpoints\"\nretain = 2\n").unwrap();
         }

@@ -236,3 +236,18 @@ fn cli_savepoint_stop_and_inspect() {
     let gone = Command::new(wasmflow_bin()).args(["savepoint", "--job", job_arg]).output().unwrap();
     assert!(!gone.status.success(), "no job running any more");
 }
+
+/// Stopping a job whose channels are full (back-pressure) is a clean stop with a savepoint, and
+/// the savepoint restores to exactly-once output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_under_back_pressure_is_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 3_000_000;
+    let job = PipelineJob { count, channel_capacity: Some(1), ..Default::default() }.write(dir.path());
+    let savepoint = run_then_stop_with_savepoint(&load(&job, None), Duration::from_millis(300), &dir.path().join("sp")).await;
+    let report = run(&load(&job, None), Some(RestoreFrom::Savepoint(savepoint))).await;
+    assert!(!report.stopped);
+    let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
+    assert_exactly_once(&data, count, "after a stop under back-pressure");
+    assert_eq!(counts.iter().sum::<u64>(), count);
+}

@@ -69,7 +69,11 @@ pub async fn run(mut task: SubtaskTask) {
     let events = task.events.clone();
     let result = if task.input.is_some() { task.run_operator().await } else { task.run_source().await };
     if let Err(e) = result {
-        let _ = events.send(Event::Failed(tag, format!("{e:#}")));
+        // A closed downstream channel only happens while the job is torn down (stop, restart):
+        // the subtask was blocked on back-pressure when its consumer exited. Not a failure.
+        if e.downcast_ref::<super::channel::ChannelClosed>().is_none() {
+            let _ = events.send(Event::Failed(tag, format!("{e:#}")));
+        }
     }
 }
 
