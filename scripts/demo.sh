@@ -15,7 +15,7 @@ broker=$!
 trap 'kill $broker 2>/dev/null || true' EXIT
 for _ in $(seq 100); do (echo > "/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 "$tools/bin/tansu" topic create --broker "tcp://$bootstrap" --partitions 8 demo-events > /dev/null
-cargo run -q --release -p wasmflow-tests --bin kafka-tool -- produce "$bootstrap" demo-events 8 2500
+cargo run -q --release -p wasmflow-tests --bin kafka-tool -- produce "$bootstrap" demo-events 8 25000
 sed "s/BOOTSTRAP/$bootstrap/" jobs/demo.toml > "$work/demo.toml"
 sed -i "s|\.\./target/|$root/target/|g" "$work/demo.toml"
 target/release/wasmflow run "$work/demo.toml"
