@@ -15,19 +15,25 @@ use super::SubtaskData;
 use crate::engine::bindings::wasmflow::operator::files::Host;
 
 /// The directory an operator was granted.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct FilesDir {
     root: PathBuf,
     /// Largest single write, bytes (a guest cannot make the host buffer more).
     max_write: usize,
+    /// Pending files being appended to, kept open between writes (a sink writes every batch);
+    /// closed when flushed, committed or discarded. At most [`MAX_OPEN`] at once.
+    open: std::collections::HashMap<String, File>,
 }
+
+/// Most pending files a subtask keeps open at once.
+const MAX_OPEN: usize = 16;
 
 impl FilesDir {
     /// Creates `root` and its pending area if needed.
     pub fn open(root: PathBuf) -> Result<FilesDir> {
         fs::create_dir_all(root.join(".pending"))
             .map_err(|e| anyhow::anyhow!("cannot create files directory {}: {e}", root.display()))?;
-        Ok(FilesDir { root, max_write: 64 << 20 })
+        Ok(FilesDir { root, max_write: 64 << 20, open: Default::default() })
     }
 
     fn pending(&self, name: &str) -> Result<PathBuf, String> {
@@ -58,9 +64,9 @@ fn io<T>(what: &str, name: &str, r: std::io::Result<T>) -> Result<T, String> {
 }
 
 impl SubtaskData {
-    fn files_dir(&self) -> Result<&FilesDir> {
+    fn files_dir(&mut self) -> Result<&mut FilesDir> {
         // The linker only links `files` for operators granted it, so this is a host bug if hit.
-        self.files.as_ref().ok_or_else(|| anyhow::anyhow!("files capability used but not granted"))
+        self.files.as_mut().ok_or_else(|| anyhow::anyhow!("files capability used but not granted"))
     }
 }
 
@@ -70,14 +76,26 @@ impl Host for SubtaskData {
         if data.len() > dir.max_write {
             return Ok(Err(format!("write of {} bytes exceeds the limit of {} bytes", data.len(), dir.max_write)));
         }
-        Ok(dir.pending(&name).and_then(|p| {
-            let mut f = io("opening", &name, OpenOptions::new().create(true).append(true).open(p))?;
-            io("writing", &name, f.write_all(&data))
-        }))
+        let path = match dir.pending(&name) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !dir.open.contains_key(&name) {
+            if dir.open.len() >= MAX_OPEN {
+                dir.open.clear(); // closes them; appends reopen
+            }
+            match io("opening", &name, OpenOptions::new().create(true).append(true).open(path)) {
+                Ok(f) => dir.open.insert(name.clone(), f),
+                Err(e) => return Ok(Err(e)),
+            };
+        }
+        let f = dir.open.get_mut(&name).expect("inserted above");
+        Ok(io("writing", &name, f.write_all(&data)))
     }
 
     fn flush_pending(&mut self, name: String) -> Result<Result<(), String>> {
         let dir = self.files_dir()?;
+        dir.open.remove(&name);
         Ok(dir.pending(&name).and_then(|p| {
             io("syncing", &name, File::open(&p).and_then(|f| f.sync_all()))?;
             io("syncing directory for", &name, sync_dir(p.parent().expect("pending dir")))
@@ -86,6 +104,7 @@ impl Host for SubtaskData {
 
     fn commit_pending(&mut self, name: String) -> Result<Result<(), String>> {
         let dir = self.files_dir()?;
+        dir.open.remove(&name);
         Ok((|| {
             let (from, to) = (dir.pending(&name)?, dir.committed(&name)?);
             if !from.exists() && to.exists() {
@@ -98,6 +117,7 @@ impl Host for SubtaskData {
 
     fn discard_pending(&mut self, name: String) -> Result<Result<(), String>> {
         let dir = self.files_dir()?;
+        dir.open.remove(&name);
         Ok(dir.pending(&name).and_then(|p| match fs::remove_file(p) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(format!("discarding '{name}': {e}")),
             _ => Ok(()),
