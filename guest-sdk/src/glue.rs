@@ -1,8 +1,9 @@
 //! The bridge between the wit-bindgen exports and the author's traits.
 //!
 //! A module holds one operator instance per store, so the instance lives in a thread-local
-//! (wasm is single-threaded). The same object-safe [`DynOperator`] drives the operator in the
-//! native test harness, so tests exercise the code path production uses.
+//! (wasm is single-threaded). The same object-safe [`DynOperator`] drives the operator natively
+//! ([`crate::native`]: the test harness and hosts that compile operators in), so tests exercise
+//! the code path production uses.
 
 use std::marker::PhantomData;
 
@@ -119,6 +120,21 @@ impl<T: Sink> DynOperator for SinkBox<T> {
         self.0.close()?;
         Ok(Batch::default())
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn boxed_source<T: Source + Send + 'static>(op: T) -> Box<dyn DynOperator + Send> {
+    Box::new(SourceBox(op))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn boxed_operator<T: Operator + Send + 'static>(op: T) -> Box<dyn DynOperator + Send> {
+    Box::new(OperatorBox(op))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn boxed_sink<T: Sink + Send + 'static>(op: T) -> Box<dyn DynOperator + Send> {
+    Box::new(SinkBox(op))
 }
 
 /// Factory for a [`Source`] type.

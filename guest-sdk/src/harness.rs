@@ -20,16 +20,15 @@
 //! assert_eq!(out, vec![OwnedRecord::value("HI")]);
 //! ```
 
-use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::rc::Rc;
 
 use anyhow::{anyhow, Result};
 use serde::de::DeserializeOwned;
 use wasmflow_state::{redistribute, OperatorStateStore, RestoredSubtask, StateLimits, StateValue, SubtaskSnapshot};
 
 use crate::glue::{DynOperator, Factory};
-use crate::state::{decode, Backend};
+use crate::native::NativeSubtask;
+use crate::state::decode;
 use crate::{Batch, PollStatus, Record, RuntimeContext};
 
 /// An owned record, convenient for building inputs and asserting outputs.
@@ -74,8 +73,7 @@ fn from_batch(batch: &Batch) -> Vec<OwnedRecord> {
 
 /// One subtask of an operator under test.
 pub struct OperatorHarness<F: Factory> {
-    op: Box<dyn DynOperator>,
-    store: Rc<RefCell<OperatorStateStore>>,
+    subtask: NativeSubtask<dyn DynOperator>,
     ctx: RuntimeContext,
     _factory: PhantomData<F>,
 }
@@ -91,11 +89,10 @@ impl<F: Factory> OperatorHarness<F> {
     /// Creates a subtask from a context and restored state (`restored_checkpoint_id` set means
     /// the job is restored, even if `restored` is empty — §1.7).
     pub fn open_with(ctx: RuntimeContext, store: OperatorStateStore, restored_checkpoint_id: Option<u64>) -> Result<Self> {
-        let mut op = F::create(&ctx)?;
-        let store = Rc::new(RefCell::new(store));
-        op.initialize_state(restored_checkpoint_id, Backend::Native(store.clone()))?;
-        op.open()?;
-        Ok(OperatorHarness { op, store, ctx, _factory: PhantomData })
+        let mut subtask = NativeSubtask::create_local::<F>(&ctx, store)?;
+        subtask.initialize_state(restored_checkpoint_id)?;
+        subtask.open()?;
+        Ok(OperatorHarness { subtask, ctx, _factory: PhantomData })
     }
 
     /// The runtime context of this subtask.
@@ -105,39 +102,38 @@ impl<F: Factory> OperatorHarness<F> {
 
     /// Feeds one batch; returns what the operator emitted.
     pub fn process(&mut self, input: &[OwnedRecord]) -> Result<Vec<OwnedRecord>> {
-        Ok(from_batch(&self.op.process(&to_batch(input))?))
+        Ok(from_batch(&self.subtask.process(&to_batch(input))?))
     }
 
     /// Polls a source once.
     pub fn poll(&mut self, max_records: usize) -> Result<(Vec<OwnedRecord>, PollStatus)> {
-        let (batch, status) = self.op.poll(max_records)?;
+        let (batch, status) = self.subtask.poll(max_records)?;
         Ok((from_batch(&batch), status))
     }
 
     /// Takes a snapshot as the host does at a barrier: `snapshot_state`, then a deep copy.
     pub fn snapshot(&mut self, checkpoint_id: u64) -> Result<SubtaskSnapshot> {
-        self.op.snapshot_state(checkpoint_id, checkpoint_id as i64)?;
-        Ok(self.store.borrow().snapshot())
+        self.subtask.snapshot_state(checkpoint_id, checkpoint_id as i64)
     }
 
     /// Notifies that `checkpoint_id` completed.
     pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        self.op.notify_checkpoint_complete(checkpoint_id)
+        self.subtask.notify_checkpoint_complete(checkpoint_id)
     }
 
     /// Notifies that `checkpoint_id` was aborted.
     pub fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<()> {
-        self.op.notify_checkpoint_aborted(checkpoint_id)
+        self.subtask.notify_checkpoint_aborted(checkpoint_id)
     }
 
     /// Ends the input; returns what the operator emitted while closing.
     pub fn close(&mut self) -> Result<Vec<OwnedRecord>> {
-        Ok(from_batch(&self.op.close()?))
+        Ok(from_batch(&self.subtask.close()?))
     }
 
     /// The decoded content of list state `name` as the host holds it now.
     pub fn list_state<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>> {
-        let snapshot = self.store.borrow().snapshot();
+        let snapshot = self.subtask.state().snapshot();
         let state = snapshot.states.iter().find(|s| s.name == name).ok_or_else(|| anyhow!("no state named '{name}'"))?;
         match &state.value {
             StateValue::List(items) => items.iter().map(|b| decode(b)).collect(),

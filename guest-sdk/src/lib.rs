@@ -76,6 +76,8 @@ pub mod harness;
 pub mod files;
 pub mod kafka;
 pub mod log;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 mod operator;
 mod record;
 pub mod state;

@@ -6,6 +6,7 @@
 //! Natively (in unit tests) the same calls print to stderr and are kept by the test harness.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Severity of a log line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,6 +21,16 @@ pub enum Level {
     Warn,
     /// A failure.
     Error,
+}
+
+/// Whether native log lines are also printed to stderr (on for tests; a host that forwards them
+/// to its own log turns it off).
+static ECHO_TO_STDERR: AtomicBool = AtomicBool::new(true);
+
+/// Natively: whether [`log`] also prints to stderr (default on). Hosts that compile operators
+/// in and forward [`take_captured`] lines to their own log turn it off.
+pub fn echo_to_stderr(on: bool) {
+    ECHO_TO_STDERR.store(on, Ordering::Relaxed);
 }
 
 thread_local! {
@@ -42,12 +53,15 @@ pub fn log(level: Level, message: &str) {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        eprintln!("[{level:?}] {message}");
+        if ECHO_TO_STDERR.load(Ordering::Relaxed) {
+            eprintln!("[{level:?}] {message}");
+        }
         CAPTURED.with(|c| c.borrow_mut().push((level, message.to_string())));
     }
 }
 
-/// Log lines emitted natively on this thread since the last call (used by the test harness).
+/// Log lines emitted natively on this thread since the last call (used by the test harness and
+/// by hosts running native operators).
 pub fn take_captured() -> Vec<(Level, String)> {
     CAPTURED.with(|c| std::mem::take(&mut *c.borrow_mut()))
 }

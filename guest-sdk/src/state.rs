@@ -6,34 +6,45 @@
 //! Register state in [`CheckpointedFunction::initialize_state`](crate::CheckpointedFunction)
 //! through the [`FunctionInitializationContext`](crate::FunctionInitializationContext).
 
-use std::cell::RefCell;
 use std::marker::PhantomData;
-use std::rc::Rc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{anyhow, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasmflow_state::{Mode, OperatorStateStore, StateId, TypeInfo};
 
-/// Where state lives: in the host (inside wasm) or in the native test harness's store.
+/// The state store of a natively hosted operator (test harness, or a host that compiles the
+/// operator in). A mutex rather than a `RefCell` so a native operator can move between threads
+/// with its subtask; it is never contended (one subtask, one caller at a time).
+#[doc(hidden)]
+pub type SharedStore = Arc<Mutex<OperatorStateStore>>;
+
+/// Locks a native store; a poisoned lock (a panic in an earlier call) still holds valid state,
+/// because every store operation checks its arguments before it changes anything.
+pub(crate) fn lock(store: &SharedStore) -> MutexGuard<'_, OperatorStateStore> {
+    store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where state lives: in the host (inside wasm) or in a native store.
 #[doc(hidden)]
 #[derive(Clone)]
 pub enum Backend {
     #[cfg(target_arch = "wasm32")]
     Host,
-    Native(Rc<RefCell<OperatorStateStore>>),
+    Native(SharedStore),
 }
 
 enum ListHandle {
     #[cfg(target_arch = "wasm32")]
     Host(crate::bindings::wasmflow::operator::state::ListState),
-    Native(Rc<RefCell<OperatorStateStore>>, StateId),
+    Native(SharedStore, StateId),
 }
 
 enum MapHandle {
     #[cfg(target_arch = "wasm32")]
     Host(crate::bindings::wasmflow::operator::state::BroadcastState),
-    Native(Rc<RefCell<OperatorStateStore>>, StateId),
+    Native(SharedStore, StateId),
 }
 
 fn bincode_config() -> bincode::config::Configuration {
@@ -81,7 +92,7 @@ impl Backend {
                 ListHandle::Host(h.map_err(|e| anyhow!(e))?)
             }
             Backend::Native(store) => {
-                let id = store.borrow_mut().register_list(name, mode, ty)?;
+                let id = lock(store).register_list(name, mode, ty)?;
                 ListHandle::Native(store.clone(), id)
             }
         };
@@ -102,7 +113,7 @@ impl Backend {
                 MapHandle::Host(h.map_err(|e| anyhow!(e))?)
             }
             Backend::Native(store) => {
-                let id = store.borrow_mut().register_broadcast(name, kt, vt)?;
+                let id = lock(store).register_broadcast(name, kt, vt)?;
                 MapHandle::Native(store.clone(), id)
             }
         };
@@ -126,7 +137,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         let raw = match &self.handle {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.get(),
-            ListHandle::Native(s, id) => s.borrow().list_get(*id)?,
+            ListHandle::Native(s, id) => lock(s).list_get(*id)?,
         };
         raw.iter().map(|b| decode(b)).collect()
     }
@@ -137,7 +148,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         match &self.handle {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.add(&bytes).map_err(|e| anyhow!(e)),
-            ListHandle::Native(s, id) => Ok(s.borrow_mut().list_add(*id, bytes)?),
+            ListHandle::Native(s, id) => Ok(lock(s).list_add(*id, bytes)?),
         }
     }
 
@@ -150,7 +161,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         match &self.handle {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.add_all(&encoded).map_err(|e| anyhow!(e)),
-            ListHandle::Native(s, id) => Ok(s.borrow_mut().list_add_all(*id, encoded)?),
+            ListHandle::Native(s, id) => Ok(lock(s).list_add_all(*id, encoded)?),
         }
     }
 
@@ -163,7 +174,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         match &self.handle {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.update(&encoded).map_err(|e| anyhow!(e)),
-            ListHandle::Native(s, id) => Ok(s.borrow_mut().list_update(*id, encoded)?),
+            ListHandle::Native(s, id) => Ok(lock(s).list_update(*id, encoded)?),
         }
     }
 
@@ -175,7 +186,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
                 h.clear();
                 Ok(())
             }
-            ListHandle::Native(s, id) => Ok(s.borrow_mut().list_clear(*id)?),
+            ListHandle::Native(s, id) => Ok(lock(s).list_clear(*id)?),
         }
     }
 }
@@ -198,7 +209,7 @@ where
         let raw = match &self.handle {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.get(&k),
-            MapHandle::Native(s, id) => s.borrow().map_get(*id, &k)?,
+            MapHandle::Native(s, id) => lock(s).map_get(*id, &k)?,
         };
         raw.map(|b| decode(&b)).transpose()
     }
@@ -209,7 +220,7 @@ where
         match &self.handle {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.put(&k, &v).map_err(|e| anyhow!(e)),
-            MapHandle::Native(s, id) => Ok(s.borrow_mut().map_put(*id, k, v)?),
+            MapHandle::Native(s, id) => Ok(lock(s).map_put(*id, k, v)?),
         }
     }
 
@@ -222,7 +233,7 @@ where
                 h.remove(&k);
                 Ok(())
             }
-            MapHandle::Native(s, id) => Ok(s.borrow_mut().map_remove(*id, &k)?),
+            MapHandle::Native(s, id) => Ok(lock(s).map_remove(*id, &k)?),
         }
     }
 
@@ -232,7 +243,7 @@ where
         match &self.handle {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => Ok(h.contains(&k)),
-            MapHandle::Native(s, id) => Ok(s.borrow().map_contains(*id, &k)?),
+            MapHandle::Native(s, id) => Ok(lock(s).map_contains(*id, &k)?),
         }
     }
 
@@ -241,7 +252,7 @@ where
         let raw = match &self.handle {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.entries(),
-            MapHandle::Native(s, id) => s.borrow().map_entries(*id)?,
+            MapHandle::Native(s, id) => lock(s).map_entries(*id)?,
         };
         raw.iter().map(|(k, v)| Ok((decode(k)?, decode(v)?))).collect()
     }
@@ -254,7 +265,7 @@ where
                 h.clear();
                 Ok(())
             }
-            MapHandle::Native(s, id) => Ok(s.borrow_mut().map_clear(*id)?),
+            MapHandle::Native(s, id) => Ok(lock(s).map_clear(*id)?),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! * [`job`]: the job file.
 //! * [`engine`]: wasmtime engine, module loading, one store per subtask, the host side of the
 //!   contract's imports.
+//! * [`native`]: operators compiled into the host (trusted, not sandboxed), for embedders.
 //! * [`runtime`]: subtasks on tokio, channels, partitioning, barriers.
 //! * [`checkpoint`]: durable checkpoints and savepoints.
 //! * [`connectors`]: the Kafka capability.
@@ -18,5 +19,6 @@ pub mod connectors;
 pub mod engine;
 pub mod inspect;
 pub mod job;
+pub mod native;
 pub mod runtime;
 pub mod scaffold;

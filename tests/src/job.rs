@@ -19,6 +19,9 @@ pub struct PipelineJob {
     pub fail_on_key: Option<u64>,
     /// `[job] channel-capacity` (batches per channel), default the runtime's.
     pub channel_capacity: Option<usize>,
+    /// Operators (by crate name: `generator`, `counter`, …) to run as `native:` modules instead
+    /// of wasm; the run needs [`crate::native_operators`] in its options.
+    pub native: Vec<&'static str>,
 }
 
 impl Default for PipelineJob {
@@ -33,6 +36,7 @@ impl Default for PipelineJob {
             restart_attempts: 0,
             fail_on_key: None,
             channel_capacity: None,
+            native: Vec::new(),
         }
     }
 }
@@ -51,7 +55,8 @@ impl PipelineJob {
         writeln!(t, "[restart]\nattempts = {}\ndelay-ms = 50\n", self.restart_attempts).unwrap();
         let rate = self.records_per_second.map(|r| format!(", records-per-second = {r}")).unwrap_or_default();
         let op = |t: &mut String, id: &str, module: &str, p: u32, extra: &str| {
-            writeln!(t, "[[operators]]\nid = \"{id}\"\nmodule = \"{}\"\nparallelism = {p}\n{extra}", operator(module).display()).unwrap();
+            let module = if self.native.contains(&module) { format!("native:{module}") } else { operator(module).display().to_string() };
+            writeln!(t, "[[operators]]\nid = \"{id}\"\nmodule = \"{module}\"\nparallelism = {p}\n{extra}").unwrap();
         };
         op(&mut t, "numbers", "generator", self.source_parallelism, &format!("config = {{ count = {}{rate} }}\n", self.count));
         op(&mut t, "upper", "uppercase", self.source_parallelism, "");

@@ -9,6 +9,20 @@ pub mod job;
 
 use std::path::{Path, PathBuf};
 
+use wasmflow_host::native::NativeRegistry;
+
+/// The example operators compiled natively, registered under their crate names
+/// (`module = "native:generator"` …), for jobs that compare or mix wasm and native code.
+pub fn native_operators() -> NativeRegistry {
+    let mut r = NativeRegistry::default();
+    r.register::<wasmflow_op_generator::WasmflowOperator>("generator")
+        .register::<wasmflow_op_uppercase::WasmflowOperator>("uppercase")
+        .register::<wasmflow_op_counter::WasmflowOperator>("counter")
+        .register::<wasmflow_op_failing_map::WasmflowOperator>("failing-map")
+        .register::<wasmflow_op_null_sink::WasmflowOperator>("null-sink");
+    r
+}
+
 /// The repository root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()

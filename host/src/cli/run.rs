@@ -89,7 +89,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             let (reply, _) = tokio::sync::oneshot::channel();
             let _ = stopper.send(crate::runtime::job::ControlRequest::Stop { savepoint: None, reply }).await;
         });
-        let opts = RunOptions { restore, allow_non_restored_state: args.allow_non_restored_state, control: Some(rx), metrics: Some(metrics) };
+        let opts = RunOptions { restore, allow_non_restored_state: args.allow_non_restored_state, control: Some(rx), metrics: Some(metrics), ..Default::default() };
         let result = run_job(&engine, &job, opts).await;
         progress.abort();
         server.drain(Duration::from_secs(2)).await;

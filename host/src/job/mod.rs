@@ -184,7 +184,8 @@ impl LimitsSpec {
 pub struct OperatorSpec {
     /// Stable id; state is matched by it on restore.
     pub id: String,
-    /// Path of the component `.wasm`, relative to the job file.
+    /// Path of the component `.wasm`, relative to the job file; or `native:<name>` for an
+    /// operator compiled into an embedding host (see [`crate::native`]).
     pub module: PathBuf,
     /// Number of parallel subtasks (default 1).
     #[serde(default = "one")]

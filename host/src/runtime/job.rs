@@ -17,7 +17,9 @@ use super::subtask::{self, Control, Event, OperatorMetrics, SubtaskTask};
 use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, LoadedCheckpoint, LocalStorage, OperatorMetadata, StateFileRef, load_dir};
 use crate::engine::bindings::wasmflow::operator::types::{OperatorKind, TaskInfo};
 use crate::engine::host::{FilesDir, SubtaskData, SubtaskLimits, SubtaskTag};
-use crate::engine::{Capability, Engine, OperatorModule, SubtaskInstance};
+use super::operator::{OperatorCode, load_operators};
+use crate::engine::Engine;
+use crate::native::NativeRegistry;
 use crate::job::{JobSpec, LimitsSpec, Partitioning};
 
 /// Where a job starts from.
@@ -53,6 +55,8 @@ pub struct RunOptions {
     pub control: Option<mpsc::Receiver<ControlRequest>>,
     /// Filled with each operator's metrics when the job is deployed (for progress display).
     pub metrics: Option<SharedMetrics>,
+    /// Native operators the job file may name with `module = "native:<name>"`.
+    pub native: NativeRegistry,
 }
 
 /// What happened while a job ran.
@@ -95,24 +99,6 @@ fn subtask_limits(spec: &LimitsSpec) -> (SubtaskLimits, Duration) {
     (limits, Duration::from_millis(spec.call_timeout_ms.unwrap_or(10_000)))
 }
 
-/// Compiles and checks every operator's module once.
-pub fn load_modules(engine: &Engine, job: &JobSpec) -> Result<BTreeMap<String, OperatorModule>> {
-    let mut modules = BTreeMap::new();
-    for op in &job.operators {
-        let mut granted = BTreeSet::new();
-        if op.grants.kafka {
-            granted.insert(Capability::Kafka);
-        }
-        if op.grants.files.is_some() {
-            granted.insert(Capability::Files);
-        }
-        let module = OperatorModule::load(engine, &job.resolve(&op.module), &granted)
-            .with_context(|| format!("operator '{}'", op.id))?;
-        modules.insert(op.id.clone(), module);
-    }
-    Ok(modules)
-}
-
 /// The checkpoint storage of a job (its `[checkpoints] dir`, or `checkpoints/` next to the job file).
 pub fn job_storage(job: &JobSpec) -> Result<LocalStorage> {
     let dir = job.checkpoints.as_ref().map(|c| c.dir.clone()).unwrap_or_else(|| PathBuf::from("checkpoints"));
@@ -136,7 +122,7 @@ fn load_newest(storage: &LocalStorage, only: Option<&[u64]>) -> Result<Option<Lo
 
 /// Runs `job` to its end (bounded input), a stop request, or a failure past the restart strategy.
 pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Result<JobReport> {
-    let modules = load_modules(engine, job)?;
+    let modules = load_operators(engine, job, &opts.native)?;
     let storage = Arc::new(job_storage(job)?);
     let mut restore = match opts.restore.take() {
         None => None,
@@ -214,7 +200,7 @@ impl<'a> Attempt<'a> {
     async fn deploy(
         engine: &Engine,
         job: &'a JobSpec,
-        modules: &BTreeMap<String, OperatorModule>,
+        modules: &BTreeMap<String, OperatorCode>,
         storage: Arc<LocalStorage>,
         restore: Option<&LoadedCheckpoint>,
         attempt: u64,
@@ -269,7 +255,7 @@ impl<'a> Attempt<'a> {
                 };
                 let store = restore::store_for(assignment.as_mut(), &op.id, index, limits.state.clone());
                 let data = SubtaskData::new(tag.clone(), store, &limits, files);
-                let mut instance = SubtaskInstance::instantiate(engine, module, data, call_timeout).await?;
+                let mut instance = module.instantiate(engine, data, call_timeout).await?;
                 match (instance.kind(), has_inputs) {
                     (OperatorKind::Source, true) => bail!("operator '{}' is a source but an edge leads into it", op.id),
                     (OperatorKind::Transform | OperatorKind::Sink, false) => {

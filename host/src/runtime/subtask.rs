@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::channel::{EdgeOutput, InputEvent, InputGate};
 use super::message::{Barrier, Message};
+use super::operator::SubtaskOperator;
 use crate::checkpoint::{CheckpointStorage, StateFileRef};
-use crate::engine::SubtaskInstance;
 use crate::engine::bindings::wasmflow::operator::types::{Batch, PollStatus};
 use crate::engine::host::SubtaskTag;
 
@@ -52,7 +52,7 @@ pub struct OperatorMetrics {
 /// Everything a subtask task needs.
 pub struct SubtaskTask {
     pub tag: SubtaskTag,
-    pub instance: SubtaskInstance,
+    pub instance: SubtaskOperator,
     pub control: UnboundedReceiver<Control>,
     pub events: UnboundedSender<Event>,
     pub outputs: Vec<EdgeOutput>,

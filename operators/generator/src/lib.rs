@@ -6,7 +6,8 @@
 //! old subtask's progress (shared/flink-semantics.md §1.4.3), so it can tell exactly which
 //! numbers were already emitted under the old parallelism and emit each remaining one once.
 //!
-//! Record: key = the number in decimal, value = `prefix` + number, timestamp = the number.
+//! Record: key = the number in decimal, value = `prefix` + number (zero-padded to `value-bytes`
+//! if set), timestamp = the number.
 
 use wasmflow_guest_sdk::prelude::*;
 
@@ -22,6 +23,10 @@ pub struct GeneratorConfig {
     /// Throttle: at most this many records per second per subtask (default: unthrottled).
     #[serde(default)]
     pub records_per_second: Option<u32>,
+    /// Pad every value to this many bytes with leading zeros on the number
+    /// (`record-000042`; the number still parses). Default: no padding.
+    #[serde(default)]
+    pub value_bytes: Option<usize>,
 }
 
 fn default_prefix() -> String {
@@ -103,7 +108,8 @@ impl Source for Generator {
             if self.already_emitted(n) {
                 continue;
             }
-            let value = format!("{}{n}", self.config.prefix);
+            let width = self.config.value_bytes.unwrap_or(0).saturating_sub(self.config.prefix.len());
+            let value = format!("{}{n:0width$}", self.config.prefix);
             out.emit(Some(n.to_string().as_bytes()), value.as_bytes(), n as i64);
             budget -= 1;
         }
@@ -132,6 +138,16 @@ mod tests {
             }
         }
         seen
+    }
+
+    #[test]
+    fn values_are_padded_to_value_bytes_and_still_parse() {
+        let mut job = ParallelHarness::<WasmflowOperator>::open_fresh("gen", 1, serde_json::json!({"count": 12, "value-bytes": 10})).unwrap();
+        let (records, _) = job.subtasks[0].poll(100).unwrap();
+        let values: Vec<String> = records.iter().map(OwnedRecord::value_str).collect();
+        assert_eq!(values[0], "record-000");
+        assert_eq!(values[11], "record-011");
+        assert_eq!(drain(&mut ParallelHarness::open_fresh("gen", 1, serde_json::json!({"count": 3, "value-bytes": 64})).unwrap(), 10, 1), vec![0, 1, 2]);
     }
 
     #[test]

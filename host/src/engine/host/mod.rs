@@ -82,6 +82,11 @@ pub struct SubtaskLimits {
 
 impl SubtaskData {
     /// Data for a new subtask attempt. `state` is empty or restored.
+    /// The tag and the state store, for a subtask that runs natively (no store, no sandbox).
+    pub fn into_parts(self) -> (SubtaskTag, OperatorStateStore) {
+        (self.tag, self.state)
+    }
+
     pub fn new(tag: SubtaskTag, state: OperatorStateStore, limits: &SubtaskLimits, files: Option<FilesDir>) -> Self {
         SubtaskData {
             tag,

@@ -1,0 +1,141 @@
+//! Running an operator natively instead of as wasm: the code the [`harness`](crate::harness)
+//! uses in `cargo test`, and what a host uses to compile an operator into itself (the
+//! `wasmflow` runtime's native operators, e.g. for the wasm-overhead benchmark).
+//!
+//! A [`NativeSubtask`] is one subtask: the operator plus its state store, driven through the
+//! same lifecycle calls the wasm export makes (`create`, `initialize_state`, `open`, then
+//! `process`/`poll`, `snapshot_state`, notifications, `close`). Nothing is sandboxed: native
+//! operator code is as trusted as the host.
+//!
+//! ```
+//! use wasmflow_guest_sdk::native::NativeSubtask;
+//! use wasmflow_guest_sdk::prelude::*;
+//! use wasmflow_state::{OperatorStateStore, StateLimits};
+//!
+//! fn shout(r: Record<'_>, out: &mut Collector) -> Result<()> {
+//!     out.emit(r.key, &r.value.to_ascii_uppercase(), r.timestamp);
+//!     Ok(())
+//! }
+//! export_map!(shout);
+//!
+//! let ctx = RuntimeContext::new("shout", 0, 1, serde_json::json!({}));
+//! let store = OperatorStateStore::new(StateLimits::default());
+//! let mut subtask = NativeSubtask::create::<WasmflowOperator>(&ctx, store).unwrap();
+//! subtask.initialize_state(None).unwrap();
+//! subtask.open().unwrap();
+//! let out = subtask.process(&Batch::from_records([Record { key: None, value: b"hi", timestamp: 0 }])).unwrap();
+//! assert_eq!(out.iter().next().unwrap().value, b"HI");
+//! ```
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Result;
+use wasmflow_state::{OperatorStateStore, SubtaskSnapshot};
+
+use crate::bindings::wasmflow::operator::types::OperatorKind;
+use crate::glue::{DynOperator, Factory, OperatorFactory, SinkFactory, SourceFactory};
+use crate::state::{lock, Backend, SharedStore};
+use crate::{Batch, Operator, PollStatus, RuntimeContext, Sink, Source};
+
+/// A factory whose operator may move between threads — what a multi-threaded host needs.
+/// Implemented for every exported operator type that is `Send` (most are: state handles are).
+pub trait SendFactory: Factory {
+    /// Builds the operator for `ctx`.
+    fn create_send(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator + Send>>;
+}
+
+impl<T: Source + Send + 'static> SendFactory for SourceFactory<T> {
+    fn create_send(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator + Send>> {
+        Ok(crate::glue::boxed_source(T::create(ctx)?))
+    }
+}
+
+impl<T: Operator + Send + 'static> SendFactory for OperatorFactory<T> {
+    fn create_send(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator + Send>> {
+        Ok(crate::glue::boxed_operator(T::create(ctx)?))
+    }
+}
+
+impl<T: Sink + Send + 'static> SendFactory for SinkFactory<T> {
+    fn create_send(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator + Send>> {
+        Ok(crate::glue::boxed_sink(T::create(ctx)?))
+    }
+}
+
+/// One natively running subtask: the operator and the state store it registers state in.
+///
+/// `Op` is `dyn DynOperator + Send` for hosts (the default), or `dyn DynOperator` for the
+/// single-threaded test harness, which accepts operators that are not `Send`.
+pub struct NativeSubtask<Op: ?Sized + DynOperator = dyn DynOperator + Send> {
+    op: Box<Op>,
+    store: SharedStore,
+    kind: OperatorKind,
+}
+
+impl NativeSubtask {
+    /// Creates the operator of factory `F` for `ctx`, over `store` (fresh or restored).
+    pub fn create<F: SendFactory>(ctx: &RuntimeContext, store: OperatorStateStore) -> Result<Self> {
+        Ok(NativeSubtask { op: F::create_send(ctx)?, store: Arc::new(Mutex::new(store)), kind: F::KIND })
+    }
+}
+
+impl NativeSubtask<dyn DynOperator> {
+    /// Like [`NativeSubtask::create`], for operators that are not `Send` (test harness).
+    pub fn create_local<F: Factory>(ctx: &RuntimeContext, store: OperatorStateStore) -> Result<Self> {
+        Ok(NativeSubtask { op: F::create(ctx)?, store: Arc::new(Mutex::new(store)), kind: F::KIND })
+    }
+}
+
+impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
+    /// Source, transform or sink.
+    pub fn kind(&self) -> OperatorKind {
+        self.kind
+    }
+
+    /// `initialize_state`: the operator registers its state; `restored` is the checkpoint id
+    /// when the job was restored (even if this subtask received no state).
+    pub fn initialize_state(&mut self, restored: Option<u64>) -> Result<()> {
+        self.op.initialize_state(restored, Backend::Native(self.store.clone()))
+    }
+
+    /// `open`.
+    pub fn open(&mut self) -> Result<()> {
+        self.op.open()
+    }
+
+    /// `process`: one batch in, what the operator emitted out.
+    pub fn process(&mut self, input: &Batch) -> Result<Batch> {
+        self.op.process(input)
+    }
+
+    /// `poll`: a source emits up to `max_records` records.
+    pub fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)> {
+        self.op.poll(max_records)
+    }
+
+    /// `snapshot_state`, then a deep copy of the store, as the host takes it at a barrier.
+    pub fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot> {
+        self.op.snapshot_state(checkpoint_id, timestamp)?;
+        Ok(self.state().snapshot())
+    }
+
+    /// `notify_checkpoint_complete`.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.op.notify_checkpoint_complete(checkpoint_id)
+    }
+
+    /// `notify_checkpoint_aborted`.
+    pub fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.op.notify_checkpoint_aborted(checkpoint_id)
+    }
+
+    /// `close`: what the operator emits at the end of its input.
+    pub fn close(&mut self) -> Result<Batch> {
+        self.op.close()
+    }
+
+    /// The state store, as it is now.
+    pub fn state(&self) -> MutexGuard<'_, OperatorStateStore> {
+        lock(&self.store)
+    }
+}

@@ -1,0 +1,237 @@
+//! Native operators: operator code compiled into the host instead of loaded as wasm.
+//!
+//! An embedding program (the benchmarks, a custom host) registers guest-SDK operator types under
+//! a name, and a job file uses them with `module = "native:<name>"`. They run through the same
+//! runtime — channels, barriers, checkpoints, restore, rescale — and keep their state in the same
+//! store format, so a job can switch an operator between wasm and native and keep its state.
+//!
+//! Native code is **not sandboxed**: no memory limit, no call deadline, no capabilities (a native
+//! operator with `grants` is rejected). Use it for trusted operators only; the `wasmflow` CLI
+//! registers none.
+//!
+//! ```no_run
+//! use wasmflow_host::native::NativeRegistry;
+//! # mod my_operator { wasmflow_guest_sdk::export_map!(f); fn f(_: wasmflow_guest_sdk::Record<'_>, _: &mut wasmflow_guest_sdk::Collector) -> wasmflow_guest_sdk::Result<()> { Ok(()) } }
+//! let mut native = NativeRegistry::default();
+//! native.register::<my_operator::WasmflowOperator>("my-map");
+//! // [[operators]] id = "m", module = "native:my-map"
+//! let opts = wasmflow_host::runtime::RunOptions { native, ..Default::default() };
+//! ```
+
+use std::collections::BTreeMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmflow_guest_sdk::bindings::wasmflow::operator::types::{Batch as SdkWire, OperatorKind as SdkKind, RecordMeta as SdkMeta};
+use wasmflow_guest_sdk::log::Level;
+use wasmflow_guest_sdk::native::{NativeSubtask, SendFactory};
+use wasmflow_guest_sdk::{Batch as SdkBatch, PollStatus as SdkStatus, RuntimeContext};
+use wasmflow_state::{OperatorStateStore, SubtaskSnapshot};
+
+use crate::engine::GuestError;
+use crate::engine::bindings::wasmflow::operator::types::{Batch, OperatorKind, PollStatus, RecordMeta, TaskInfo};
+use crate::engine::host::SubtaskTag;
+
+/// The prefix of a job file's `module` that names a native operator.
+pub const NATIVE_PREFIX: &str = "native:";
+
+/// The native operator name in a job file's `module`, if it names one.
+pub fn native_name(module: &Path) -> Option<&str> {
+    module.to_str()?.strip_prefix(NATIVE_PREFIX)
+}
+
+type CreateFn = dyn Fn(&RuntimeContext, OperatorStateStore) -> anyhow::Result<NativeSubtask> + Send + Sync;
+
+/// A registered native operator: its kind and how to build a subtask of it.
+#[derive(Clone)]
+pub struct NativeFactory {
+    kind: OperatorKind,
+    create: Arc<CreateFn>,
+}
+
+/// Native operators an embedding host makes available to job files, by name.
+#[derive(Clone, Default)]
+pub struct NativeRegistry {
+    factories: BTreeMap<String, NativeFactory>,
+}
+
+impl NativeRegistry {
+    /// Registers the operator exported by a guest crate (its `WasmflowOperator` type) as `name`.
+    pub fn register<F: SendFactory>(&mut self, name: &str) -> &mut Self {
+        let kind = match F::KIND {
+            SdkKind::Source => OperatorKind::Source,
+            SdkKind::Transform => OperatorKind::Transform,
+            SdkKind::Sink => OperatorKind::Sink,
+        };
+        let create = Arc::new(|ctx: &RuntimeContext, store| NativeSubtask::create::<F>(ctx, store));
+        self.factories.insert(name.to_string(), NativeFactory { kind, create });
+        self
+    }
+
+    /// The factory registered as `name`; the error lists what is registered.
+    pub fn get(&self, name: &str) -> anyhow::Result<NativeFactory> {
+        self.factories.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self.factories.keys().map(String::as_str).collect();
+            if known.is_empty() {
+                anyhow::anyhow!(
+                    "module \"{NATIVE_PREFIX}{name}\" names a native operator, but this host has none compiled in \
+                     (the wasmflow CLI runs wasm modules only: point `module` at a .wasm file)"
+                )
+            } else {
+                anyhow::anyhow!("no native operator named '{name}' in this host; it has: {}", known.join(", "))
+            }
+        })
+    }
+}
+
+/// One subtask of a native operator, with the same calls as a wasm
+/// [`SubtaskInstance`](crate::engine::SubtaskInstance).
+pub struct NativeInstance {
+    tag: SubtaskTag,
+    factory: NativeFactory,
+    /// The store until `create` hands it to the operator.
+    store: Option<OperatorStateStore>,
+    subtask: Option<NativeSubtask>,
+}
+
+impl NativeInstance {
+    /// A subtask of `factory` that will start from `store` (fresh or restored).
+    pub fn new(tag: SubtaskTag, factory: NativeFactory, store: OperatorStateStore) -> Self {
+        NativeInstance { tag, factory, store: Some(store), subtask: None }
+    }
+
+    /// Source, transform or sink.
+    pub fn kind(&self) -> OperatorKind {
+        self.factory.kind
+    }
+
+    /// Runs one lifecycle call: an error is the operator's failure, a panic is reported like a
+    /// wasm trap; the operator's log lines go to the host log either way.
+    fn call<T>(&mut self, call: &'static str, f: impl FnOnce(&mut NativeSubtask) -> anyhow::Result<T>) -> Result<T, GuestError> {
+        let tag = self.tag.clone();
+        let subtask = self.subtask.as_mut().ok_or_else(|| GuestError::Failed {
+            tag: tag.clone(),
+            call,
+            message: "operator used before `create`".into(),
+        })?;
+        let result = catch_unwind(AssertUnwindSafe(|| f(subtask)));
+        forward_logs(&tag);
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(GuestError::Failed { tag, call, message: format!("{e:#}") }),
+            Err(panic) => Err(GuestError::Trapped { tag, call, message: format!("native operator panicked: {}", panic_text(&panic)) }),
+        }
+    }
+
+    /// `create`: builds the operator with its task info and JSON config.
+    pub fn create(&mut self, info: TaskInfo, config: String) -> Result<(), GuestError> {
+        let failed = |message: String| GuestError::Failed { tag: self.tag.clone(), call: "create", message };
+        let config: serde_json::Value = if config.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_str(&config).map_err(|e| failed(format!("operator config is not valid JSON: {e}")))?
+        };
+        let ctx = RuntimeContext::new(&info.operator_id, info.subtask_index, info.parallelism, config)
+            .with_attempt(info.attempt)
+            .with_checkpointing(info.checkpointing_enabled);
+        let store = self.store.take().ok_or_else(|| failed("`create` called twice".into()))?;
+        let created = catch_unwind(AssertUnwindSafe(|| (self.factory.create)(&ctx, store)));
+        forward_logs(&self.tag);
+        match created {
+            Ok(Ok(subtask)) => {
+                self.subtask = Some(subtask);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(failed(format!("{e:#}"))),
+            Err(panic) => Err(GuestError::Trapped {
+                tag: self.tag.clone(),
+                call: "create",
+                message: format!("native operator panicked: {}", panic_text(&panic)),
+            }),
+        }
+    }
+
+    /// `initialize-state`.
+    pub fn initialize_state(&mut self, restored_checkpoint_id: Option<u64>) -> Result<(), GuestError> {
+        self.call("initialize-state", |s| s.initialize_state(restored_checkpoint_id))
+    }
+
+    /// `open`.
+    pub fn open(&mut self) -> Result<(), GuestError> {
+        self.call("open", |s| s.open())
+    }
+
+    /// `process`: one batch in, one batch out.
+    pub fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
+        let input = to_sdk(input);
+        self.call("process", |s| s.process(&input)).map(from_sdk)
+    }
+
+    /// `poll`: a source produces up to `max_records` records.
+    pub fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
+        let (batch, status) = self.call("poll", |s| s.poll(max_records as usize))?;
+        let status = match status {
+            SdkStatus::Ready => PollStatus::Ready,
+            SdkStatus::Idle(ms) => PollStatus::Idle(ms),
+            SdkStatus::Finished => PollStatus::Finished,
+        };
+        Ok((from_sdk(batch), status))
+    }
+
+    /// `snapshot-state`, then a deep copy of the subtask's state.
+    pub fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot, GuestError> {
+        self.call("snapshot-state", |s| s.snapshot_state(checkpoint_id, timestamp))
+    }
+
+    /// `notify-checkpoint-complete`.
+    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
+        self.call("notify-checkpoint-complete", |s| s.notify_checkpoint_complete(checkpoint_id))
+    }
+
+    /// `notify-checkpoint-aborted`.
+    pub fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
+        self.call("notify-checkpoint-aborted", |s| s.notify_checkpoint_aborted(checkpoint_id))
+    }
+
+    /// `close`: returns records still to emit.
+    pub fn close(&mut self) -> Result<Batch, GuestError> {
+        self.call("close", |s| s.close()).map(from_sdk)
+    }
+}
+
+// The SDK and the host each generate their own types from the same WIT record, with the same
+// fields; these moves reuse the buffers (same layout, so `collect` works in place).
+fn to_sdk(b: Batch) -> SdkBatch {
+    let records = b.records.into_iter().map(|m| SdkMeta { key_len: m.key_len, value_len: m.value_len, timestamp: m.timestamp }).collect();
+    SdkBatch::from_wire(SdkWire { data: b.data, records })
+}
+
+fn from_sdk(b: SdkBatch) -> Batch {
+    let wire = b.into_wire();
+    let records = wire.records.into_iter().map(|m| RecordMeta { key_len: m.key_len, value_len: m.value_len, timestamp: m.timestamp }).collect();
+    Batch { data: wire.data, records }
+}
+
+/// Natively, the SDK keeps log lines in a thread-local; a call runs on one thread, so draining
+/// right after it gets exactly that call's lines.
+fn forward_logs(tag: &SubtaskTag) {
+    let (op, sub) = (tag.operator.as_str(), tag.subtask);
+    for (level, msg) in wasmflow_guest_sdk::log::take_captured() {
+        match level {
+            Level::Trace => tracing::trace!(target: "guest", operator = op, subtask = sub, "{msg}"),
+            Level::Debug => tracing::debug!(target: "guest", operator = op, subtask = sub, "{msg}"),
+            Level::Info => tracing::info!(target: "guest", operator = op, subtask = sub, "{msg}"),
+            Level::Warn => tracing::warn!(target: "guest", operator = op, subtask = sub, "{msg}"),
+            Level::Error => tracing::error!(target: "guest", operator = op, subtask = sub, "{msg}"),
+        }
+    }
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
