@@ -1,40 +1,52 @@
-//! A counting global allocator: current and peak heap bytes of the benchmark process.
+//! A counting global allocator: current and peak heap bytes allocated **by the calling thread**.
+//!
+//! Per-thread counters (plain `Cell`s) rather than process-wide atomics: shared atomics on every
+//! allocation would slow the multi-threaded pipeline benchmarks, and native operators more than
+//! wasm ones (whose allocations stay inside linear memory). The restore benchmark measures on one
+//! thread, so its numbers are exact. Counters wrap rather than overflow because a thread may free
+//! blocks another thread allocated.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 
 struct Counting;
 
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static CURRENT: Cell<usize> = const { Cell::new(0) };
+    static PEAK: Cell<usize> = const { Cell::new(0) };
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = unsafe { System.alloc(layout) };
         if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
+            // `try_with`: the thread's counters may already be gone while it exits.
+            let _ = CURRENT.try_with(|c| {
+                let now = c.get().wrapping_add(layout.size());
+                c.set(now);
+                let _ = PEAK.try_with(|p| p.set(p.get().max(now)));
+            });
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+        let _ = CURRENT.try_with(|c| c.set(c.get().wrapping_sub(layout.size())));
     }
 }
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Resets the peak to the current usage and returns the current usage.
+/// Resets this thread's peak to its current usage and returns the current usage.
 pub fn reset_peak() -> usize {
-    let now = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(now, Ordering::Relaxed);
+    let now = CURRENT.with(Cell::get);
+    PEAK.with(|p| p.set(now));
     now
 }
 
-/// Peak heap bytes since the last [`reset_peak`].
+/// This thread's peak heap bytes since the last [`reset_peak`].
 pub fn peak() -> usize {
-    PEAK.load(Ordering::Relaxed)
+    PEAK.with(Cell::get)
 }

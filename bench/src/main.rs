@@ -1,36 +1,64 @@
-//! `make bench`: measures what can be measured so far and writes `bench/REPORT.md`.
+//! `make bench`: every benchmark of issue #6, each a side-by-side comparison taken in one run,
+//! and `bench/REPORT.md` (tables, targets, the plot `bench/throughput.png`).
 //!
-//! Implemented: start-up (cold compile, compiled cache, instantiate) and union-state restore at
-//! scale (time and peak host memory). Not yet: wasm-vs-native pipeline, Kafka source against a
-//! plain consumer, checkpoint latency by state size (issue #6 lists them; the report says so).
+//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka]`
+//! runs only the named parts (all by default) and still writes the report with what ran.
 //! Timings are medians of repeated runs; memory is measured with a counting allocator, so it is
 //! exact for the host's heap.
 
 mod alloc;
+mod checkpoint;
+mod kafka;
+mod pipeline;
+mod plot;
 mod restore;
 mod startup;
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::process::Command;
+
+const PARTS: [&str; 5] = ["startup", "restore", "pipeline", "checkpoints", "kafka"];
 
 fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(bad) = args.iter().find(|a| !PARTS.contains(&a.as_str())) {
+        anyhow::bail!("unknown benchmark '{bad}'; the parts are: {}", PARTS.join(", "));
+    }
+    let wanted = |part: &str| args.is_empty() || args.iter().any(|a| a == part);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let module = root.parent().unwrap().join("target/operators/wasmflow_op_counter.wasm");
-    anyhow::ensure!(module.exists(), "{} is missing: run `make operators` first (make bench does)", module.display());
+    let module = wasmflow_tests::operator("counter");
+    // Two worker threads, as on the 2-core CI machine the targets were set for.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+
     let mut report = String::new();
     writeln!(report, "# wasmflow benchmark report\n")?;
-    writeln!(report, "Machine: {} cores, {}; command: `make bench` (release build).\n", std::thread::available_parallelism()?, os())?;
-    writeln!(report, "Targets from issue #6 are stated next to each measurement.\n")?;
-    report.push_str(&startup::run(&module)?);
-    report.push_str(&restore::run()?);
-    writeln!(report, "\n## Not measured yet\n")?;
-    for missing in [
-        "wasm overhead: the same pipeline as wasm components against natively compiled operators (needs a native operator path in the runtime; target ≥ 0.8x native)",
-        "Kafka source (parallelism 1, 2, 4) against a plain rdkafka consumer on the same broker (target ≥ 0.9x)",
-        "checkpoint trigger-to-complete time and record pause for 1 KB / 1 MB / 100 MB of state (target: 1 MB under 20 ms)",
-        "a plot (throughput against batch size)",
-    ] {
-        writeln!(report, "- {missing}")?;
+    writeln!(report, "{}", environment())?;
+    writeln!(report, "Targets from issue #6 are stated next to each measurement; a missed target says why below its table.\n")?;
+    if wanted("startup") {
+        report.push_str(&startup::run(&module)?);
+    }
+    if wanted("restore") {
+        report.push_str(&restore::run()?);
+    }
+    if wanted("pipeline") {
+        let points = pipeline::measure(&rt)?;
+        let png = root.join("throughput.png");
+        let plotted = match plot::throughput_by_batch_size(&points, &png) {
+            Ok(()) => Some("throughput.png"),
+            Err(e) => {
+                eprintln!("no plot: {e:#}");
+                writeln!(report, "_No plot: {e:#}._\n")?;
+                None
+            }
+        };
+        report.push_str(&pipeline::report(&points, plotted)?);
+    }
+    if wanted("checkpoints") {
+        report.push_str(&checkpoint::report(&checkpoint::measure(&rt)?)?);
+    }
+    if wanted("kafka") {
+        report.push_str(&kafka::report(&kafka::measure(&rt)?)?);
     }
     let out = root.join("REPORT.md");
     std::fs::write(&out, &report)?;
@@ -39,11 +67,37 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn os() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
+/// Machine, versions and the exact command, for the top of the report.
+fn environment() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<u64>().ok()))
+        .map(|kb| format!("{:.1} GiB RAM", kb as f64 / (1 << 20) as f64))
+        .unwrap_or_default();
+    let output = |cmd: &str, args: &[&str]| {
+        Command::new(cmd).args(args).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "?".into())
+    };
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
+    let tools = std::env::var_os("WASMFLOW_TOOLS").map(std::path::PathBuf::from).unwrap_or_else(|| wasmflow_tests::workspace_root().join(".tools"));
+    let tansu = tools.join("bin/tansu");
+    let tansu = if tansu.exists() { output(&tansu.display().to_string(), &["--version"]) } else { "not installed".into() };
+    let guests = match wasmflow_host::build::toolchain::Toolchain::detect() {
+        Ok(wasmflow_host::build::toolchain::Toolchain::DebianBuildStd { rustc, .. }) => {
+            format!("{} with -Zbuild-std", output(&rustc.display().to_string(), &["-V"]))
+        }
+        Ok(_) => "rustup's wasm32-unknown-unknown target".to_string(),
+        Err(_) => "no guest toolchain".to_string(),
+    };
+    format!(
+        "- Machine: {} cores, {cpu}, {mem}, {}\n- Host: {}, wasmtime 48, librdkafka {librdkafka}; guests: {guests}\n- Broker: tansu {tansu}\n- Command: `make bench` (= `cargo run --release -p wasmflow-bench` after `make operators`)\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        output("uname", &["-sr"]),
+        output("rustc", &["-V"]),
+    )
 }
 
 /// Median of `runs` timings of `f`, in microseconds.

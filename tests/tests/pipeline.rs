@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use wasmflow_host::checkpoint::load_dir;
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
 use wasmflow_host::runtime::{JobReport, RunOptions, run_job};
@@ -19,6 +20,14 @@ async fn bounded_job_emits_every_record_exactly_once() {
     let job = PipelineJob { count: 2000, ..Default::default() }.write(dir.path());
     let report = run(&job).await.unwrap();
     assert!(!report.completed_checkpoints.is_empty(), "the final checkpoint completes");
+    // Statistics for every completed checkpoint; the last one's size is its state files' sizes.
+    let ids: Vec<u64> = report.checkpoint_stats.iter().map(|c| c.checkpoint_id).collect();
+    assert_eq!(ids, report.completed_checkpoints);
+    let last = report.checkpoint_stats.last().unwrap();
+    let meta = load_dir(&dir.path().join("checkpoints").join(format!("chk-{}", last.checkpoint_id))).unwrap().metadata;
+    let file_bytes: u64 = meta.operators.values().flat_map(|o| o.subtasks.iter().map(|f| f.size)).sum();
+    assert_eq!(last.state_bytes, file_bytes);
+    assert!(last.max_sync <= last.duration);
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, 2000, "output");
     assert_eq!(counts.len(), 3, "one total per counter subtask");

@@ -59,11 +59,28 @@ pub struct RunOptions {
     pub native: NativeRegistry,
 }
 
+/// Statistics of one completed checkpoint (what Flink's web UI shows per checkpoint).
+#[derive(Clone, Debug)]
+pub struct CheckpointStats {
+    pub checkpoint_id: u64,
+    /// When the coordinator triggered it.
+    pub triggered: std::time::Instant,
+    /// From trigger to complete: barriers through the job, every snapshot durable, metadata written.
+    pub duration: Duration,
+    /// Bytes of state files written, all subtasks.
+    pub state_bytes: u64,
+    /// The longest synchronous snapshot phase of any subtask: how long that subtask's records
+    /// waited while its operator snapshotted.
+    pub max_sync: Duration,
+}
+
 /// What happened while a job ran.
 #[derive(Debug, Default)]
 pub struct JobReport {
     /// Ids of the checkpoints that completed, in order.
     pub completed_checkpoints: Vec<u64>,
+    /// Statistics of the completed checkpoints, in order.
+    pub checkpoint_stats: Vec<CheckpointStats>,
     /// Restarts after failures.
     pub restarts: u32,
     /// Where the last savepoint was written, if any.
@@ -168,6 +185,7 @@ struct PendingCheckpoint {
     timestamp: i64,
     started: Instant,
     acks: BTreeMap<(String, u32), StateFileRef>,
+    max_sync: Duration,
     savepoint: Option<SavepointRequest>,
 }
 
@@ -315,7 +333,7 @@ impl<'a> Attempt<'a> {
                 let _ = tx.send(Control::Trigger(barrier));
             }
         }
-        Ok(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), savepoint })
+        Ok(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), max_sync: Duration::ZERO, savepoint })
     }
 
     /// All acks are in: write the metadata (making the checkpoint complete), then notify.
@@ -345,7 +363,21 @@ impl<'a> Attempt<'a> {
         })
         .await??;
         report.completed_checkpoints.push(p.id);
-        tracing::info!("checkpoint {} complete in {} ms", p.id, p.started.elapsed().as_millis());
+        let stats = CheckpointStats {
+            checkpoint_id: p.id,
+            triggered: p.started.into_std(),
+            duration: p.started.elapsed(),
+            state_bytes: p.acks.values().map(|f| f.size).sum(),
+            max_sync: p.max_sync,
+        };
+        tracing::info!(
+            "checkpoint {} complete in {} ms ({} bytes of state, longest synchronous snapshot {} ms)",
+            p.id,
+            stats.duration.as_millis(),
+            stats.state_bytes,
+            stats.max_sync.as_millis()
+        );
+        report.checkpoint_stats.push(stats);
         self.send_all(Control::Complete(p.id));
         let savepoint = match p.savepoint {
             Some(req) => {
@@ -438,10 +470,11 @@ impl<'a> Attempt<'a> {
                             fail_savepoint(p.savepoint, &reason);
                         }
                     }
-                    Event::Ack { checkpoint_id, tag, file } => {
+                    Event::Ack { checkpoint_id, tag, file, sync } => {
                         let complete = match pending.as_mut().filter(|p| p.id == checkpoint_id) {
                             Some(p) => {
                                 p.acks.insert((tag.operator, tag.subtask), file);
+                                p.max_sync = p.max_sync.max(sync);
                                 p.acks.len() == self.total
                             }
                             None => false, // late ack of an aborted checkpoint
@@ -488,7 +521,20 @@ impl<'a> Attempt<'a> {
                 }))
             })
             .collect();
-        serde_json::json!({ "operators": ops, "completed_checkpoints": report.completed_checkpoints, "restarts": report.restarts })
+        let last = report.checkpoint_stats.last().map(|c| {
+            serde_json::json!({
+                "id": c.checkpoint_id,
+                "duration_ms": c.duration.as_secs_f64() * 1e3,
+                "state_bytes": c.state_bytes,
+                "max_sync_ms": c.max_sync.as_secs_f64() * 1e3,
+            })
+        });
+        serde_json::json!({
+            "operators": ops,
+            "completed_checkpoints": report.completed_checkpoints,
+            "last_checkpoint": last,
+            "restarts": report.restarts,
+        })
     }
 }
 

@@ -15,4 +15,4 @@ pub mod operator;
 pub mod restore;
 pub mod subtask;
 
-pub use job::{JobReport, RestoreFrom, RunOptions, run_job};
+pub use job::{CheckpointStats, JobReport, RestoreFrom, RunOptions, run_job};

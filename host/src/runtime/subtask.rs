@@ -32,8 +32,9 @@ pub enum Control {
 /// Reports from subtasks to the coordinator.
 #[derive(Debug)]
 pub enum Event {
-    /// The subtask's state for `checkpoint_id` is durable at `file`.
-    Ack { checkpoint_id: u64, tag: SubtaskTag, file: StateFileRef },
+    /// The subtask's state for `checkpoint_id` is durable at `file`; taking the snapshot held up
+    /// the subtask's records for `sync` (Flink's synchronous phase).
+    Ack { checkpoint_id: u64, tag: SubtaskTag, file: StateFileRef, sync: Duration },
     /// The subtask could not take its snapshot: the checkpoint must be aborted.
     Declined { checkpoint_id: u64, tag: SubtaskTag, reason: String },
     /// A source has emitted everything, or a non-source has processed all its input.
@@ -105,6 +106,7 @@ impl SubtaskTask {
 
     /// Snapshot (synchronous, like Flink's sync phase), then write and ack in the background.
     async fn snapshot(&mut self, barrier: Barrier) -> Result<()> {
+        let started = Instant::now();
         let snapshot = match self.instance.snapshot_state(barrier.checkpoint_id, barrier.timestamp).await {
             Ok(s) => s,
             Err(e) => {
@@ -117,11 +119,12 @@ impl SubtaskTask {
                 return Err(e.into());
             }
         };
+        let sync = started.elapsed();
         let (storage, events, tag) = (self.storage.clone(), self.events.clone(), self.tag.clone());
         let dir = format!("chk-{}", barrier.checkpoint_id);
         tokio::task::spawn_blocking(move || {
             let event = match storage.write_state(&dir, &tag.operator, tag.subtask, &snapshot) {
-                Ok(file) => Event::Ack { checkpoint_id: barrier.checkpoint_id, tag, file },
+                Ok(file) => Event::Ack { checkpoint_id: barrier.checkpoint_id, tag, file, sync },
                 Err(e) => Event::Declined { checkpoint_id: barrier.checkpoint_id, tag, reason: format!("{e:#}") },
             };
             let _ = events.send(event);

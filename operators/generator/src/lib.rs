@@ -9,6 +9,8 @@
 //! Record: key = the number in decimal, value = `prefix` + number (zero-padded to `value-bytes`
 //! if set), timestamp = the number.
 
+use std::fmt::Write as _;
+
 use wasmflow_guest_sdk::prelude::*;
 
 /// Configuration (`[operators.config]` in the job file).
@@ -102,15 +104,23 @@ impl Source for Generator {
             self.last_poll_millis = now;
             budget = budget.min(((rate as u64 * elapsed) / 1000).max(1) as usize);
         }
+        // Key and value are built in buffers reused across records: the generator is the
+        // benchmarks' source, so it should cost little next to the operators being measured.
+        let (mut key, mut value) = (String::new(), String::new());
         while budget > 0 && self.next < self.config.count {
             let n = self.next;
             self.next += self.parallelism;
             if self.already_emitted(n) {
                 continue;
             }
-            let width = self.config.value_bytes.unwrap_or(0).saturating_sub(self.config.prefix.len());
-            let value = format!("{}{n:0width$}", self.config.prefix);
-            out.emit(Some(n.to_string().as_bytes()), value.as_bytes(), n as i64);
+            key.clear();
+            write!(key, "{n}")?;
+            value.clear();
+            value.push_str(&self.config.prefix);
+            let padding = self.config.value_bytes.unwrap_or(0).saturating_sub(self.config.prefix.len() + key.len());
+            value.extend(std::iter::repeat_n('0', padding));
+            value.push_str(&key);
+            out.emit(Some(key.as_bytes()), value.as_bytes(), n as i64);
             budget -= 1;
         }
         Ok(if self.next >= self.config.count { PollStatus::Finished } else { PollStatus::Ready })
