@@ -1,11 +1,11 @@
 //! Records and batches.
 //!
 //! Records cross the host/guest boundary in batches (see the encoding in `wit/wasmflow.wit`):
-//! one buffer with every record's key and value back to back, and one fixed-size
-//! [`RecordMeta`] per record. Reading a [`Batch`] borrows from that buffer, and a
+//! one buffer with every record's key and value back to back, and one list each of key lengths,
+//! value lengths and timestamps. Reading a [`Batch`] borrows from that buffer, and a
 //! [`Collector`] appends to a new one, so a record costs no allocation on either side.
 
-use crate::bindings::wasmflow::operator::types::{Batch as WireBatch, RecordMeta};
+use crate::bindings::wasmflow::operator::types::Batch as WireBatch;
 
 /// One record, borrowed from a [`Batch`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,18 +38,20 @@ impl Record<'_> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     data: Vec<u8>,
-    records: Vec<RecordMeta>,
+    key_lens: Vec<i32>,
+    value_lens: Vec<u32>,
+    timestamps: Vec<i64>,
 }
 
 impl Batch {
     /// Number of records.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.key_lens.len()
     }
 
     /// Whether the batch has no record.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.key_lens.is_empty()
     }
 
     /// The records, in order.
@@ -68,12 +70,12 @@ impl Batch {
 
     #[doc(hidden)]
     pub fn from_wire(wire: WireBatch) -> Batch {
-        Batch { data: wire.data, records: wire.records }
+        Batch { data: wire.data, key_lens: wire.key_lens, value_lens: wire.value_lens, timestamps: wire.timestamps }
     }
 
     #[doc(hidden)]
     pub fn into_wire(self) -> WireBatch {
-        WireBatch { data: self.data, records: self.records }
+        WireBatch { data: self.data, key_lens: self.key_lens, value_lens: self.value_lens, timestamps: self.timestamps }
     }
 }
 
@@ -96,25 +98,28 @@ impl<'a> Iterator for BatchIter<'a> {
     type Item = Record<'a>;
 
     fn next(&mut self) -> Option<Record<'a>> {
-        let meta = self.batch.records.get(self.index)?;
+        // The host checked that the three lists have the same length and that the lengths add
+        // up to the data (a batch it could not check never reaches an operator).
+        let b = self.batch;
+        let key_len = *b.key_lens.get(self.index)?;
+        let (value_len, timestamp) = (b.value_lens[self.index], b.timestamps[self.index]);
         self.index += 1;
-        let data = &self.batch.data;
-        let key = if meta.key_len < 0 {
+        let key = if key_len < 0 {
             None
         } else {
-            let end = self.pos + meta.key_len as usize;
-            let k = &data[self.pos..end];
+            let end = self.pos + key_len as usize;
+            let k = &b.data[self.pos..end];
             self.pos = end;
             Some(k)
         };
-        let end = self.pos + meta.value_len as usize;
-        let value = &data[self.pos..end];
+        let end = self.pos + value_len as usize;
+        let value = &b.data[self.pos..end];
         self.pos = end;
-        Some(Record { key, value, timestamp: meta.timestamp })
+        Some(Record { key, value, timestamp })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let left = self.batch.records.len() - self.index;
+        let left = self.batch.len() - self.index;
         (left, Some(left))
     }
 }
@@ -122,8 +127,7 @@ impl<'a> Iterator for BatchIter<'a> {
 /// Collects the records an operator emits; becomes the output batch.
 #[derive(Debug, Default)]
 pub struct Collector {
-    data: Vec<u8>,
-    records: Vec<RecordMeta>,
+    batch: Batch,
 }
 
 impl Collector {
@@ -134,15 +138,18 @@ impl Collector {
 
     /// Emits one record.
     pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+        let b = &mut self.batch;
         let key_len = match key {
             Some(k) => {
-                self.data.extend_from_slice(k);
+                b.data.extend_from_slice(k);
                 k.len() as i32
             }
             None => -1,
         };
-        self.data.extend_from_slice(value);
-        self.records.push(RecordMeta { key_len, value_len: value.len() as u32, timestamp });
+        b.data.extend_from_slice(value);
+        b.key_lens.push(key_len);
+        b.value_lens.push(value.len() as u32);
+        b.timestamps.push(timestamp);
     }
 
     /// Emits a copy of `record`.
@@ -152,16 +159,16 @@ impl Collector {
 
     /// Number of records emitted so far.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.batch.len()
     }
 
     /// Whether nothing was emitted.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.batch.is_empty()
     }
 
     /// The emitted records as a batch.
     pub fn into_batch(self) -> Batch {
-        Batch { data: self.data, records: self.records }
+        self.batch
     }
 }

@@ -23,14 +23,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
-use wasmflow_guest_sdk::bindings::wasmflow::operator::types::{Batch as SdkWire, OperatorKind as SdkKind, RecordMeta as SdkMeta};
+use wasmflow_guest_sdk::bindings::wasmflow::operator::types::{Batch as SdkWire, OperatorKind as SdkKind};
 use wasmflow_guest_sdk::log::Level;
 use wasmflow_guest_sdk::native::{NativeSubtask, SendFactory};
 use wasmflow_guest_sdk::{Batch as SdkBatch, PollStatus as SdkStatus, RuntimeContext};
 use wasmflow_state::{OperatorStateStore, SubtaskSnapshot};
 
 use crate::engine::GuestError;
-use crate::engine::bindings::wasmflow::operator::types::{Batch, OperatorKind, PollStatus, RecordMeta, TaskInfo};
+use crate::engine::bindings::wasmflow::operator::types::{Batch, OperatorKind, PollStatus, TaskInfo};
 use crate::engine::host::SubtaskTag;
 
 /// The prefix of a job file's `module` that names a native operator.
@@ -200,17 +200,15 @@ impl NativeInstance {
     }
 }
 
-// The SDK and the host each generate their own types from the same WIT record, with the same
-// fields; these moves reuse the buffers (same layout, so `collect` works in place).
+// The SDK and the host each generate their own type from the same WIT record: moving the
+// columns over costs nothing.
 fn to_sdk(b: Batch) -> SdkBatch {
-    let records = b.records.into_iter().map(|m| SdkMeta { key_len: m.key_len, value_len: m.value_len, timestamp: m.timestamp }).collect();
-    SdkBatch::from_wire(SdkWire { data: b.data, records })
+    SdkBatch::from_wire(SdkWire { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
 }
 
 fn from_sdk(b: SdkBatch) -> Batch {
-    let wire = b.into_wire();
-    let records = wire.records.into_iter().map(|m| RecordMeta { key_len: m.key_len, value_len: m.value_len, timestamp: m.timestamp }).collect();
-    Batch { data: wire.data, records }
+    let w = b.into_wire();
+    Batch { data: w.data, key_lens: w.key_lens, value_lens: w.value_lens, timestamps: w.timestamps }
 }
 
 /// Natively, the SDK keeps log lines in a thread-local; a call runs on one thread, so draining

@@ -161,12 +161,20 @@ impl SubtaskInstance {
                 self.max_batch_bytes
             )));
         }
+        let n = batch.key_lens.len();
+        if batch.value_lens.len() != n || batch.timestamps.len() != n {
+            return Err(fail(format!(
+                "returned a malformed batch: {n} key lengths, {} value lengths and {} timestamps (one of each per record)",
+                batch.value_lens.len(),
+                batch.timestamps.len()
+            )));
+        }
         let mut total: u64 = 0;
-        for (i, m) in batch.records.iter().enumerate() {
-            if m.key_len < -1 {
-                return Err(fail(format!("returned a malformed batch: record {i} has key length {}", m.key_len)));
+        for (i, (&k, &v)) in batch.key_lens.iter().zip(&batch.value_lens).enumerate() {
+            if k < -1 {
+                return Err(fail(format!("returned a malformed batch: record {i} has key length {k}")));
             }
-            total += m.key_len.max(0) as u64 + m.value_len as u64;
+            total += k.max(0) as u64 + v as u64;
         }
         if total != batch.data.len() as u64 {
             return Err(fail(format!(

@@ -7,7 +7,8 @@ use std::task::Poll;
 use tokio::sync::mpsc::{Receiver, Sender};
 
 use super::message::{Barrier, Message};
-use crate::engine::bindings::wasmflow::operator::types::{Batch, RecordMeta};
+use super::message::{Records, empty_batch};
+use crate::engine::bindings::wasmflow::operator::types::Batch;
 use crate::job::Partitioning;
 
 /// The sending side of one edge, for one upstream subtask: one sender per downstream subtask.
@@ -40,7 +41,7 @@ impl EdgeOutput {
 
     /// Sends a batch according to the partitioning.
     pub async fn send_batch(&mut self, batch: Batch) -> Result<(), ChannelClosed> {
-        if batch.records.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
         match self.partitioning {
@@ -52,7 +53,7 @@ impl EdgeOutput {
             }
             Partitioning::KeyHash => {
                 for (target, part) in split_by_key(&batch, self.senders.len()).into_iter().enumerate() {
-                    if !part.records.is_empty() {
+                    if !part.is_empty() {
                         self.send_to(target, Message::Records(part)).await?;
                     }
                 }
@@ -76,16 +77,14 @@ impl EdgeOutput {
 
 /// Splits a batch into one batch per downstream subtask by key hash, keeping record order.
 pub fn split_by_key(batch: &Batch, parallelism: usize) -> Vec<Batch> {
-    let mut parts: Vec<Batch> = (0..parallelism).map(|_| Batch { data: Vec::new(), records: Vec::new() }).collect();
+    let mut parts: Vec<Batch> = (0..parallelism).map(|_| empty_batch()).collect();
     let mut pos = 0usize;
-    for meta in &batch.records {
-        let key_len = meta.key_len.max(0) as usize;
-        let len = key_len + meta.value_len as usize;
+    for i in 0..batch.len() {
+        let key_len = batch.key_lens[i];
+        let len = key_len.max(0) as usize + batch.value_lens[i] as usize;
         let bytes = &batch.data[pos..pos + len];
-        let key = (meta.key_len >= 0).then(|| &bytes[..key_len]);
-        let part = &mut parts[key_partition(key, parallelism)];
-        part.data.extend_from_slice(bytes);
-        part.records.push(RecordMeta { ..*meta });
+        let key = (key_len >= 0).then(|| &bytes[..key_len as usize]);
+        parts[key_partition(key, parallelism)].push(key_len, bytes, batch.timestamps[i]);
         pos += len;
     }
     parts
@@ -186,11 +185,9 @@ mod tests {
     use super::*;
 
     fn batch(values: &[&str]) -> Batch {
-        let mut b = Batch { data: Vec::new(), records: Vec::new() };
-        for v in values {
-            b.data.extend_from_slice(v.as_bytes());
-            b.data.extend_from_slice(v.as_bytes());
-            b.records.push(RecordMeta { key_len: v.len() as i32, value_len: v.len() as u32, timestamp: 0 });
+        let mut b = empty_batch();
+        for (i, v) in values.iter().enumerate() {
+            b.push(v.len() as i32, format!("{v}{v}").as_bytes(), i as i64);
         }
         b
     }
@@ -203,7 +200,13 @@ mod tests {
             let expected: String = keys.iter().filter(|k| key_partition(Some(k.as_bytes()), 3) == p).map(|k| format!("{k}{k}")).collect();
             assert_eq!(String::from_utf8(part.data.clone()).unwrap(), expected, "partition {p}");
         }
-        assert_eq!(parts.iter().map(|p| p.records.len()).sum::<usize>(), 5);
+        assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 5);
+        // Each record keeps its own key length, value length and timestamp.
+        for part in &parts {
+            assert!(part.key_lens.iter().zip(&part.value_lens).all(|(k, v)| *k as u32 == *v));
+            assert!(part.timestamps.windows(2).all(|w| w[0] < w[1]), "order kept: {:?}", part.timestamps);
+        }
+        assert_eq!(parts.iter().flat_map(|p| p.timestamps.iter().copied()).collect::<std::collections::BTreeSet<_>>().len(), 5);
         assert_eq!(key_partition(None, 3), 0);
     }
 

@@ -10,7 +10,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::channel::{EdgeOutput, InputEvent, InputGate};
-use super::message::{Barrier, Message};
+use super::message::{Barrier, Message, Records};
 use super::operator::SubtaskOperator;
 use crate::checkpoint::{CheckpointStorage, StateFileRef};
 use crate::engine::bindings::wasmflow::operator::types::{Batch, PollStatus};
@@ -85,10 +85,10 @@ enum Next {
 
 impl SubtaskTask {
     async fn emit(&mut self, batch: Batch) -> Result<()> {
-        if batch.records.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
-        self.metrics.records_out.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+        self.metrics.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let Some(last) = self.outputs.len().checked_sub(1) else { return Ok(()) };
         for out in &mut self.outputs[..last] {
             out.send_batch(batch.clone()).await?;
@@ -193,7 +193,7 @@ impl SubtaskTask {
                 ev = gate.next() => match ev {
                     None => return Ok(()),
                     Some(InputEvent::Records(batch)) => {
-                        self.metrics.records_in.fetch_add(batch.records.len() as u64, Ordering::Relaxed);
+                        self.metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
                         let out = self.instance.process(batch).await?;
                         self.emit(out).await?;
                     }

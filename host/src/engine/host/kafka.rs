@@ -140,13 +140,22 @@ impl HostProducer for SubtaskData {
 
     async fn send(&mut self, h: Resource<ProducerHandle>, topic: String, batch: Batch) -> GuestResult<()> {
         let producer = &self.table.get(&h)?.0;
+        // The batch comes straight from the guest: every length is checked against the data
+        // before it is used, so a malformed batch is an error for the guest, not a host panic.
+        let n = batch.key_lens.len();
+        if batch.value_lens.len() != n || batch.timestamps.len() != n {
+            return Ok(Err(format!("malformed batch: {n} key lengths, {} value lengths, {} timestamps", batch.value_lens.len(), batch.timestamps.len())));
+        }
         let mut pos = 0usize;
-        for m in &batch.records {
-            let key = (m.key_len >= 0).then(|| &batch.data[pos..pos + m.key_len as usize]);
-            pos += m.key_len.max(0) as usize;
-            let value = &batch.data[pos..pos + m.value_len as usize];
-            pos += m.value_len as usize;
-            if let Err(e) = producer.send(&topic, None, key, value, m.timestamp) {
+        for i in 0..n {
+            let (key_len, value_len) = (batch.key_lens[i], batch.value_lens[i] as usize);
+            let key_bytes = key_len.max(0) as usize;
+            let Some(bytes) = pos.checked_add(key_bytes + value_len).and_then(|end| batch.data.get(pos..end)) else {
+                return Ok(Err(format!("malformed batch: record {i} runs past the end of the data")));
+            };
+            let key = (key_len >= 0).then(|| &bytes[..key_bytes]);
+            pos += bytes.len();
+            if let Err(e) = producer.send(&topic, None, key, &bytes[key_bytes..], batch.timestamps[i]) {
                 return Ok(Err(e.to_string()));
             }
         }
