@@ -64,6 +64,8 @@ impl NativeRegistry {
             SdkKind::Transform => OperatorKind::Transform,
             SdkKind::Sink => OperatorKind::Sink,
         };
+        // Natively hosted operators log through the host's log (see `forward_logs`), not stderr.
+        wasmflow_guest_sdk::log::echo_to_stderr(false);
         let create = Arc::new(|ctx: &RuntimeContext, store| NativeSubtask::create::<F>(ctx, store));
         self.factories.insert(name.to_string(), NativeFactory { kind, create });
         self
@@ -214,15 +216,16 @@ fn from_sdk(b: SdkBatch) -> Batch {
 /// Natively, the SDK keeps log lines in a thread-local; a call runs on one thread, so draining
 /// right after it gets exactly that call's lines.
 fn forward_logs(tag: &SubtaskTag) {
-    let (op, sub) = (tag.operator.as_str(), tag.subtask);
+    use crate::engine::bindings::wasmflow::operator::log::Level as HostLevel;
     for (level, msg) in wasmflow_guest_sdk::log::take_captured() {
-        match level {
-            Level::Trace => tracing::trace!(target: "guest", operator = op, subtask = sub, "{msg}"),
-            Level::Debug => tracing::debug!(target: "guest", operator = op, subtask = sub, "{msg}"),
-            Level::Info => tracing::info!(target: "guest", operator = op, subtask = sub, "{msg}"),
-            Level::Warn => tracing::warn!(target: "guest", operator = op, subtask = sub, "{msg}"),
-            Level::Error => tracing::error!(target: "guest", operator = op, subtask = sub, "{msg}"),
-        }
+        let level = match level {
+            Level::Trace => HostLevel::Trace,
+            Level::Debug => HostLevel::Debug,
+            Level::Info => HostLevel::Info,
+            Level::Warn => HostLevel::Warn,
+            Level::Error => HostLevel::Error,
+        };
+        crate::engine::host::log::emit(tag, level, &msg);
     }
 }
 

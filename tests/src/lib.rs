@@ -95,3 +95,15 @@ pub fn assert_exactly_once(data: &[String], count: u64, context: &str) {
         duplicated.iter().take(5).collect::<Vec<_>>(),
     );
 }
+
+/// Each `counter` subtask's total in a checkpoint or savepoint, decoded by `inspect` (the view
+/// `wasmflow inspect --json` prints).
+pub fn counter_totals(checkpoint: &wasmflow_host::checkpoint::LoadedCheckpoint) -> Vec<u64> {
+    let view = wasmflow_host::inspect::describe(checkpoint);
+    view["operators"]["counter"]["subtasks"]
+        .as_array()
+        .expect("a counter operator in the checkpoint")
+        .iter()
+        .map(|s| s["states"][0]["entries"].as_array().expect("count entries").iter().map(|e| e.as_u64().expect("a count")).sum())
+        .collect()
+}

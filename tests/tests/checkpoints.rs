@@ -41,14 +41,7 @@ async fn run_then_stop_with_savepoint(spec: &JobSpec, after: Duration, target: &
 }
 
 fn counter_totals(savepoint: &Path) -> Vec<u64> {
-    let c = wasmflow_host::checkpoint::load_dir(savepoint).unwrap();
-    let view = wasmflow_host::inspect::describe(&c);
-    view["operators"]["counter"]["subtasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["states"][0]["entries"].as_array().unwrap().iter().map(|e| e.as_u64().unwrap()).sum())
-        .collect()
+    wasmflow_tests::counter_totals(&wasmflow_host::checkpoint::load_dir(savepoint).unwrap())
 }
 
 /// §1.4.2: a savepoint at counter parallelism 3, restored at 2 and at 5: the split list state

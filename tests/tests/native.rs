@@ -21,18 +21,11 @@ fn with_counter_parallelism(job: &Path, p: u32) -> JobSpec {
     spec
 }
 
-/// Each counter subtask's total in the newest checkpoint of `dir/checkpoints`, decoded by
-/// `inspect` (the same view `wasmflow inspect` prints).
+/// Each counter subtask's total in the newest checkpoint of `dir/checkpoints`.
 fn latest_counter_totals(dir: &Path) -> Vec<u64> {
     let storage = wasmflow_host::checkpoint::LocalStorage::new(dir.join("checkpoints")).unwrap();
     let (name, _) = storage.complete_checkpoints().unwrap().into_iter().next().expect("a complete checkpoint");
-    let view = wasmflow_host::inspect::describe(&storage.load(&name).unwrap());
-    view["operators"]["counter"]["subtasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["states"][0]["entries"].as_array().unwrap().iter().map(|e| e.as_u64().unwrap()).sum())
-        .collect()
+    wasmflow_tests::counter_totals(&storage.load(&name).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,16 +58,20 @@ impl Host for SubtaskData {
         if !self.log.admit() {
             return Ok(());
         }
-        let msg = cut(&message, self.log.max_line);
-        let (op, sub) = (self.tag.operator.as_str(), self.tag.subtask);
-        match level {
-            Level::Trace => tracing::trace!(target: "guest", operator = op, subtask = sub, "{msg}"),
-            Level::Debug => tracing::debug!(target: "guest", operator = op, subtask = sub, "{msg}"),
-            Level::Info => tracing::info!(target: "guest", operator = op, subtask = sub, "{msg}"),
-            Level::Warn => tracing::warn!(target: "guest", operator = op, subtask = sub, "{msg}"),
-            Level::Error => tracing::error!(target: "guest", operator = op, subtask = sub, "{msg}"),
-        }
+        emit(&self.tag, level, cut(&message, self.log.max_line));
         Ok(())
+    }
+}
+
+/// Writes one operator log line to the host's log (target `guest`, with operator and subtask).
+pub(crate) fn emit(tag: &super::SubtaskTag, level: Level, msg: &str) {
+    let (op, sub) = (tag.operator.as_str(), tag.subtask);
+    match level {
+        Level::Trace => tracing::trace!(target: "guest", operator = op, subtask = sub, "{msg}"),
+        Level::Debug => tracing::debug!(target: "guest", operator = op, subtask = sub, "{msg}"),
+        Level::Info => tracing::info!(target: "guest", operator = op, subtask = sub, "{msg}"),
+        Level::Warn => tracing::warn!(target: "guest", operator = op, subtask = sub, "{msg}"),
+        Level::Error => tracing::error!(target: "guest", operator = op, subtask = sub, "{msg}"),
     }
 }
 

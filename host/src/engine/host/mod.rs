@@ -6,7 +6,7 @@
 mod clock;
 mod files;
 mod kafka;
-mod log;
+pub(crate) mod log;
 mod state;
 
 use std::time::Instant;
