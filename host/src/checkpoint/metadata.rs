@@ -7,16 +7,45 @@ use serde::{Deserialize, Serialize};
 
 /// Name of the metadata file inside a checkpoint directory.
 pub const METADATA_FILE: &str = "_metadata";
-/// Version of the checkpoint format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the checkpoint format this build writes. Version 1 (state files referenced by a
+/// CRC-32 that, being taken over the file's own CRC trailer, was the same for every file) is
+/// still read: its state files are then checked by size and their own trailer only.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Reference to one subtask's state file: a relative path, never bytes (acks carry these).
+///
+/// The SHA-256 binds the metadata to the exact bytes of each state file, so a state file swapped
+/// for another one (an older file of the same size, another subtask's file) is detected on
+/// restore and by `inspect`, not restored silently.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateFileRef {
     /// Path relative to the checkpoint directory, e.g. `counter/2.state`.
     pub path: String,
     pub size: u64,
-    pub crc32: u32,
+    /// Hex SHA-256 of the whole file. Empty in format version 1, which had no usable digest.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
+}
+
+impl StateFileRef {
+    /// The reference to a state file with these bytes.
+    pub fn new(path: String, bytes: &[u8]) -> StateFileRef {
+        StateFileRef { path, size: bytes.len() as u64, sha256: sha256_hex(bytes) }
+    }
+
+    /// Whether `bytes` are the file this reference names (size and digest; size only for a
+    /// version-1 reference, which has no digest).
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        bytes.len() as u64 == self.size && (self.sha256.is_empty() || sha256_hex(bytes) == self.sha256)
+    }
+}
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// One operator in a checkpoint.
@@ -37,6 +66,10 @@ pub struct CheckpointMetadata {
     /// `checkpoint` or `savepoint`.
     pub kind: String,
     pub job_name: String,
+    /// The execution attempt that wrote it: attempt numbers must never go back, even if
+    /// `_job.json` is lost, because sinks name their output files by attempt.
+    #[serde(default)]
+    pub attempt: u64,
     pub operators: BTreeMap<String, OperatorMetadata>,
 }
 
@@ -65,11 +98,15 @@ impl CheckpointMetadata {
         }
         let meta: CheckpointMetadata =
             serde_json::from_str(&envelope.body).with_context(|| format!("{what}: malformed metadata"))?;
-        if meta.format_version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&meta.format_version) {
             bail!(
-                "{what}: checkpoint format version {} is not supported (this wasmflow reads version {FORMAT_VERSION}); use the wasmflow version that wrote it",
+                "{what}: checkpoint format version {} is not supported (this wasmflow reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}); use the wasmflow version that wrote it",
                 meta.format_version
             );
+        }
+        let unhashed = meta.operators.values().flat_map(|o| &o.subtasks).any(|r| r.sha256.is_empty());
+        if meta.format_version >= 2 && unhashed {
+            bail!("{what}: a state file reference has no sha256: the metadata is corrupt");
         }
         Ok(meta)
     }
@@ -86,6 +123,7 @@ mod tests {
             timestamp: 1,
             kind: "savepoint".into(),
             job_name: "j".into(),
+            attempt: 1,
             operators: BTreeMap::new(),
         }
     }
@@ -99,7 +137,18 @@ mod tests {
     #[test]
     fn an_unknown_format_version_is_refused() {
         let e = CheckpointMetadata::decode(&meta(99).encode().unwrap(), "sp/_metadata").unwrap_err().to_string();
-        assert_eq!(e, "sp/_metadata: checkpoint format version 99 is not supported (this wasmflow reads version 1); use the wasmflow version that wrote it");
+        assert_eq!(e, "sp/_metadata: checkpoint format version 99 is not supported (this wasmflow reads versions 1 to 2); use the wasmflow version that wrote it");
+    }
+
+    #[test]
+    fn a_reference_matches_only_its_own_bytes() {
+        let r = StateFileRef::new("op/0.state".into(), b"WFST one");
+        assert!(r.matches(b"WFST one"));
+        // Same size, other content: the case a CRC over the file and its own trailer missed.
+        assert!(!r.matches(b"WFST two"));
+        assert!(!r.matches(b"WFST one!"));
+        let v1 = StateFileRef { path: "op/0.state".into(), size: 8, sha256: String::new() };
+        assert!(v1.matches(b"WFST two"), "version 1 references check the size only");
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! ```text
 //! chk-<id>/
 //!   <operator-id>/<subtask>.state   one per subtask: header + bincode SubtaskSnapshot + CRC-32
-//!   _metadata                       written last, atomically; its presence makes it complete
+//!   _metadata                       every state file's path, size and SHA-256; written last,
+//!                                   atomically; its presence makes the checkpoint complete
 //! ```
 //!
 //! A checkpoint directory without a valid `_metadata` is ignored (with a warning), so a crash
@@ -17,6 +18,6 @@ mod metadata;
 mod state_file;
 mod storage;
 
-pub use metadata::{CheckpointMetadata, OperatorMetadata, StateFileRef, METADATA_FILE, FORMAT_VERSION};
+pub use metadata::{CheckpointMetadata, FORMAT_VERSION, METADATA_FILE, OperatorMetadata, StateFileRef, sha256_hex};
 pub use state_file::{decode_state_file, encode_state_file};
-pub use storage::{CheckpointStorage, JobCounters, LoadedCheckpoint, LocalStorage, load_dir};
+pub use storage::{CheckpointStorage, DirLock, JobCounters, LOCK_FILE, LoadedCheckpoint, LocalStorage, load_dir};

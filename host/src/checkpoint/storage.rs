@@ -37,8 +37,9 @@ pub trait CheckpointStorage: Send + Sync {
     fn prune(&self, retain: usize) -> Result<()>;
     /// Reserves the next checkpoint id (persisted before use, so ids never repeat).
     fn reserve_checkpoint_id(&self) -> Result<u64>;
-    /// Starts a new execution attempt and returns its number.
-    fn next_attempt(&self) -> Result<u64>;
+    /// Starts a new execution attempt and returns its number: above every attempt recorded,
+    /// and above `floor` (the highest attempt the job's outputs show was used).
+    fn next_attempt(&self, floor: u64) -> Result<u64>;
     /// Where this storage lives, for messages.
     fn describe(&self, dir: &str) -> String;
 }
@@ -57,6 +58,18 @@ pub struct LocalStorage {
     root: PathBuf,
 }
 
+/// Exclusive use of a checkpoint directory by this process: an OS file lock on `<dir>/_lock`,
+/// released when dropped or when the process dies (even by `kill -9`), so a stale lock file
+/// never blocks a restart. Two jobs on one directory would share attempt numbers and checkpoint
+/// ids, and one would commit over the other's output.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Name of the lock file inside a checkpoint directory.
+pub const LOCK_FILE: &str = "_lock";
+
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -72,6 +85,29 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("cannot rename {} into place", tmp.display()))?;
     fsync_dir(dir)?;
     Ok(())
+}
+
+/// Name of the job counters file inside a checkpoint directory.
+pub const JOB_FILE: &str = "_job.json";
+
+#[derive(Serialize, Deserialize)]
+struct CountersEnvelope {
+    /// Hex SHA-256 of `body` (the exact JSON text).
+    checksum: String,
+    body: String,
+}
+
+fn encode_counters(c: &JobCounters) -> Result<Vec<u8>> {
+    let body = serde_json::to_string(c)?;
+    Ok(serde_json::to_vec_pretty(&CountersEnvelope { checksum: super::metadata::sha256_hex(body.as_bytes()), body })?)
+}
+
+fn decode_counters(bytes: &[u8]) -> Result<JobCounters> {
+    let envelope: CountersEnvelope = serde_json::from_slice(bytes).context("not a wasmflow job counters file")?;
+    if super::metadata::sha256_hex(envelope.body.as_bytes()) != envelope.checksum {
+        bail!("checksum mismatch: the job counters are corrupt");
+    }
+    serde_json::from_str(&envelope.body).context("malformed job counters")
 }
 
 fn checkpoint_number(name: &str) -> Option<u64> {
@@ -91,21 +127,70 @@ impl LocalStorage {
         &self.root
     }
 
-    fn counters(&self) -> Result<JobCounters> {
-        let path = self.root.join("_job.json");
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("{}: corrupt job counters", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // First run in this directory: start above any checkpoint already present.
-                let max = self.dir_names()?.iter().filter_map(|n| checkpoint_number(n)).max().unwrap_or(0);
-                Ok(JobCounters { next_checkpoint_id: max + 1, attempt: 0 })
+    /// Takes the directory for this process, or fails naming the process that holds it.
+    pub fn lock(&self) -> Result<DirLock> {
+        let path = self.root.join(LOCK_FILE);
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
+                bail!(
+                    "{}: the checkpoint directory is in use by {holder} (a job runs on it); stop that job first (`wasmflow stop --job JOB.toml`), or give this job another [checkpoints] dir",
+                    self.root.display()
+                );
             }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
+        file.set_len(0)?;
+        file.write_all(std::process::id().to_string().as_bytes())?;
+        file.sync_all()?;
+        Ok(DirLock { _file: file })
+    }
+
+    /// The job counters: `_job.json`, but never below what the checkpoints on disk prove was
+    /// used. A lost, corrupt or rolled-back `_job.json` must not make ids or attempt numbers
+    /// repeat: a repeated id is pruned at once as "older", and a repeated attempt makes a sink
+    /// reuse the names of committed files.
+    fn counters(&self) -> Result<JobCounters> {
+        let path = self.root.join(JOB_FILE);
+        let saved = match fs::read(&path) {
+            Ok(bytes) => match decode_counters(&bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("{}: {e}; deriving checkpoint ids and attempt numbers from the checkpoints on disk", path.display());
+                    JobCounters::default()
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JobCounters::default(),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let on_disk = self.counters_on_disk()?;
+        Ok(JobCounters {
+            next_checkpoint_id: saved.next_checkpoint_id.max(on_disk.next_checkpoint_id).max(1),
+            attempt: saved.attempt.max(on_disk.attempt),
+        })
+    }
+
+    /// The least counters the directory's contents allow: above every checkpoint id present
+    /// (complete or not), and at least the newest attempt a complete checkpoint names.
+    fn counters_on_disk(&self) -> Result<JobCounters> {
+        let names = self.dir_names()?;
+        let next_checkpoint_id = names.iter().filter_map(|n| checkpoint_number(n)).max().map_or(1, |n| n + 1);
+        let attempt = self.complete_checkpoints()?.iter().map(|(_, m)| m.attempt).max().unwrap_or(0);
+        Ok(JobCounters { next_checkpoint_id, attempt })
     }
 
     fn save_counters(&self, c: &JobCounters) -> Result<()> {
-        write_atomic(&self.root.join("_job.json"), &serde_json::to_vec_pretty(c)?)
+        write_atomic(&self.root.join(JOB_FILE), &encode_counters(c)?)
     }
 
     fn dir_names(&self) -> Result<Vec<String>> {
@@ -128,7 +213,7 @@ impl CheckpointStorage for LocalStorage {
         let bytes = encode_state_file(snapshot)?;
         let path = self.root.join(dir).join(&rel);
         write_atomic(&path, &bytes)?;
-        Ok(StateFileRef { path: rel, size: bytes.len() as u64, crc32: crc32fast::hash(&bytes) })
+        Ok(StateFileRef::new(rel, &bytes))
     }
 
     fn commit(&self, dir: &str, metadata: &CheckpointMetadata) -> Result<()> {
@@ -177,9 +262,9 @@ impl CheckpointStorage for LocalStorage {
         Ok(id)
     }
 
-    fn next_attempt(&self) -> Result<u64> {
+    fn next_attempt(&self, floor: u64) -> Result<u64> {
         let mut c = self.counters()?;
-        c.attempt += 1;
+        c.attempt = c.attempt.max(floor) + 1;
         self.save_counters(&c)?;
         Ok(c.attempt)
     }
@@ -213,12 +298,71 @@ pub fn load_dir(dir: &Path) -> Result<LoadedCheckpoint> {
             let path = dir.join(&r.path);
             let what = path.display().to_string();
             let bytes = fs::read(&path).map_err(|e| anyhow!("{what}: cannot read state file: {e}"))?;
-            if bytes.len() as u64 != r.size || crc32fast::hash(&bytes) != r.crc32 {
-                bail!("{what}: state file does not match the metadata (size or checksum): it is corrupt or was cut short");
+            if !r.matches(&bytes) {
+                bail!("{what}: state file does not match the metadata (size or SHA-256): it is corrupt, cut short or not the file this checkpoint wrote");
             }
             subtasks.push(decode_state_file(&bytes, &what)?);
         }
         states.insert(op.clone(), subtasks);
     }
     Ok(LoadedCheckpoint { location: dir.display().to_string(), metadata, states })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use wasmflow_state::{Mode, NamedStateSnapshot, StateValue, TypeInfo};
+
+    use super::*;
+    use crate::checkpoint::{FORMAT_VERSION, OperatorMetadata};
+
+    fn snapshot(count: u64) -> SubtaskSnapshot {
+        SubtaskSnapshot {
+            states: vec![NamedStateSnapshot {
+                name: "count".into(),
+                mode: Mode::SplitDistribute,
+                element_type: TypeInfo::default(),
+                value_type: None,
+                value: StateValue::List(vec![count.to_le_bytes().to_vec()]),
+            }],
+        }
+    }
+
+    fn checkpoint(storage: &LocalStorage, id: u64, count: u64) -> String {
+        let dir = format!("chk-{id}");
+        let file = storage.write_state(&dir, "counter", 0, &snapshot(count)).unwrap();
+        let operators = BTreeMap::from([("counter".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file] })]);
+        let meta = CheckpointMetadata { format_version: FORMAT_VERSION, checkpoint_id: id, timestamp: 0, kind: "checkpoint".into(), job_name: "j".into(), attempt: 1, operators };
+        storage.commit(&dir, &meta).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_locked_directory_is_refused_with_the_holders_pid() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(root.path()).unwrap();
+        let held = storage.lock().unwrap();
+        let e = format!("{:#}", storage.lock().unwrap_err());
+        assert!(e.contains(&format!("in use by process {}", std::process::id())), "{e}");
+        drop(held);
+        storage.lock().expect("free again once the holder is gone");
+    }
+
+    /// An older state file of the same size swapped into a newer checkpoint is detected: the
+    /// metadata binds each state file by its SHA-256.
+    #[test]
+    fn a_swapped_state_file_of_the_same_size_is_detected() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(root.path()).unwrap();
+        let old = checkpoint(&storage, 1, 10);
+        let new = checkpoint(&storage, 2, 20);
+        let (old_file, new_file) = (root.path().join(&old).join("counter/0.state"), root.path().join(&new).join("counter/0.state"));
+        assert_eq!(fs::metadata(&old_file).unwrap().len(), fs::metadata(&new_file).unwrap().len());
+        assert!(storage.load(&new).is_ok());
+        fs::copy(&old_file, &new_file).unwrap();
+        let e = format!("{:#}", storage.load(&new).unwrap_err());
+        assert!(e.contains("does not match the metadata (size or SHA-256)"), "{e}");
+        assert!(e.contains("counter/0.state"), "names the file: {e}");
+    }
 }

@@ -74,9 +74,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         let engine = Engine::new()?;
         let (tx, rx) = mpsc::channel(8);
         let address = args.control_address.clone().or(job.job.control_address.clone()).unwrap_or_else(|| "127.0.0.1:0".into());
+        let storage = crate::runtime::job::job_storage(&job)?;
+        // Before `_control` is written: a second job on the same directory must not overwrite it.
+        let dir_lock = storage.lock()?;
         let server = control::serve(&address, tx.clone()).await?;
         let local = server.address;
-        let storage = crate::runtime::job::job_storage(&job)?;
         std::fs::write(storage.root().join("_control"), local.to_string())?;
         eprintln!("wasmflow: job '{}' control endpoint at {local}", job.job.name.as_deref().unwrap_or("unnamed"));
         let metrics = Arc::new(Mutex::new(BTreeMap::new()));
@@ -89,7 +91,14 @@ pub fn run(args: RunArgs) -> Result<()> {
             let (reply, _) = tokio::sync::oneshot::channel();
             let _ = stopper.send(crate::runtime::job::ControlRequest::Stop { savepoint: None, reply }).await;
         });
-        let opts = RunOptions { restore, allow_non_restored_state: args.allow_non_restored_state, control: Some(rx), metrics: Some(metrics), ..Default::default() };
+        let opts = RunOptions {
+            restore,
+            allow_non_restored_state: args.allow_non_restored_state,
+            control: Some(rx),
+            metrics: Some(metrics),
+            dir_lock: Some(dir_lock),
+            ..Default::default()
+        };
         let result = run_job(&engine, &job, opts).await;
         progress.abort();
         server.drain(Duration::from_secs(2)).await;

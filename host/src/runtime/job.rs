@@ -14,9 +14,9 @@ use super::channel::{EdgeOutput, InputGate};
 use super::message::Barrier;
 use super::restore::{self, Assignment};
 use super::subtask::{self, Control, Event, OperatorMetrics, SubtaskTask};
-use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, LoadedCheckpoint, LocalStorage, OperatorMetadata, StateFileRef, load_dir};
+use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, DirLock, FORMAT_VERSION, LoadedCheckpoint, LocalStorage, OperatorMetadata, StateFileRef, load_dir};
 use crate::engine::bindings::wasmflow::operator::types::{OperatorKind, TaskInfo};
-use crate::engine::host::{FilesDir, SubtaskData, SubtaskLimits, SubtaskTag};
+use crate::engine::host::{FilesDir, SubtaskData, SubtaskLimits, SubtaskTag, record_attempt, recorded_attempt};
 use super::operator::{OperatorCode, load_operators};
 use crate::engine::Engine;
 use crate::native::NativeRegistry;
@@ -57,6 +57,9 @@ pub struct RunOptions {
     pub metrics: Option<SharedMetrics>,
     /// Native operators the job file may name with `module = "native:<name>"`.
     pub native: NativeRegistry,
+    /// The lock on the job's checkpoint directory, if the caller already holds it (the CLI
+    /// takes it before it writes `_control`); otherwise `run_job` takes it.
+    pub dir_lock: Option<DirLock>,
 }
 
 /// Statistics of one completed checkpoint (what Flink's web UI shows per checkpoint).
@@ -141,6 +144,10 @@ fn load_newest(storage: &LocalStorage, only: Option<&[u64]>) -> Result<Option<Lo
 pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Result<JobReport> {
     let modules = load_operators(engine, job, &opts.native)?;
     let storage = Arc::new(job_storage(job)?);
+    let _lock = match opts.dir_lock.take() {
+        Some(lock) => lock,
+        None => storage.lock()?,
+    };
     let mut restore = match opts.restore.take() {
         None => None,
         Some(RestoreFrom::Savepoint(dir)) => Some(load_dir(&dir)?),
@@ -152,8 +159,18 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         tracing::info!("restoring from {} (checkpoint {})", c.location, c.metadata.checkpoint_id);
     }
     let mut report = JobReport::default();
+    let files_dirs: Vec<PathBuf> = job.operators.iter().filter_map(|op| op.grants.files.as_ref().map(|d| job.resolve(d))).collect();
     loop {
-        let attempt = storage.next_attempt()?;
+        // Sinks name their files by attempt: a new attempt is above every attempt any granted
+        // directory has seen, whatever `_job.json` says.
+        let mut floor = 0;
+        for dir in &files_dirs {
+            floor = floor.max(recorded_attempt(dir)?);
+        }
+        let attempt = storage.next_attempt(floor)?;
+        for dir in &files_dirs {
+            record_attempt(dir, attempt)?;
+        }
         let result = Attempt::deploy(engine, job, &modules, storage.clone(), restore.as_ref(), attempt, &opts).await;
         let result = match result {
             Ok(mut a) => a.coordinate(&mut opts, &mut report).await,
@@ -197,6 +214,8 @@ enum SavepointRequest {
 /// One deployment of the job (the first, or one after a restart).
 struct Attempt<'a> {
     job: &'a JobSpec,
+    /// This deployment's attempt number (recorded in every checkpoint it completes).
+    number: u64,
     storage: Arc<LocalStorage>,
     controls: Vec<(SubtaskTag, mpsc::UnboundedSender<Control>)>,
     events: mpsc::UnboundedReceiver<Event>,
@@ -250,6 +269,7 @@ impl<'a> Attempt<'a> {
         let (event_tx, events) = mpsc::unbounded_channel();
         let mut a = Attempt {
             job,
+            number: attempt,
             storage: storage.clone(),
             controls: Vec::new(),
             events,
@@ -350,6 +370,7 @@ impl<'a> Attempt<'a> {
             timestamp: p.timestamp,
             kind: kind.into(),
             job_name: self.job.job.name.clone().unwrap_or_default(),
+            attempt: self.number,
             operators,
         };
         let dir = format!("chk-{}", p.id);

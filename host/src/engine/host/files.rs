@@ -47,6 +47,55 @@ impl FilesDir {
     }
 }
 
+/// Hidden file in a granted directory: the newest execution attempt that wrote there. Guests
+/// cannot name it (names starting with '.' are refused).
+const ATTEMPT_FILE: &str = ".wasmflow-attempt";
+
+/// The newest attempt recorded in granted directory `root` (0 if none). Sinks name output files
+/// by attempt, so a new attempt must be above this even if the checkpoint directory's counters
+/// were lost: otherwise its files would get the names of committed ones.
+pub fn recorded_attempt(root: &Path) -> Result<u64> {
+    match fs::read_to_string(root.join(ATTEMPT_FILE)) {
+        Ok(text) => text.trim().parse().map_err(|_| anyhow::anyhow!("{}: not an attempt number", root.join(ATTEMPT_FILE).display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", root.join(ATTEMPT_FILE).display())),
+    }
+}
+
+/// Records `attempt` as the newest attempt writing in `root`, durably, before it writes.
+pub fn record_attempt(root: &Path, attempt: u64) -> Result<()> {
+    fs::create_dir_all(root).map_err(|e| anyhow::anyhow!("cannot create files directory {}: {e}", root.display()))?;
+    let tmp = root.join(".wasmflow-attempt.tmp");
+    let mut f = File::create(&tmp).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(attempt.to_string().as_bytes())?;
+    f.sync_all()?;
+    fs::rename(&tmp, root.join(ATTEMPT_FILE))?;
+    sync_dir(root)?;
+    Ok(())
+}
+
+/// Renames `from` to `to` unless `to` exists: a committed file is never replaced. A hard link
+/// fails atomically if the target exists (a plain rename would overwrite it); the pending name
+/// is removed after. A crash between the two leaves both names on one file, which a retried
+/// commit recognises and finishes.
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => fs::remove_file(from),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            use std::os::unix::fs::MetadataExt;
+            let (a, b) = (fs::metadata(from)?, fs::metadata(to)?);
+            if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+                return fs::remove_file(from);
+            }
+            Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a committed file with this name already exists; committed output is never replaced",
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 255
@@ -110,8 +159,9 @@ impl Host for SubtaskData {
             if !from.exists() && to.exists() {
                 return Ok(()); // already committed: commits are retried after a restore
             }
-            io("committing", &name, fs::rename(&from, &to))?;
-            io("syncing directory for", &name, sync_dir(&dir.root))
+            io("committing", &name, rename_no_replace(&from, &to))?;
+            io("syncing directory for", &name, sync_dir(&dir.root))?;
+            io("syncing directory for", &name, sync_dir(&dir.root.join(".pending")))
         })())
     }
 
@@ -141,7 +191,32 @@ impl Host for SubtaskData {
 
 #[cfg(test)]
 mod tests {
-    use super::check_name;
+    use super::*;
+
+    #[test]
+    fn a_commit_never_replaces_a_committed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("pending"), dir.path().join("part-1"));
+        fs::write(&to, "committed").unwrap();
+        fs::write(&from, "new").unwrap();
+        let e = rename_no_replace(&from, &to).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(&to).unwrap(), "committed");
+        // A commit interrupted between link and unlink is finished by the retry.
+        fs::remove_file(&to).unwrap();
+        fs::hard_link(&from, &to).unwrap();
+        rename_no_replace(&from, &to).unwrap();
+        assert!(!from.exists());
+        assert_eq!(fs::read_to_string(&to).unwrap(), "new");
+    }
+
+    #[test]
+    fn the_recorded_attempt_survives_and_starts_at_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(recorded_attempt(dir.path()).unwrap(), 0);
+        record_attempt(dir.path(), 7).unwrap();
+        assert_eq!(recorded_attempt(dir.path()).unwrap(), 7);
+    }
 
     #[test]
     fn names_cannot_escape_the_directory() {

@@ -15,7 +15,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmflow_state::{OperatorStateStore, StateLimits};
 
-pub use self::files::FilesDir;
+pub use self::files::{FilesDir, record_attempt, recorded_attempt};
 pub use self::log::LogBudget;
 
 /// A registered list state, as handed to the guest (index into the subtask's store).
