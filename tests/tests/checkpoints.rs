@@ -184,6 +184,18 @@ fn restoring_a_missing_or_corrupt_savepoint_is_a_clear_error() {
     assert!(e.ends_with("nope: no such checkpoint or savepoint directory"), "{e}");
     std::fs::create_dir_all(dir.path().join("sp")).unwrap();
     let e = format!("{:#}", wasmflow_host::checkpoint::load_dir(&dir.path().join("sp")).unwrap_err());
+    assert!(e.ends_with("sp: not a savepoint or checkpoint directory (it has no _metadata); pass a `savepoint-<id>` or `chk-<id>` directory"), "{e}");
+    // A directory of savepoints is named for what it holds.
+    std::fs::create_dir_all(dir.path().join("many/savepoint-3")).unwrap();
+    std::fs::create_dir_all(dir.path().join("many/savepoint-12")).unwrap();
+    std::fs::write(dir.path().join("many/savepoint-3/_metadata"), b"{}").unwrap();
+    std::fs::write(dir.path().join("many/savepoint-12/_metadata"), b"{}").unwrap();
+    let e = format!("{:#}", wasmflow_host::checkpoint::load_dir(&dir.path().join("many")).unwrap_err());
+    assert!(e.contains("many: not a savepoint or checkpoint itself, but it contains savepoint-12, savepoint-3; pass one of those directories"), "{e}");
+    // A checkpoint interrupted before its metadata: state files, no _metadata.
+    std::fs::create_dir_all(dir.path().join("chk-9/counter")).unwrap();
+    std::fs::write(dir.path().join("chk-9/counter/0.state"), b"WFST").unwrap();
+    let e = format!("{:#}", wasmflow_host::checkpoint::load_dir(&dir.path().join("chk-9")).unwrap_err());
     assert!(e.contains("no _metadata: the checkpoint is incomplete"), "{e}");
     std::fs::write(dir.path().join("sp/_metadata"), br#"{"checksum":"00000000","body":"{}"}"#).unwrap();
     let e = format!("{:#}", wasmflow_host::checkpoint::load_dir(&dir.path().join("sp")).unwrap_err());

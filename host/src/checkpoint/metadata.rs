@@ -54,6 +54,23 @@ pub struct OperatorMetadata {
     pub parallelism: u32,
     /// One entry per subtask, by index.
     pub subtasks: Vec<StateFileRef>,
+    /// Subtasks that had finished before this checkpoint (Flink's FLIP-147): a restore at the
+    /// same parallelism does not run them again; an operator whose subtasks all finished is not
+    /// run again at any parallelism.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finished: Vec<u32>,
+}
+
+impl OperatorMetadata {
+    /// Whether every subtask had finished.
+    pub fn fully_finished(&self) -> bool {
+        self.finished.len() == self.parallelism as usize
+    }
+
+    /// Whether new subtask `index` of `parallelism` restores as finished.
+    pub fn finished_on_restore(&self, index: u32, parallelism: u32) -> bool {
+        self.fully_finished() || (parallelism == self.parallelism && self.finished.contains(&index))
+    }
 }
 
 /// The content of `_metadata`.

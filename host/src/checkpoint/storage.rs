@@ -22,12 +22,21 @@ pub struct JobCounters {
     pub attempt: u64,
 }
 
-/// Durable storage of checkpoints.
+/// Durable storage of checkpoints (in the storage's own directory) and savepoints (each in a
+/// directory the user chose, owned by the user: never pruned or counted toward retention).
 pub trait CheckpointStorage: Send + Sync {
-    /// Writes one subtask's snapshot into checkpoint `dir` (e.g. `chk-7`); returns its reference.
-    fn write_state(&self, dir: &str, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot) -> Result<StateFileRef>;
+    /// Makes checkpoint `id` a savepoint written to `<target>/savepoint-<id>` (created now; an
+    /// existing directory is an error): its state files and metadata go there, nowhere else.
+    fn begin_savepoint(&self, id: u64, target: &Path) -> Result<PathBuf>;
+    /// Where checkpoint or savepoint `id` is written.
+    fn location(&self, id: u64) -> PathBuf;
+    /// Writes one subtask's snapshot for checkpoint `id`; returns its reference.
+    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot) -> Result<StateFileRef>;
     /// Writes `_metadata` last and atomically; after this returns the checkpoint is complete.
-    fn commit(&self, dir: &str, metadata: &CheckpointMetadata) -> Result<()>;
+    fn commit(&self, id: u64, metadata: &CheckpointMetadata) -> Result<()>;
+    /// Checkpoint `id` will never complete: deletes what was written of it (best effort), and
+    /// refuses state files that still arrive for it.
+    fn abort(&self, id: u64);
     /// Reads and verifies a complete checkpoint and all its state files.
     fn load(&self, dir: &str) -> Result<LoadedCheckpoint>;
     /// Complete checkpoints, newest first; corrupt or incomplete ones are skipped with a warning.
@@ -56,6 +65,14 @@ pub struct LoadedCheckpoint {
 #[derive(Clone, Debug)]
 pub struct LocalStorage {
     root: PathBuf,
+    /// Savepoints in progress (id → their directory) and aborted ids, shared by every clone.
+    in_flight: std::sync::Arc<std::sync::Mutex<InFlight>>,
+}
+
+#[derive(Debug, Default)]
+struct InFlight {
+    savepoints: BTreeMap<u64, PathBuf>,
+    aborted: std::collections::BTreeSet<u64>,
 }
 
 /// Exclusive use of a checkpoint directory by this process: an OS file lock on `<dir>/_lock`,
@@ -111,7 +128,7 @@ fn decode_counters(bytes: &[u8]) -> Result<JobCounters> {
 }
 
 fn checkpoint_number(name: &str) -> Option<u64> {
-    name.strip_prefix("chk-").or_else(|| name.strip_prefix("savepoint-"))?.parse().ok()
+    name.strip_prefix("chk-")?.parse().ok()
 }
 
 impl LocalStorage {
@@ -119,7 +136,21 @@ impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Result<LocalStorage> {
         let root = root.into();
         fs::create_dir_all(&root).with_context(|| format!("cannot create checkpoint directory {}", root.display()))?;
-        Ok(LocalStorage { root })
+        Ok(LocalStorage { root, in_flight: Default::default() })
+    }
+
+    /// Deletes checkpoint directories without `_metadata`: left by a crash or an aborted
+    /// checkpoint. Only safe while this process holds the directory's [`lock`](Self::lock) and
+    /// no checkpoint is in flight (at start).
+    pub fn remove_incomplete(&self) -> Result<()> {
+        for name in self.dir_names()? {
+            let dir = self.root.join(&name);
+            if !dir.join(METADATA_FILE).exists() {
+                tracing::info!("removing incomplete checkpoint {}", dir.display());
+                fs::remove_dir_all(&dir).with_context(|| format!("cannot delete incomplete checkpoint {}", dir.display()))?;
+            }
+        }
+        Ok(())
     }
 
     /// The root directory.
@@ -208,16 +239,49 @@ impl LocalStorage {
 }
 
 impl CheckpointStorage for LocalStorage {
-    fn write_state(&self, dir: &str, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot) -> Result<StateFileRef> {
+    fn begin_savepoint(&self, id: u64, target: &Path) -> Result<PathBuf> {
+        fs::create_dir_all(target).with_context(|| format!("cannot create savepoint directory {}", target.display()))?;
+        let dir = target.join(format!("savepoint-{id}"));
+        fs::create_dir(&dir).with_context(|| format!("cannot create savepoint {} (a savepoint is never written over an existing directory)", dir.display()))?;
+        self.in_flight.lock().expect("in-flight lock").savepoints.insert(id, dir.clone());
+        Ok(dir)
+    }
+
+    fn location(&self, id: u64) -> PathBuf {
+        match self.in_flight.lock().expect("in-flight lock").savepoints.get(&id) {
+            Some(dir) => dir.clone(),
+            None => self.root.join(format!("chk-{id}")),
+        }
+    }
+
+    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot) -> Result<StateFileRef> {
+        if self.in_flight.lock().expect("in-flight lock").aborted.contains(&id) {
+            bail!("checkpoint {id} was aborted");
+        }
         let rel = format!("{operator}/{subtask}.state");
         let bytes = encode_state_file(snapshot)?;
-        let path = self.root.join(dir).join(&rel);
+        let path = self.location(id).join(&rel);
         write_atomic(&path, &bytes)?;
         Ok(StateFileRef::new(rel, &bytes))
     }
 
-    fn commit(&self, dir: &str, metadata: &CheckpointMetadata) -> Result<()> {
-        write_atomic(&self.root.join(dir).join(METADATA_FILE), &metadata.encode()?)
+    fn commit(&self, id: u64, metadata: &CheckpointMetadata) -> Result<()> {
+        write_atomic(&self.location(id).join(METADATA_FILE), &metadata.encode()?)?;
+        self.in_flight.lock().expect("in-flight lock").savepoints.remove(&id);
+        Ok(())
+    }
+
+    fn abort(&self, id: u64) {
+        let dir = {
+            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
+            in_flight.aborted.insert(id);
+            in_flight.savepoints.remove(&id).unwrap_or_else(|| self.root.join(format!("chk-{id}")))
+        };
+        if let Err(e) = fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot delete aborted checkpoint {}: {e}", dir.display());
+        }
     }
 
     fn load(&self, dir: &str) -> Result<LoadedCheckpoint> {
@@ -247,7 +311,7 @@ impl CheckpointStorage for LocalStorage {
             let n = checkpoint_number(&name).unwrap_or(0);
             let is_complete = complete.iter().any(|(c, _)| *c == name);
             let drop = if is_complete { !keep.contains(&&name) } else { n < newest };
-            if drop && name.starts_with("chk-") {
+            if drop {
                 fs::remove_dir_all(self.root.join(&name)).with_context(|| format!("cannot delete old checkpoint {name}"))?;
             }
         }
@@ -274,6 +338,37 @@ impl CheckpointStorage for LocalStorage {
     }
 }
 
+/// Why a directory without `_metadata` cannot be restored: an interrupted checkpoint (it has
+/// state files), a directory that holds savepoints or checkpoints (name them), or something else.
+fn not_a_checkpoint(dir: &Path) -> anyhow::Error {
+    let mut inner: Vec<String> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join(METADATA_FILE).is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    inner.sort_by_key(|n| std::cmp::Reverse(n.rsplit('-').next().and_then(|i| i.parse::<u64>().ok())));
+    let has_state = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .any(|e| fs::read_dir(e.path()).into_iter().flatten().flatten().any(|f| f.path().extension().is_some_and(|x| x == "state")));
+    if let Some(newest) = inner.first() {
+        anyhow!(
+            "{}: not a savepoint or checkpoint itself, but it contains {}; pass one of those directories, e.g. {}",
+            dir.display(),
+            inner.join(", "),
+            dir.join(newest).display()
+        )
+    } else if has_state {
+        anyhow!("{}: no {METADATA_FILE}: the checkpoint is incomplete (it was interrupted); use an earlier one", dir.display())
+    } else {
+        anyhow!("{}: not a savepoint or checkpoint directory (it has no {METADATA_FILE}); pass a `savepoint-<id>` or `chk-<id>` directory", dir.display())
+    }
+}
+
 /// Reads and verifies a checkpoint or savepoint directory anywhere on disk (savepoints are
 /// relocatable: every path inside is relative).
 pub fn load_dir(dir: &Path) -> Result<LoadedCheckpoint> {
@@ -281,9 +376,7 @@ pub fn load_dir(dir: &Path) -> Result<LoadedCheckpoint> {
         bail!("{}: no such checkpoint or savepoint directory", dir.display());
     }
     let meta_path = dir.join(METADATA_FILE);
-    let bytes = fs::read(&meta_path).map_err(|_| {
-        anyhow!("{}: no {METADATA_FILE}: the checkpoint is incomplete (it was interrupted); use an earlier one", dir.display())
-    })?;
+    let bytes = fs::read(&meta_path).map_err(|_| not_a_checkpoint(dir))?;
     let metadata = CheckpointMetadata::decode(&bytes, &meta_path.display().to_string())?;
     let mut states = BTreeMap::new();
     for (op, om) in &metadata.operators {
@@ -331,10 +424,10 @@ mod tests {
 
     fn checkpoint(storage: &LocalStorage, id: u64, count: u64) -> String {
         let dir = format!("chk-{id}");
-        let file = storage.write_state(&dir, "counter", 0, &snapshot(count)).unwrap();
-        let operators = BTreeMap::from([("counter".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file] })]);
+        let file = storage.write_state(id, "counter", 0, &snapshot(count)).unwrap();
+        let operators = BTreeMap::from([("counter".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file], finished: vec![] })]);
         let meta = CheckpointMetadata { format_version: FORMAT_VERSION, checkpoint_id: id, timestamp: 0, kind: "checkpoint".into(), job_name: "j".into(), attempt: 1, operators };
-        storage.commit(&dir, &meta).unwrap();
+        storage.commit(id, &meta).unwrap();
         dir
     }
 

@@ -43,27 +43,16 @@ pub fn parse_parallelism(items: &[String]) -> Result<BTreeMap<String, u32>> {
     for item in items {
         let Some((op, n)) = item.split_once('=') else { bail!("--parallelism takes OP=N, got '{item}'") };
         let n: u32 = n.parse().with_context(|| format!("--parallelism {item}: '{n}' is not a number"))?;
-        if n == 0 {
-            bail!("--parallelism {item}: parallelism must be at least 1");
+        if n == 0 || n > crate::job::MAX_PARALLELISM {
+            bail!("--parallelism {item}: parallelism must be between 1 and {}", crate::job::MAX_PARALLELISM);
         }
         out.insert(op.to_string(), n);
     }
     Ok(out)
 }
 
-/// Applies parallelism overrides to a job (checking the operators exist).
-pub fn apply_parallelism(job: &mut JobSpec, overrides: &BTreeMap<String, u32>) -> Result<()> {
-    for (op, n) in overrides {
-        let spec = job.operators.iter_mut().find(|o| &o.id == op);
-        let Some(spec) = spec else { bail!("--parallelism names operator '{op}', which is not in {}", job.path.display()) };
-        spec.parallelism = *n;
-    }
-    Ok(())
-}
-
 pub fn run(args: RunArgs) -> Result<()> {
-    let mut job = JobSpec::load(&args.job)?;
-    apply_parallelism(&mut job, &parse_parallelism(&args.parallelism)?)?;
+    let job = JobSpec::load(&args.job)?.with_parallelism(&parse_parallelism(&args.parallelism)?)?;
     let restore = if args.from_latest_checkpoint {
         Some(RestoreFrom::LatestCheckpoint)
     } else {

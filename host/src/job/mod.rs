@@ -33,6 +33,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
+/// Longest operator id (it names a directory in every checkpoint).
+pub const MAX_ID_LEN: usize = 128;
+/// Highest parallelism of an operator.
+pub const MAX_PARALLELISM: u32 = 1024;
+
 /// A parsed and checked job file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,9 +99,14 @@ pub struct CheckpointSpec {
     /// Where checkpoints are stored, relative to the job file (default `checkpoints`).
     #[serde(default = "default_checkpoint_dir")]
     pub dir: PathBuf,
-    /// How many completed checkpoints to keep (default 3).
+    /// How many completed checkpoints to keep (default 3). Savepoints are never counted.
     #[serde(default = "default_retain")]
     pub retain: usize,
+    /// Consecutive checkpoint failures (declined, timed out, not writable) tolerated before the
+    /// job fails and goes through the restart strategy (default 0, as Flink's
+    /// `execution.checkpointing.tolerable-failed-checkpoints`).
+    #[serde(default)]
+    pub tolerable_failures: u32,
 }
 
 fn default_timeout() -> u64 {
@@ -271,6 +281,20 @@ impl JobSpec {
         Ok(spec)
     }
 
+    /// Sets operators' parallelism (`wasmflow run --parallelism OP=N`, a rescale on restore)
+    /// and checks the job again, with the same messages as the file gets: a forward edge
+    /// between now unequal parallelisms is refused here, not left to hang at run time.
+    pub fn with_parallelism(mut self, overrides: &BTreeMap<String, u32>) -> Result<JobSpec> {
+        for (op, n) in overrides {
+            let Some(spec) = self.operators.iter_mut().find(|o| &o.id == op) else {
+                bail!("--parallelism names operator '{op}', which is not in {}", self.path.display());
+            };
+            spec.parallelism = *n;
+        }
+        self.check().with_context(|| format!("after --parallelism {}", overrides.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")))?;
+        Ok(self)
+    }
+
     fn check(&self) -> Result<()> {
         let file = self.path.display();
         if self.operators.is_empty() {
@@ -278,17 +302,31 @@ impl JobSpec {
         }
         let mut ids = HashMap::new();
         for (i, op) in self.operators.iter().enumerate() {
+            // The id names a directory in every checkpoint (`chk-N/<id>/<n>.state`): it must
+            // be a short, portable file name that cannot collide with `_metadata` and friends.
             if op.id.is_empty() || !op.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 bail!("{file}: operators[{i}].id '{}' must be non-empty and use only letters, digits, '-' and '_'", op.id);
+            }
+            if op.id.len() > MAX_ID_LEN {
+                bail!("{file}: operators[{i}].id is {} characters long; ids are at most {MAX_ID_LEN} (they name directories in checkpoints)", op.id.len());
+            }
+            if op.id.starts_with('_') {
+                bail!("{file}: operators[{i}].id '{}' must not start with '_' (reserved for checkpoint files such as _metadata)", op.id);
             }
             if ids.insert(op.id.as_str(), op).is_some() {
                 bail!("{file}: operator id '{}' is used twice; ids must be unique", op.id);
             }
-            if op.parallelism == 0 || op.parallelism > 1024 {
-                bail!("{file}: operator '{}': parallelism must be between 1 and 1024, got {}", op.id, op.parallelism);
+            if op.parallelism == 0 || op.parallelism > MAX_PARALLELISM {
+                bail!("{file}: operator '{}': parallelism must be between 1 and {MAX_PARALLELISM}, got {}", op.id, op.parallelism);
             }
         }
         for (i, e) in self.edges.iter().enumerate() {
+            if let Some(j) = self.edges[..i].iter().position(|d| d.from == e.from && d.to == e.to) {
+                bail!(
+                    "{file}: edges[{i}] and edges[{j}] both connect '{}' to '{}'; every record would arrive twice: remove one",
+                    e.from, e.to
+                );
+            }
             for end in [&e.from, &e.to] {
                 if !ids.contains_key(end.as_str()) {
                     bail!("{file}: edges[{i}] names operator '{end}', which is not in [[operators]]");

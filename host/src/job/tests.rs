@@ -77,3 +77,34 @@ fn duplicate_ids_and_zero_parallelism() {
     assert!(err(&GOOD.replace("id = \"sink\"", "id = \"src\"")).contains("operator id 'src' is used twice"));
     assert!(err(&GOOD.replace("parallelism = 2\nconfig", "parallelism = 0\nconfig")).contains("parallelism must be between 1 and 1024"));
 }
+
+#[test]
+fn operator_ids_must_be_usable_as_checkpoint_file_names() {
+    let long = "a".repeat(MAX_ID_LEN + 1);
+    let e = err(&GOOD.replace("id = \"src\"", &format!("id = \"{long}\"")).replace("from = \"src\"", &format!("from = \"{long}\"")));
+    assert_eq!(e, "jobs/x.toml: operators[0].id is 129 characters long; ids are at most 128 (they name directories in checkpoints)");
+    let e = err(&GOOD.replace("\"src\"", "\"_metadata\""));
+    assert_eq!(e, "jobs/x.toml: operators[0].id '_metadata' must not start with '_' (reserved for checkpoint files such as _metadata)");
+}
+
+#[test]
+fn a_duplicate_edge_is_refused() {
+    let e = err(&format!("{GOOD}\n[[edges]]\nfrom = \"src\"\nto = \"sink\"\n"));
+    assert_eq!(e, "jobs/x.toml: edges[1] and edges[0] both connect 'src' to 'sink'; every record would arrive twice: remove one");
+}
+
+/// `--parallelism` overrides are checked like the file: a forward edge between unequal
+/// parallelisms used to pass and hang the job.
+#[test]
+fn parallelism_overrides_are_checked_like_the_job_file() {
+    let job = JobSpec::parse(GOOD, Path::new("jobs/x.toml")).unwrap();
+    let e = format!("{:#}", job.clone().with_parallelism(&[("sink".to_string(), 3)].into_iter().collect()).unwrap_err());
+    assert_eq!(
+        e,
+        "after --parallelism sink=3: jobs/x.toml: edges[0] 'src' -> 'sink' is forward but parallelisms differ (2 vs 3); use partitioning = \"rebalance\" or \"key-hash\""
+    );
+    let e = format!("{:#}", job.clone().with_parallelism(&[("nope".to_string(), 3)].into_iter().collect()).unwrap_err());
+    assert_eq!(e, "--parallelism names operator 'nope', which is not in jobs/x.toml");
+    let both = job.with_parallelism(&[("sink".to_string(), 3), ("src".to_string(), 3)].into_iter().collect()).unwrap();
+    assert_eq!(both.operator("sink").unwrap().parallelism, 3);
+}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use wasmflow_state::StateLimits;
@@ -80,8 +80,10 @@ pub struct CheckpointStats {
 /// What happened while a job ran.
 #[derive(Debug, Default)]
 pub struct JobReport {
-    /// Ids of the checkpoints that completed, in order.
+    /// Ids of the checkpoints that completed, in order (savepoints not included).
     pub completed_checkpoints: Vec<u64>,
+    /// Ids of the savepoints that completed, in order.
+    pub savepoints: Vec<u64>,
     /// Statistics of the completed checkpoints, in order.
     pub checkpoint_stats: Vec<CheckpointStats>,
     /// Restarts after failures.
@@ -148,6 +150,8 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         Some(lock) => lock,
         None => storage.lock()?,
     };
+    storage.remove_incomplete()?;
+    let mut control = opts.control.take();
     let mut restore = match opts.restore.take() {
         None => None,
         Some(RestoreFrom::Savepoint(dir)) => Some(load_dir(&dir)?),
@@ -157,6 +161,14 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
     };
     if let Some(c) = &restore {
         tracing::info!("restoring from {} (checkpoint {})", c.location, c.metadata.checkpoint_id);
+        let name = job.job.name.clone().unwrap_or_default();
+        if c.metadata.job_name != name {
+            tracing::warn!(
+                "{} was taken by job '{}', and this job is '{name}': restoring anyway (state is matched by operator id)",
+                c.location,
+                c.metadata.job_name
+            );
+        }
     }
     let mut report = JobReport::default();
     let files_dirs: Vec<PathBuf> = job.operators.iter().filter_map(|op| op.grants.files.as_ref().map(|d| job.resolve(d))).collect();
@@ -173,7 +185,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         }
         let result = Attempt::deploy(engine, job, &modules, storage.clone(), restore.as_ref(), attempt, &opts).await;
         let result = match result {
-            Ok(mut a) => a.coordinate(&mut opts, &mut report).await,
+            Ok(mut a) => a.coordinate(&mut control, &mut report).await,
             Err(e) => Err(e),
         };
         match result {
@@ -188,8 +200,11 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                 }
                 report.restarts += 1;
                 tracing::warn!("restart {}/{} in {} ms after failure: {failure:#}", report.restarts, job.restart.attempts, job.restart.delay_ms);
-                tokio::time::sleep(Duration::from_millis(job.restart.delay_ms)).await;
-                if let Some(c) = load_newest(&storage, Some(&report.completed_checkpoints))? {
+                if restart_delay(Duration::from_millis(job.restart.delay_ms), &mut control, &report).await {
+                    report.stopped = true;
+                    return Ok(report);
+                }
+                if let Some(c) = newest_of_this_run(&storage, &report)? {
                     restore = Some(c);
                 }
             }
@@ -201,7 +216,8 @@ struct PendingCheckpoint {
     id: u64,
     timestamp: i64,
     started: Instant,
-    acks: BTreeMap<(String, u32), StateFileRef>,
+    /// Each subtask's state file, and whether it had finished before its snapshot.
+    acks: BTreeMap<(String, u32), (StateFileRef, bool)>,
     max_sync: Duration,
     savepoint: Option<SavepointRequest>,
 }
@@ -209,6 +225,15 @@ struct PendingCheckpoint {
 enum SavepointRequest {
     Take(PathBuf, oneshot::Sender<Result<PathBuf, String>>),
     Stop(PathBuf, oneshot::Sender<Result<Option<PathBuf>, String>>),
+}
+
+impl SavepointRequest {
+    /// The directory the savepoint goes into (as `savepoint-<id>`).
+    fn target(&self) -> &std::path::Path {
+        match self {
+            SavepointRequest::Take(t, _) | SavepointRequest::Stop(t, _) => t,
+        }
+    }
 }
 
 /// One deployment of the job (the first, or one after a restart).
@@ -244,7 +269,6 @@ impl<'a> Attempt<'a> {
         opts: &RunOptions,
     ) -> Result<Attempt<'a>> {
         let mut assignment: Option<Assignment> = restore.map(|c| restore::assign(job, c, opts.allow_non_restored_state)).transpose()?;
-        let restored_id = restore.map(|c| c.metadata.checkpoint_id);
         let capacity = job.job.channel_capacity.unwrap_or(16).max(1);
         let batch_size = job.job.batch_size.unwrap_or(1024).max(1);
 
@@ -285,6 +309,10 @@ impl<'a> Attempt<'a> {
             a.metrics.insert(op.id.clone(), metrics.clone());
             let has_inputs = job.edges.iter().any(|e| e.to == op.id);
             let config = serde_json::to_string(&op.config.clone().unwrap_or_default())?;
+            // Restored only if the checkpoint knows this operator (even with empty state): an
+            // operator added since starts fresh, and a Kafka source applies its startup mode.
+            let restored = restore.and_then(|c| c.metadata.operators.get(&op.id).map(|m| (c.metadata.checkpoint_id, m)));
+            let restored_id = restored.map(|(id, _)| id);
             for index in 0..op.parallelism as usize {
                 let tag = SubtaskTag { operator: op.id.clone(), subtask: index as u32 };
                 let files = match &op.grants.files {
@@ -326,6 +354,7 @@ impl<'a> Attempt<'a> {
                     storage: storage.clone(),
                     batch_size,
                     metrics: metrics.clone(),
+                    finished_on_restore: restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism)),
                 };
                 a.total += 1;
                 a.tasks.push(tokio::spawn(subtask::run(task)));
@@ -343,8 +372,17 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    fn trigger(&self, savepoint: Option<SavepointRequest>) -> Result<PendingCheckpoint> {
+    /// Starts checkpoint (or, with `savepoint`, savepoint) `id`: sources get the trigger.
+    /// A savepoint whose directory cannot be created is answered with the error right away.
+    fn trigger(&self, savepoint: Option<SavepointRequest>) -> Result<Option<PendingCheckpoint>> {
         let id = self.storage.reserve_checkpoint_id()?;
+        if let Some(req) = &savepoint {
+            let storage = self.storage.clone();
+            if let Err(e) = storage.begin_savepoint(id, req.target()) {
+                fail_savepoint(savepoint, &format!("{e:#}"));
+                return Ok(None);
+            }
+        }
         let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         let barrier = Barrier { checkpoint_id: id, timestamp };
         tracing::debug!("triggering checkpoint {id}");
@@ -353,15 +391,18 @@ impl<'a> Attempt<'a> {
                 let _ = tx.send(Control::Trigger(barrier));
             }
         }
-        Ok(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), max_sync: Duration::ZERO, savepoint })
+        Ok(Some(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), max_sync: Duration::ZERO, savepoint }))
     }
 
     /// All acks are in: write the metadata (making the checkpoint complete), then notify.
+    /// Savepoints are written in place in their own directory and never pruned.
     async fn complete(&self, p: PendingCheckpoint, report: &mut JobReport) -> Result<Option<(SavepointRequest, Result<PathBuf, String>)>> {
         let mut operators = BTreeMap::new();
         for op in &self.job.operators {
-            let subtasks = (0..op.parallelism).map(|i| p.acks[&(op.id.clone(), i)].clone()).collect();
-            operators.insert(op.id.clone(), OperatorMetadata { parallelism: op.parallelism, subtasks });
+            let acks: Vec<&(StateFileRef, bool)> = (0..op.parallelism).map(|i| &p.acks[&(op.id.clone(), i)]).collect();
+            let subtasks = acks.iter().map(|(file, _)| file.clone()).collect();
+            let finished = (0..op.parallelism).filter(|&i| acks[i as usize].1).collect();
+            operators.insert(op.id.clone(), OperatorMetadata { parallelism: op.parallelism, subtasks, finished });
         }
         let kind = if p.savepoint.is_some() { "savepoint" } else { "checkpoint" };
         let meta = CheckpointMetadata {
@@ -373,26 +414,36 @@ impl<'a> Attempt<'a> {
             attempt: self.number,
             operators,
         };
-        let dir = format!("chk-{}", p.id);
         let storage = self.storage.clone();
-        let retain = self.job.checkpoints.as_ref().map(|c| c.retain).unwrap_or(1);
-        let m = meta.clone();
-        let d = dir.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            storage.commit(&d, &m)?;
-            Ok(())
-        })
-        .await??;
-        report.completed_checkpoints.push(p.id);
+        let id = p.id;
+        let location = self.storage.location(p.id);
+        let committed = tokio::task::spawn_blocking(move || storage.commit(id, &meta)).await?;
+        if let Err(e) = &committed
+            && p.savepoint.is_some()
+        {
+            // A savepoint that cannot be written fails the request, not the job.
+            let why = format!("cannot write savepoint {}: {e:#}", location.display());
+            tracing::warn!("{why}");
+            self.storage.abort(p.id);
+            self.send_all(Control::Aborted(p.id));
+            return Ok(p.savepoint.map(|req| (req, Err(why))));
+        }
+        committed?;
+        if p.savepoint.is_some() {
+            report.savepoint = Some(location.clone());
+            report.savepoints.push(p.id);
+        } else {
+            report.completed_checkpoints.push(p.id);
+        }
         let stats = CheckpointStats {
             checkpoint_id: p.id,
             triggered: p.started.into_std(),
             duration: p.started.elapsed(),
-            state_bytes: p.acks.values().map(|f| f.size).sum(),
+            state_bytes: p.acks.values().map(|(f, _)| f.size).sum(),
             max_sync: p.max_sync,
         };
         tracing::info!(
-            "checkpoint {} complete in {} ms ({} bytes of state, longest synchronous snapshot {} ms)",
+            "{kind} {} complete in {} ms ({} bytes of state, longest synchronous snapshot {} ms)",
             p.id,
             stats.duration.as_millis(),
             stats.state_bytes,
@@ -400,101 +451,109 @@ impl<'a> Attempt<'a> {
         );
         report.checkpoint_stats.push(stats);
         self.send_all(Control::Complete(p.id));
-        let savepoint = match p.savepoint {
-            Some(req) => {
-                let target = match &req {
-                    SavepointRequest::Take(t, _) | SavepointRequest::Stop(t, _) => t.clone(),
-                };
-                let from = self.storage.root().join(&dir);
-                let to = target.join(format!("savepoint-{}", p.id));
-                let copied = tokio::task::spawn_blocking(move || copy_dir(&from, &to).map(|_| to))
-                    .await?
-                    .map_err(|e| format!("{e:#}"));
-                if let Ok(path) = &copied {
-                    report.savepoint = Some(path.clone());
-                }
-                Some((req, copied))
-            }
-            None => None,
-        };
-        let storage = self.storage.clone();
-        tokio::task::spawn_blocking(move || storage.prune(retain)).await??;
-        Ok(savepoint)
+        if p.savepoint.is_none() {
+            let storage = self.storage.clone();
+            let retain = self.job.checkpoints.as_ref().map(|c| c.retain).unwrap_or(1);
+            tokio::task::spawn_blocking(move || storage.prune(retain)).await??;
+        }
+        Ok(p.savepoint.map(|req| (req, Ok(location))))
     }
 
     fn abort(&self, p: &PendingCheckpoint, why: &str) {
         tracing::warn!("checkpoint {} aborted: {why}", p.id);
+        self.storage.abort(p.id);
         self.send_all(Control::Aborted(p.id));
     }
 
-    async fn coordinate(&mut self, opts: &mut RunOptions, report: &mut JobReport) -> Result<AttemptEnd> {
+    /// Runs the attempt until the job finishes, is stopped, or fails. `control` survives the
+    /// attempt: requests keep working across restarts.
+    async fn coordinate(&mut self, control: &mut Option<mpsc::Receiver<ControlRequest>>, report: &mut JobReport) -> Result<AttemptEnd> {
         let spec = self.job.checkpoints.clone();
         let interval = spec.as_ref().map(|c| Duration::from_millis(c.interval_ms));
         let timeout = Duration::from_millis(spec.as_ref().map(|c| c.timeout_ms).unwrap_or(60_000));
         let min_pause = Duration::from_millis(spec.as_ref().map(|c| c.min_pause_ms).unwrap_or(0));
+        let tolerable = spec.as_ref().map(|c| c.tolerable_failures).unwrap_or(0);
+        // After a finished or failed checkpoint, the next one waits the interval (at least the
+        // minimum pause): a checkpoint that keeps failing is retried at that pace, not in a loop.
+        let pause = interval.map(|i| i.max(min_pause)).unwrap_or(min_pause);
         let mut next_trigger = interval.map(|i| Instant::now() + i);
         let mut pending: Option<PendingCheckpoint> = None;
         let mut queued: Vec<SavepointRequest> = Vec::new();
         let mut finished: BTreeSet<SubtaskTag> = BTreeSet::new();
         let mut final_checkpoint: Option<u64> = None;
+        let mut retry_final_at: Option<Instant> = None;
+        let mut failures: u32 = 0;
         let mut stopping = false;
-        let mut control = opts.control.take();
         let result = loop {
             let all_finished = finished.len() == self.total;
             // End of a bounded job: with checkpoints, one final checkpoint after every subtask
             // has processed all its input (so exactly-once sinks commit everything), then stop.
-            if all_finished && pending.is_none() && queued.is_empty() {
+            let final_due = all_finished && pending.is_none() && queued.is_empty();
+            if final_due {
                 match (spec.is_some(), final_checkpoint) {
                     (false, _) => break Ok(AttemptEnd::Finished),
                     (true, Some(id)) if report.completed_checkpoints.contains(&id) => break Ok(AttemptEnd::Finished),
-                    (true, _) => {
-                        let p = self.trigger(None)?;
-                        final_checkpoint = Some(p.id);
-                        pending = Some(p);
+                    (true, _) if retry_final_at.is_none_or(|t| t <= Instant::now()) => {
+                        retry_final_at = None;
+                        pending = self.trigger(None)?;
+                        final_checkpoint = pending.as_ref().map(|p| p.id);
                     }
+                    (true, _) => {}
                 }
             }
             if pending.is_none() && !stopping && let Some(req) = queued.pop() {
                 stopping = matches!(req, SavepointRequest::Stop(..));
-                pending = Some(self.trigger(Some(req))?);
+                pending = self.trigger(Some(req))?;
+                if pending.is_none() {
+                    stopping = false;
+                }
+                continue;
             }
             let deadline = pending.as_ref().map(|p| p.started + timeout);
             let periodic = next_trigger.filter(|_| pending.is_none() && !all_finished && !stopping);
-            tokio::select! {
+            let retry = retry_final_at.filter(|_| pending.is_none() && all_finished);
+            let failed = tokio::select! {
                 _ = tokio::time::sleep_until(periodic.unwrap_or_else(far_future)), if periodic.is_some() => {
-                    pending = Some(self.trigger(None)?);
+                    pending = self.trigger(None)?;
+                    None
                 }
+                _ = tokio::time::sleep_until(retry.unwrap_or_else(far_future)), if retry.is_some() => None,
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
                     let p = pending.take().expect("deadline implies pending");
-                    self.abort(&p, &format!("not complete after {} ms (checkpoints.timeout-ms)", timeout.as_millis()));
+                    let why = format!("not complete after {} ms (checkpoints.timeout-ms)", timeout.as_millis());
+                    self.abort(&p, &why);
                     fail_savepoint(p.savepoint, "the savepoint timed out");
-                    next_trigger = interval.map(|i| Instant::now() + i.max(min_pause));
+                    Some((p.id, why))
                 }
-                req = recv_control(&mut control) => match req {
-                    Some(ControlRequest::Savepoint { target, reply }) => queued.insert(0, SavepointRequest::Take(target, reply)),
-                    Some(ControlRequest::Stop { savepoint: Some(target), reply }) => queued.insert(0, SavepointRequest::Stop(target, reply)),
+                req = recv_control(control) => match req {
+                    Some(ControlRequest::Savepoint { target, reply }) => { queued.insert(0, SavepointRequest::Take(target, reply)); None }
+                    Some(ControlRequest::Stop { savepoint: Some(target), reply }) => { queued.insert(0, SavepointRequest::Stop(target, reply)); None }
                     Some(ControlRequest::Stop { savepoint: None, reply }) => {
                         let _ = reply.send(Ok(None));
                         break Ok(AttemptEnd::Stopped);
                     }
                     Some(ControlRequest::Status { reply }) => {
                         let _ = reply.send(self.status(report));
+                        None
                     }
-                    None => control = None,
+                    None => { *control = None; None }
                 },
                 ev = self.events.recv() => match ev.expect("the attempt holds a sender") {
-                    Event::Finished(tag) => { finished.insert(tag); }
+                    Event::Finished(tag) => { finished.insert(tag); None }
                     Event::Failed(tag, e) => break Err(anyhow!("{e}").context(format!("subtask {tag} failed"))),
-                    Event::Declined { checkpoint_id, tag, reason } => {
-                        if let Some(p) = pending.take_if(|p| p.id == checkpoint_id) {
-                            self.abort(&p, &format!("{tag} declined: {reason}"));
+                    Event::Declined { checkpoint_id, tag, reason } => match pending.take_if(|p| p.id == checkpoint_id) {
+                        Some(p) => {
+                            let why = format!("{tag} declined: {reason}");
+                            self.abort(&p, &why);
                             fail_savepoint(p.savepoint, &reason);
+                            Some((p.id, why))
                         }
-                    }
-                    Event::Ack { checkpoint_id, tag, file, sync } => {
+                        None => None,
+                    },
+                    Event::Ack { checkpoint_id, tag, file, sync, finished } => {
                         let complete = match pending.as_mut().filter(|p| p.id == checkpoint_id) {
                             Some(p) => {
-                                p.acks.insert((tag.operator, tag.subtask), file);
+                                p.acks.insert((tag.operator, tag.subtask), (file, finished));
                                 p.max_sync = p.max_sync.max(sync);
                                 p.acks.len() == self.total
                             }
@@ -502,6 +561,7 @@ impl<'a> Attempt<'a> {
                         };
                         if complete {
                             let p = pending.take().expect("checked");
+                            let is_savepoint = p.savepoint.is_some();
                             match self.complete(p, report).await? {
                                 Some((SavepointRequest::Take(_, reply), r)) => { let _ = reply.send(r); }
                                 Some((SavepointRequest::Stop(_, reply), r)) => {
@@ -512,15 +572,37 @@ impl<'a> Attempt<'a> {
                                 }
                                 None => {}
                             }
-                            next_trigger = interval.map(|i| Instant::now() + i.max(min_pause));
+                            if !is_savepoint {
+                                failures = 0;
+                            }
+                            next_trigger = interval.map(|_| Instant::now() + pause);
                         }
+                        None
                     }
                 },
+            };
+            // Flink's tolerable-failed-checkpoints: more consecutive failures than tolerated
+            // fail the job (and go through the restart strategy).
+            if let Some((id, why)) = failed {
+                failures += 1;
+                if failures > tolerable {
+                    break Err(anyhow!(
+                        "checkpoint {id} failed ({why}): {failures} consecutive checkpoint failure(s), more than checkpoints.tolerable-failures = {tolerable} allows"
+                    ));
+                }
+                next_trigger = interval.map(|_| Instant::now() + pause);
+                if final_checkpoint == Some(id) {
+                    retry_final_at = Some(Instant::now() + pause.max(Duration::from_millis(100)));
+                }
             }
         };
         self.send_all(Control::Shutdown);
         for t in std::mem::take(&mut self.tasks) {
             let _ = t.await;
+        }
+        if let Some(p) = pending.take() {
+            self.abort(&p, "the job is stopping");
+            fail_savepoint(p.savepoint, "the job stopped before the savepoint completed");
         }
         // A failure during shutdown (e.g. a trap in close) still counts.
         while let Ok(ev) = self.events.try_recv() {
@@ -559,6 +641,55 @@ impl<'a> Attempt<'a> {
     }
 }
 
+/// Waits out the restart delay while answering control requests: a stop ends the job (returns
+/// true); a savepoint cannot be taken while no attempt runs.
+async fn restart_delay(delay: Duration, control: &mut Option<mpsc::Receiver<ControlRequest>>, report: &JobReport) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(until) => return false,
+            req = recv_control(control) => match req {
+                Some(ControlRequest::Stop { savepoint: None, reply }) => {
+                    let _ = reply.send(Ok(None));
+                    return true;
+                }
+                Some(ControlRequest::Stop { savepoint: Some(_), reply }) => {
+                    let _ = reply.send(Err(RESTARTING.into()));
+                }
+                Some(ControlRequest::Savepoint { reply, .. }) => {
+                    let _ = reply.send(Err(RESTARTING.into()));
+                }
+                Some(ControlRequest::Status { reply }) => {
+                    let _ = reply.send(serde_json::json!({
+                        "state": "restarting",
+                        "completed_checkpoints": report.completed_checkpoints,
+                        "restarts": report.restarts,
+                    }));
+                }
+                None => *control = None,
+            },
+        }
+    }
+}
+
+const RESTARTING: &str = "the job is restarting after a failure: no savepoint can be taken now; retry in a moment, or stop without a savepoint";
+
+/// What a restart restores: the newest checkpoint or savepoint this run completed (a savepoint
+/// is newer state than the checkpoints before it, and its side effects were committed).
+fn newest_of_this_run(storage: &LocalStorage, report: &JobReport) -> Result<Option<LoadedCheckpoint>> {
+    let checkpoint = load_newest(storage, Some(&report.completed_checkpoints))?;
+    let newest_checkpoint = checkpoint.as_ref().map_or(0, |c| c.metadata.checkpoint_id);
+    if let (Some(&id), Some(path)) = (report.savepoints.last(), &report.savepoint)
+        && id > newest_checkpoint
+    {
+        match load_dir(path) {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) => tracing::warn!("savepoint {} cannot be used for the restart, using the newest checkpoint: {e:#}", path.display()),
+        }
+    }
+    Ok(checkpoint)
+}
+
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
 }
@@ -576,21 +707,4 @@ fn fail_savepoint(req: Option<SavepointRequest>, why: &str) {
         Some(SavepointRequest::Stop(_, reply)) => { let _ = reply.send(Err(why.to_string())); }
         None => {}
     }
-}
-
-/// Copies a checkpoint directory (all paths inside are relative, so the copy is self-contained).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("cannot create savepoint directory {}", to.display()))?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let dest = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &dest)?;
-        } else {
-            std::fs::copy(entry.path(), &dest)?;
-            std::fs::File::open(&dest)?.sync_all()?;
-        }
-    }
-    std::fs::File::open(to)?.sync_all()?;
-    Ok(())
 }

@@ -33,8 +33,10 @@ pub enum Control {
 #[derive(Debug)]
 pub enum Event {
     /// The subtask's state for `checkpoint_id` is durable at `file`; taking the snapshot held up
-    /// the subtask's records for `sync` (Flink's synchronous phase).
-    Ack { checkpoint_id: u64, tag: SubtaskTag, file: StateFileRef, sync: Duration },
+    /// the subtask's records for `sync` (Flink's synchronous phase). `finished`: the subtask had
+    /// finished (a source emitted everything; an operator processed all input and closed) before
+    /// this snapshot, so a restore from this checkpoint must not run it again (FLIP-147).
+    Ack { checkpoint_id: u64, tag: SubtaskTag, file: StateFileRef, sync: Duration, finished: bool },
     /// The subtask could not take its snapshot: the checkpoint must be aborted.
     Declined { checkpoint_id: u64, tag: SubtaskTag, reason: String },
     /// A source has emitted everything, or a non-source has processed all its input.
@@ -62,13 +64,28 @@ pub struct SubtaskTask {
     pub storage: Arc<dyn CheckpointStorage>,
     pub batch_size: u32,
     pub metrics: Arc<OperatorMetrics>,
+    /// The checkpoint restored from says this subtask had finished (FLIP-147 "finished on
+    /// restore"): a source is not polled again, an operator is not closed again; both still
+    /// take part in checkpoints and get their notifications.
+    pub finished_on_restore: bool,
+}
+
+/// Where a subtask is in its life, for close-once and the `finished` flag of its snapshots.
+#[derive(Default)]
+struct Progress {
+    /// Emitted everything (source) or processed all input (operator).
+    finished: bool,
+    /// `close` ran (or must never run: finished before the restore).
+    closed: bool,
 }
 
 /// Runs a subtask to its end and reports failures as [`Event::Failed`].
-pub async fn run(mut task: SubtaskTask) {
+pub async fn run(task: SubtaskTask) {
     let tag = task.tag.clone();
     let events = task.events.clone();
-    let result = if task.input.is_some() { task.run_operator().await } else { task.run_source().await };
+    let progress = Progress { finished: task.finished_on_restore, closed: task.finished_on_restore && task.input.is_some() };
+    let mut running = Running { task, progress };
+    let result = if running.task.input.is_some() { running.run_operator().await } else { running.run_source().await };
     if let Err(e) = result {
         // A closed downstream channel only happens while the job is torn down (stop, restart):
         // the subtask was blocked on back-pressure when its consumer exited. Not a failure.
@@ -83,7 +100,26 @@ enum Next {
     Shutdown,
 }
 
-impl SubtaskTask {
+/// A subtask task while it runs.
+struct Running {
+    task: SubtaskTask,
+    progress: Progress,
+}
+
+impl std::ops::Deref for Running {
+    type Target = SubtaskTask;
+    fn deref(&self) -> &SubtaskTask {
+        &self.task
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut SubtaskTask {
+        &mut self.task
+    }
+}
+
+impl Running {
     async fn emit(&mut self, batch: Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -120,11 +156,11 @@ impl SubtaskTask {
             }
         };
         let sync = started.elapsed();
+        let finished = self.progress.finished;
         let (storage, events, tag) = (self.storage.clone(), self.events.clone(), self.tag.clone());
-        let dir = format!("chk-{}", barrier.checkpoint_id);
         tokio::task::spawn_blocking(move || {
-            let event = match storage.write_state(&dir, &tag.operator, tag.subtask, &snapshot) {
-                Ok(file) => Event::Ack { checkpoint_id: barrier.checkpoint_id, tag, file, sync },
+            let event = match storage.write_state(barrier.checkpoint_id, &tag.operator, tag.subtask, &snapshot) {
+                Ok(file) => Event::Ack { checkpoint_id: barrier.checkpoint_id, tag, file, sync, finished },
                 Err(e) => Event::Declined { checkpoint_id: barrier.checkpoint_id, tag, reason: format!("{e:#}") },
             };
             let _ = events.send(event);
@@ -146,9 +182,13 @@ impl SubtaskTask {
     }
 
     async fn run_source(&mut self) -> Result<()> {
-        let mut finished = false;
         let mut idle_until: Option<Instant> = None;
+        if self.progress.finished {
+            self.broadcast(Message::EndOfInput).await?;
+            let _ = self.events.send(Event::Finished(self.tag.clone()));
+        }
         loop {
+            let finished = self.progress.finished;
             // Control first: a checkpoint falls between two polls, never inside one, so a
             // snapshot never sees a record emitted without its offset (§2.1, checkpoint lock).
             while let Ok(c) = self.control.try_recv() {
@@ -167,13 +207,14 @@ impl SubtaskTask {
                 }
                 continue;
             }
-            let (batch, status) = self.instance.poll(self.batch_size).await?;
+            let batch_size = self.batch_size;
+            let (batch, status) = self.instance.poll(batch_size).await?;
             self.emit(batch).await?;
             match status {
                 PollStatus::Ready => {}
                 PollStatus::Idle(ms) => idle_until = Some(Instant::now() + Duration::from_millis(ms.max(1) as u64)),
                 PollStatus::Finished => {
-                    finished = true;
+                    self.progress.finished = true;
                     self.broadcast(Message::EndOfInput).await?;
                     let _ = self.events.send(Event::Finished(self.tag.clone()));
                 }
@@ -202,8 +243,12 @@ impl SubtaskTask {
                         self.broadcast(Message::Barrier(barrier)).await?;
                     }
                     Some(InputEvent::AllEnded) => {
-                        let out = self.instance.close().await?;
-                        self.emit(out).await?;
+                        if !self.progress.closed {
+                            self.progress.closed = true;
+                            let out = self.instance.close().await?;
+                            self.emit(out).await?;
+                        }
+                        self.progress.finished = true;
                         self.broadcast(Message::EndOfInput).await?;
                         let _ = self.events.send(Event::Finished(self.tag.clone()));
                     }
@@ -212,9 +257,12 @@ impl SubtaskTask {
         }
     }
 
+    /// `close`, unless it already ran: operators are closed at end of input; sources, and
+    /// operators that did not reach it (a stop), are closed here. What `close` returns here is
+    /// dropped: the job is being torn down.
     async fn shutdown(&mut self) -> Result<()> {
-        if self.input.is_none() {
-            // Sources are closed at shutdown; operators were closed at end of input.
+        if !self.progress.closed {
+            self.progress.closed = true;
             let _ = self.instance.close().await?;
         }
         Ok(())
