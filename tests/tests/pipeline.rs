@@ -89,3 +89,16 @@ async fn the_example_job_file_produces_its_exact_output() {
     assert_eq!(counts.len(), 3, "counter parallelism 3");
     assert_eq!(counts.iter().sum::<u64>(), 1000);
 }
+
+/// Logs going to a file or a pipe are plain text: no ANSI colour codes (they used to be there
+/// whatever stderr was). A terminal still gets colour unless NO_COLOR is set.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = PipelineJob { count: 100, ..Default::default() }.write(dir.path());
+    let out = std::process::Command::new(wasmflow_tests::wasmflow_bin()).arg("run").arg(&job).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("checkpoint") && stderr.contains(" INFO "), "logs were written: {stderr}");
+    assert!(!stderr.contains('\x1b'), "no escape sequences in piped logs: {stderr:?}");
+}

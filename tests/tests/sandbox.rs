@@ -92,7 +92,8 @@ async fn an_infinite_loop_in_snapshot_fails_the_subtask_and_aborts_the_checkpoin
 async fn a_memory_bomb_is_stopped_at_the_memory_limit() {
     let e = attack("memory-bomb").await;
     assert!(e.contains("bad[0]: process trapped:"), "{e}");
-    assert!(e.contains("memory"), "{e}");
+    // The limit and the key that raises it are named.
+    assert!(e.contains("over its limit of 67108864 bytes (limits.memory-mb = 64)"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,4 +136,28 @@ async fn registering_state_outside_initialize_state_is_a_guest_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_flood_is_rate_limited_and_the_job_completes() {
     assert_eq!(attack("log-flood").await, "ok");
+}
+
+/// Guest code that runs at start-up (a static constructor, a start function, `kind`) used to
+/// run without a deadline: a loop there hung the job, and SIGTERM and `stop` with it. It now
+/// fails at the call deadline like any other call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loop_at_start_up_hits_the_call_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = format!(
+        "[limits]\ncall-timeout-ms = 500\n\n[[operators]]\nid = \"numbers\"\nmodule = \"{}\"\nconfig = {{ count = 10 }}\n\n\
+         [[operators]]\nid = \"stuck\"\nmodule = \"{}\"\n\n[[operators]]\nid = \"out\"\nmodule = \"{}\"\n\n\
+         [[edges]]\nfrom = \"numbers\"\nto = \"stuck\"\n\n[[edges]]\nfrom = \"stuck\"\nto = \"out\"\n",
+        operator("generator").display(),
+        operator("hostile-start").display(),
+        operator("null-sink").display()
+    );
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, t).unwrap();
+    let spec = JobSpec::load(&path).unwrap();
+    let engine = Engine::new().unwrap();
+    let run = run_job(&engine, &spec, RunOptions::default());
+    let e = tokio::time::timeout(std::time::Duration::from_secs(30), run).await.expect("start-up is bounded by the call deadline").unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("stuck[0]:") && e.contains("trapped") && e.contains("the call ran past its deadline: limits.call-timeout-ms"), "{e}");
 }

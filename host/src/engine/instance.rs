@@ -73,16 +73,21 @@ impl SubtaskInstance {
             if late { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
         });
         let tag = store.data().tag.clone();
+        // Start-up runs guest code too (start functions, static constructors, `kind`): it gets
+        // the same deadline as every other call, so a loop there cannot hang the job.
+        store.data_mut().call_deadline = Some(Instant::now() + call_timeout);
         let bindings = module.pre.instantiate_async(&mut store).await.map_err(|e| GuestError::Trapped {
             tag: tag.clone(),
             call: "instantiate",
             message: trap_message(&e),
         })?;
+        store.data_mut().call_deadline = Some(Instant::now() + call_timeout);
         let kind = bindings.wasmflow_operator_operator().call_kind(&mut store).await.map_err(|e| GuestError::Trapped {
             tag,
             call: "kind",
             message: trap_message(&e),
         })?;
+        store.data_mut().call_deadline = None;
         Ok(SubtaskInstance { store, bindings, kind, call_timeout, max_batch_bytes })
     }
 

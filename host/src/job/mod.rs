@@ -169,7 +169,53 @@ pub struct LimitsSpec {
     pub kafka_max_record_bytes: Option<usize>,
 }
 
+/// Checks that `value` (set at `key`) is at most `max`: limits are bounded so that a typo
+/// cannot wrap around (memory-mb = 2^44 used to become 0) or make the host panic.
+fn at_most<T: PartialOrd + std::fmt::Display + Copy>(file: &Path, key: &str, value: Option<T>, max: T, unit: &str) -> Result<()> {
+    match value {
+        Some(v) if v > max => bail!("{}: {key} = {v} is over the maximum of {max}{unit}", file.display()),
+        _ => Ok(()),
+    }
+}
+
+fn at_least_one<T: PartialEq + Default + std::fmt::Display + Copy>(file: &Path, key: &str, value: Option<T>) -> Result<()> {
+    match value {
+        Some(v) if v == T::default() => bail!("{}: {key} must be at least 1", file.display()),
+        _ => Ok(()),
+    }
+}
+
+impl JobSection {
+    fn check(&self, file: &Path) -> Result<()> {
+        at_least_one(file, "job.channel-capacity", self.channel_capacity)?;
+        at_most(file, "job.channel-capacity", self.channel_capacity, 65_536, " batches")?;
+        at_least_one(file, "job.batch-size", self.batch_size)?;
+        at_most(file, "job.batch-size", self.batch_size, 1 << 20, " records")?;
+        Ok(())
+    }
+}
+
 impl LimitsSpec {
+    /// Checks every set limit against its bound; `table` names where it was set.
+    fn check(&self, file: &Path, table: &str) -> Result<()> {
+        let key = |k: &str| format!("{table}.{k}");
+        // A wasm32 memory cannot exceed 4 GiB.
+        at_least_one(file, &key("memory-mb"), self.memory_mb)?;
+        at_most(file, &key("memory-mb"), self.memory_mb, 4096, " MiB (the most a 32-bit wasm memory can address)")?;
+        at_most(file, &key("table-elements"), self.table_elements, 10_000_000, "")?;
+        at_least_one(file, &key("call-timeout-ms"), self.call_timeout_ms)?;
+        at_most(file, &key("call-timeout-ms"), self.call_timeout_ms, 3_600_000, " ms")?;
+        at_most(file, &key("state-bytes"), self.state_bytes, 64 << 30, " bytes")?;
+        at_most(file, &key("state-entry-bytes"), self.state_entry_bytes, 1 << 30, " bytes")?;
+        at_most(file, &key("states"), self.states, 1 << 20, "")?;
+        at_most(file, &key("batch-bytes"), self.batch_bytes, 1 << 30, " bytes")?;
+        at_most(file, &key("log-line-bytes"), self.log_line_bytes, 1 << 20, " bytes")?;
+        at_most(file, &key("log-lines-per-second"), self.log_lines_per_second, 1_000_000, "")?;
+        at_most(file, &key("kafka-connect-timeout-ms"), self.kafka_connect_timeout_ms, 3_600_000, " ms")?;
+        at_most(file, &key("kafka-max-record-bytes"), self.kafka_max_record_bytes, 1 << 30, " bytes")?;
+        Ok(())
+    }
+
     /// `self` with unset fields taken from `defaults`.
     pub fn or(&self, defaults: &LimitsSpec) -> LimitsSpec {
         LimitsSpec {
@@ -344,6 +390,11 @@ impl JobSpec {
             }
         }
         self.topological_order()?;
+        self.job.check(&self.path)?;
+        self.limits.check(&self.path, "limits")?;
+        for op in &self.operators {
+            op.limits.check(&self.path, &format!("operators '{}' limits", op.id))?;
+        }
         if let Some(c) = &self.checkpoints {
             if c.interval_ms == 0 {
                 bail!("{file}: checkpoints.interval-ms must be > 0 (remove [checkpoints] to disable them)");

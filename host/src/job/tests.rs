@@ -108,3 +108,17 @@ fn parallelism_overrides_are_checked_like_the_job_file() {
     let both = job.with_parallelism(&[("sink".to_string(), 3), ("src".to_string(), 3)].into_iter().collect()).unwrap();
     assert_eq!(both.operator("sink").unwrap().parallelism, 3);
 }
+
+/// Limits are bounded at load time with the key in the message: `memory-mb = 2^44` used to wrap
+/// to 0 and `channel-capacity` near u64::MAX made tokio panic.
+#[test]
+fn limits_out_of_range_are_refused_with_their_key() {
+    let e = err(&GOOD.replace("[checkpoints]", "[limits]\nmemory-mb = 17592186044416\n\n[checkpoints]"));
+    assert_eq!(e, "jobs/x.toml: limits.memory-mb = 17592186044416 is over the maximum of 4096 MiB (the most a 32-bit wasm memory can address)");
+    let e = err(&GOOD.replace("name = \"t\"", "name = \"t\"\nchannel-capacity = 18446744073709551615"));
+    assert_eq!(e, "jobs/x.toml: job.channel-capacity = 18446744073709551615 is over the maximum of 65536 batches");
+    let e = err(&GOOD.replace("name = \"t\"", "name = \"t\"\nbatch-size = 0"));
+    assert_eq!(e, "jobs/x.toml: job.batch-size must be at least 1");
+    let e = err(&GOOD.replace("grants = { files = \"out\" }", "grants = { files = \"out\" }\nlimits = { call-timeout-ms = 0 }"));
+    assert_eq!(e, "jobs/x.toml: operators 'sink' limits.call-timeout-ms must be at least 1");
+}

@@ -51,11 +51,39 @@ pub struct KafkaConsumer {
     /// positions the guest has moved past (none today: assignment only adds) are dropped.
     positions: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
     reset_to_latest: bool,
+    /// The newest offsets handed to an asynchronous commit, committed again synchronously when
+    /// the consumer is dropped (as Kafka's `close()` finishes pending commits): otherwise the
+    /// last commit of a job — the final checkpoint's — could be lost with the client.
+    last_commit: Mutex<BTreeMap<(String, i32), i64>>,
 }
+
+/// Longest a dropped consumer waits for its final commit.
+const CLOSE_COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Drop for KafkaConsumer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let last = std::mem::take(&mut *self.last_commit.lock().expect("commit lock"));
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &last {
+            if tpl.add_partition_offset(t, *p, Offset::Offset(*o)).is_err() {
+                return;
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        // On its own thread with a bound: a broker that is gone must not hang the teardown.
+        let (client, (tx, rx)) = (self.client.clone(), std::sync::mpsc::channel());
+        let spawned = std::thread::Builder::new().name("wasmflow-kafka-close".into()).spawn(move || {
+            let _ = tx.send(client.commit(&tpl, CommitMode::Sync));
+        });
+        match spawned.map(|_| rx.recv_timeout(CLOSE_COMMIT_TIMEOUT)) {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("Kafka consumer: the final offset commit failed: {e}"),
+            Ok(Err(_)) => tracing::warn!("Kafka consumer: the final offset commit did not finish in {CLOSE_COMMIT_TIMEOUT:?}"),
+            Err(e) => tracing::warn!("Kafka consumer: cannot run the final offset commit: {e}"),
+        }
     }
 }
 
@@ -101,7 +129,7 @@ impl KafkaConsumer {
             .name("wasmflow-kafka-poll".into())
             .spawn(move || poll_loop(&c, &tx, &s, max_record))
             .map_err(|e| KafkaError::Other(e.to_string()))?;
-        Ok(KafkaConsumer { client, servers: bootstrap(properties), limits, buffer: rx, stop, positions, reset_to_latest })
+        Ok(KafkaConsumer { client, servers: bootstrap(properties), limits, buffer: rx, stop, positions, reset_to_latest, last_commit: Mutex::default() })
     }
 
     /// Names of all topics.
@@ -261,6 +289,10 @@ impl KafkaConsumer {
         }
         if tpl.count() > 0 {
             self.client.commit(&tpl, CommitMode::Async)?;
+            let mut last = self.last_commit.lock().expect("commit lock");
+            for (t, p, o) in offsets {
+                last.insert((t.clone(), *p), *o);
+            }
         }
         Ok(())
     }

@@ -58,6 +58,8 @@ pub struct SubtaskData {
     pub(crate) state: OperatorStateStore,
     pub(crate) phase: Phase,
     pub(crate) memory: StoreLimits,
+    /// Linear memory limit, bytes (for the message when a guest hits it).
+    pub(crate) memory_limit: usize,
     pub(crate) files: Option<FilesDir>,
     pub(crate) log: LogBudget,
     pub(crate) started: Instant,
@@ -101,6 +103,7 @@ impl SubtaskData {
                 .memories(2)
                 .trap_on_grow_failure(true)
                 .build(),
+            memory_limit: limits.memory_bytes,
             files,
             log: LogBudget::new(limits.log_line_bytes, limits.log_lines_per_second),
             started: Instant::now(),
@@ -128,8 +131,14 @@ impl SubtaskData {
 
 impl ResourceLimiter for SubtaskData {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let ok = self.memory.memory_growing(current, desired, maximum)?;
-        Ok(ok)
+        if desired > self.memory_limit {
+            return Err(wasmtime::Error::msg(format!(
+                "out of memory: the guest's linear memory would grow to {desired} bytes, over its limit of {} bytes (limits.memory-mb = {})",
+                self.memory_limit,
+                self.memory_limit >> 20
+            )));
+        }
+        self.memory.memory_growing(current, desired, maximum)
     }
 
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
