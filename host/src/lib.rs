@@ -22,3 +22,4 @@ pub mod job;
 pub mod native;
 pub mod runtime;
 pub mod scaffold;
+pub mod untrusted;

@@ -65,3 +65,12 @@ fn a_missing_module_path() {
     let e = OperatorModule::load(&engine, Path::new("/nonexistent/op.wasm"), &BTreeSet::new()).err().unwrap();
     assert_eq!(format!("{e:#}"), "/nonexistent/op.wasm: cannot read module: No such file or directory (os error 2) (check the `module` path in the job file)");
 }
+
+/// `module = "/dev/zero"` used to read without end; a FIFO blocked the open. Both fail at once.
+#[test]
+fn a_device_or_fifo_as_module_fails_fast() {
+    let engine = Engine::new().unwrap();
+    let Err(e) = OperatorModule::load(&engine, Path::new("/dev/zero"), &BTreeSet::new()) else { panic!("/dev/zero loaded") };
+    let e = format!("{e:#}");
+    assert_eq!(e, "/dev/zero: module is not a regular file (a device, FIFO or socket); it must be a regular file (check the `module` path in the job file)");
+}

@@ -12,6 +12,7 @@ use wasmflow_state::SubtaskSnapshot;
 
 use super::metadata::{CheckpointMetadata, METADATA_FILE, StateFileRef};
 use super::state_file::{decode_state_file, encode_state_file};
+use crate::untrusted::{Symlinks, read_regular_file};
 
 /// Counters that must keep increasing across restarts of a job (kept in `_job.json`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,6 +339,9 @@ impl CheckpointStorage for LocalStorage {
     }
 }
 
+/// Largest `_metadata` read (it lists file references: a few hundred bytes per subtask).
+const MAX_METADATA_BYTES: u64 = 64 << 20;
+
 /// Why a directory without `_metadata` cannot be restored: an interrupted checkpoint (it has
 /// state files), a directory that holds savepoints or checkpoints (name them), or something else.
 fn not_a_checkpoint(dir: &Path) -> anyhow::Error {
@@ -376,7 +380,10 @@ pub fn load_dir(dir: &Path) -> Result<LoadedCheckpoint> {
         bail!("{}: no such checkpoint or savepoint directory", dir.display());
     }
     let meta_path = dir.join(METADATA_FILE);
-    let bytes = fs::read(&meta_path).map_err(|_| not_a_checkpoint(dir))?;
+    if !meta_path.exists() && meta_path.symlink_metadata().is_err() {
+        return Err(not_a_checkpoint(dir));
+    }
+    let bytes = read_regular_file(&meta_path, MAX_METADATA_BYTES, Symlinks::Refuse, "checkpoint metadata")?;
     let metadata = CheckpointMetadata::decode(&bytes, &meta_path.display().to_string())?;
     let mut states = BTreeMap::new();
     for (op, om) in &metadata.operators {
@@ -390,7 +397,8 @@ pub fn load_dir(dir: &Path) -> Result<LoadedCheckpoint> {
             }
             let path = dir.join(&r.path);
             let what = path.display().to_string();
-            let bytes = fs::read(&path).map_err(|e| anyhow!("{what}: cannot read state file: {e}"))?;
+            // At most the size the metadata records: a savepoint can come from anywhere.
+            let bytes = read_regular_file(&path, r.size, Symlinks::Refuse, "state file")?;
             if !r.matches(&bytes) {
                 bail!("{what}: state file does not match the metadata (size or SHA-256): it is corrupt, cut short or not the file this checkpoint wrote");
             }
@@ -429,6 +437,20 @@ mod tests {
         let meta = CheckpointMetadata { format_version: FORMAT_VERSION, checkpoint_id: id, timestamp: 0, kind: "checkpoint".into(), job_name: "j".into(), attempt: 1, operators };
         storage.commit(id, &meta).unwrap();
         dir
+    }
+
+    /// A savepoint can come from anywhere: a state file that is a symlink (here to /dev/zero,
+    /// which used to be read without end) is refused before anything is read.
+    #[test]
+    fn a_state_file_that_is_a_symlink_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(root.path()).unwrap();
+        let dir = checkpoint(&storage, 1, 10);
+        let file = root.path().join(&dir).join("counter/0.state");
+        fs::remove_file(&file).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
+        let e = format!("{:#}", storage.load(&dir).unwrap_err());
+        assert!(e.ends_with("counter/0.state: state file is a symbolic link, which is not allowed here"), "{e}");
     }
 
     #[test]

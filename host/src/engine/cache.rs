@@ -46,15 +46,7 @@ fn private_dir(dir: &Path) -> bool {
 
 #[cfg(unix)]
 fn effective_uid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    // The owner of a file we just created is our effective uid; avoids a libc dependency.
-    // A name unique to this call: two threads probing at once must not remove each other's file.
-    static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let probe = std::env::temp_dir().join(format!("wasmflow-uid-{}-{n}", std::process::id()));
-    let uid = std::fs::write(&probe, b"").and_then(|_| std::fs::metadata(&probe)).map(|m| m.uid()).unwrap_or(u32::MAX);
-    let _ = std::fs::remove_file(probe);
-    uid
+    rustix::process::geteuid().as_raw()
 }
 
 #[cfg(not(unix))]

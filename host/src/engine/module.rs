@@ -10,6 +10,7 @@ use super::Engine;
 use super::bindings::OperatorModulePre;
 use super::bindings::wasmflow::operator as wit;
 use super::host::SubtaskData;
+use crate::untrusted::Symlinks;
 
 const PACKAGE: &str = "wasmflow:operator";
 const VERSION: &str = "0.1.0";
@@ -58,12 +59,15 @@ fn interface_name(import: &str) -> Option<&str> {
     Some(iface)
 }
 
+/// Largest module file read (a component is a few MB; this only stops runaway reads).
+pub const MAX_MODULE_BYTES: u64 = 256 << 20;
+
 impl OperatorModule {
     /// Reads, compiles and checks the module at `path`. `granted` are the capabilities the job
     /// file grants this operator; importing any other capability is an error naming the import.
     pub fn load(engine: &Engine, path: &Path, granted: &BTreeSet<Capability>) -> Result<OperatorModule> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| anyhow!("{}: cannot read module: {e} (check the `module` path in the job file)", path.display()))?;
+        let bytes = crate::untrusted::read_regular_file(path, MAX_MODULE_BYTES, Symlinks::Follow, "module")
+            .map_err(|e| anyhow!("{e:#} (check the `module` path in the job file)"))?;
         Self::from_bytes(engine, path, &bytes, granted)
     }
 
