@@ -127,7 +127,17 @@ async fn damaged_latest_checkpoint_falls_back_to_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();
     let job = PipelineJob { count: 3000, records_per_second: Some(2000), ..Default::default() }.write(dir.path());
     let spec = load(&job, None);
-    run_then_stop_with_savepoint(&spec, Duration::from_millis(600), &dir.path().join("sp")).await;
+    // Stopped without a savepoint: the latest checkpoint is where a resume starts.
+    let (tx, rx) = mpsc::channel(4);
+    let engine = Engine::new().unwrap();
+    let stopper = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let (reply, answer) = oneshot::channel();
+        tx.send(ControlRequest::Stop { savepoint: None, reply }).await.unwrap();
+        answer.await.unwrap().unwrap();
+    };
+    let (report, ()) = tokio::join!(run_job(&engine, &spec, RunOptions { control: Some(rx), ..Default::default() }), stopper);
+    assert!(report.unwrap().stopped);
     let storage = wasmflow_host::runtime::job::job_storage(&spec).unwrap();
     use wasmflow_host::checkpoint::CheckpointStorage;
     let complete = storage.complete_checkpoints().unwrap();

@@ -30,6 +30,21 @@ async fn stop_with_savepoint_after(spec: &JobSpec, after: Duration, target: &Pat
     path
 }
 
+/// Runs `spec` until `after`, then stops it without a savepoint (as `kill` would, but cleanly).
+async fn stop_after(spec: &JobSpec, after: Duration) {
+    let (tx, rx) = mpsc::channel(4);
+    let engine = Engine::new().unwrap();
+    let job = run_job(&engine, spec, RunOptions { control: Some(rx), ..Default::default() });
+    let stopper = async {
+        tokio::time::sleep(after).await;
+        let (reply, answer) = oneshot::channel();
+        tx.send(ControlRequest::Stop { savepoint: None, reply }).await.unwrap();
+        answer.await.unwrap().unwrap();
+    };
+    let (report, ()) = tokio::join!(job, stopper);
+    assert!(report.unwrap().stopped, "stopped in mid-run: make the job longer");
+}
+
 fn newest_checkpoint_id(spec: &JobSpec) -> u64 {
     job_storage(spec).unwrap().complete_checkpoints().unwrap().first().map(|(_, m)| m.checkpoint_id).unwrap_or(0)
 }
@@ -57,6 +72,27 @@ async fn deleting_job_json_loses_no_committed_output() {
     assert_eq!(counts.iter().sum::<u64>(), count);
 }
 
+/// After `stop --savepoint`, the savepoint's side effects are committed: resuming from the
+/// (older) latest checkpoint would repeat them. `--from-latest-checkpoint` names the savepoint
+/// to restore from instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_stop_with_savepoint_the_latest_checkpoint_points_to_the_savepoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = PipelineJob { count: 4000, records_per_second: Some(1000), ..Default::default() }.write(dir.path());
+    let spec = JobSpec::load(&job).unwrap();
+    let savepoint = stop_with_savepoint_after(&spec, Duration::from_millis(600), &dir.path().join("sp")).await;
+    let engine = Engine::new().unwrap();
+    let e = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::LatestCheckpoint), ..Default::default() }).await.unwrap_err();
+    assert!(
+        format!("{e:#}").ends_with(&format!("restore from it: --from-savepoint {}", savepoint.display())),
+        "{e:#}"
+    );
+    run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap();
+    let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
+    assert_exactly_once(&data, 4000, "restored from the stop savepoint");
+    assert_eq!(counts.iter().sum::<u64>(), 4000);
+}
+
 /// A `_job.json` rolled back to an older copy (a restored backup, a copied directory) used to
 /// hand out checkpoint ids below the existing ones: the new checkpoints were pruned at once as
 /// "older", and a later resume picked a stale checkpoint. Ids now stay above every checkpoint on
@@ -73,7 +109,7 @@ async fn a_rolled_back_job_json_does_not_reuse_ids_or_attempts() {
 
     let job = PipelineJob { count, records_per_second: Some(1000), ..Default::default() }.write(dir.path());
     let spec = JobSpec::load(&job).unwrap();
-    stop_with_savepoint_after(&spec, Duration::from_millis(600), &dir.path().join("sp")).await;
+    stop_after(&spec, Duration::from_millis(600)).await;
     let before = newest_checkpoint_id(&spec);
     let last_attempt = job_storage(&spec).unwrap().complete_checkpoints().unwrap()[0].1.attempt;
 

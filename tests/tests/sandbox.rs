@@ -161,3 +161,14 @@ async fn a_loop_at_start_up_hits_the_call_deadline() {
     let e = format!("{e:#}");
     assert!(e.contains("stuck[0]:") && e.contains("trapped") && e.contains("the call ran past its deadline: limits.call-timeout-ms"), "{e}");
 }
+
+/// A guest's error text is cut like its log lines and its control characters escaped: a 50 MiB
+/// `Err` used to be logged whole, and a newline in it could forge a host log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_error_is_cut_and_cannot_forge_log_lines() {
+    let e = attack("huge-error").await;
+    assert!(e.contains("bad[0]: process failed: first line\\n2099-01-01T00:00:00Z  INFO wasmflow: forged host line\\reee"), "{}", &e[..e.len().min(300)]);
+    assert!(e.contains(" … (52428865 bytes, cut to limits.log-line-bytes = 4096)"), "{}", &e[e.len().saturating_sub(300)..]);
+    assert!(e.len() < 10_000, "the error is {} bytes", e.len());
+    assert!(!e.contains('\n') && !e.contains('\r'), "one line");
+}

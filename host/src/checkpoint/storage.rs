@@ -15,12 +15,16 @@ use super::state_file::{decode_state_file, encode_state_file};
 use crate::untrusted::{Symlinks, read_regular_file};
 
 /// Counters that must keep increasing across restarts of a job (kept in `_job.json`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobCounters {
     /// The next checkpoint id to use.
     pub next_checkpoint_id: u64,
     /// The number of the current execution attempt.
     pub attempt: u64,
+    /// The savepoint the job was last stopped with (id, directory). Its side effects were
+    /// committed, so resuming from an older checkpoint would repeat them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_with: Option<(u64, PathBuf)>,
 }
 
 /// Durable storage of checkpoints (in the storage's own directory) and savepoints (each in a
@@ -159,6 +163,18 @@ impl LocalStorage {
         &self.root
     }
 
+    /// Records that the job stopped with savepoint `id` at `path` (its side effects committed).
+    pub fn record_stop_savepoint(&self, id: u64, path: &Path) -> Result<()> {
+        let mut c = self.counters()?;
+        c.stopped_with = Some((id, path.to_path_buf()));
+        self.save_counters(&c)
+    }
+
+    /// The savepoint the job was last stopped with, if it is newer than checkpoint `than`.
+    pub fn stop_savepoint_newer_than(&self, than: u64) -> Result<Option<PathBuf>> {
+        Ok(self.counters()?.stopped_with.filter(|(id, _)| *id > than).map(|(_, path)| path))
+    }
+
     /// Takes the directory for this process, or fails naming the process that holds it.
     pub fn lock(&self) -> Result<DirLock> {
         let path = self.root.join(LOCK_FILE);
@@ -209,6 +225,7 @@ impl LocalStorage {
         Ok(JobCounters {
             next_checkpoint_id: saved.next_checkpoint_id.max(on_disk.next_checkpoint_id).max(1),
             attempt: saved.attempt.max(on_disk.attempt),
+            stopped_with: saved.stopped_with,
         })
     }
 
@@ -218,7 +235,7 @@ impl LocalStorage {
         let names = self.dir_names()?;
         let next_checkpoint_id = names.iter().filter_map(|n| checkpoint_number(n)).max().map_or(1, |n| n + 1);
         let attempt = self.complete_checkpoints()?.iter().map(|(_, m)| m.attempt).max().unwrap_or(0);
-        Ok(JobCounters { next_checkpoint_id, attempt })
+        Ok(JobCounters { next_checkpoint_id, attempt, stopped_with: None })
     }
 
     fn save_counters(&self, c: &JobCounters) -> Result<()> {

@@ -119,7 +119,9 @@ impl SubtaskInstance {
         self.store.data_mut().phase = Phase::Running;
         match result {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(message)) => Err(GuestError::Failed { tag, call: name, message }),
+            // The guest's own text: cut and escaped like its log lines (a 50 MiB error is not
+            // logged whole, and cannot forge host log lines).
+            Ok(Err(message)) => Err(GuestError::Failed { tag, call: name, message: super::host::log::sanitize(&message, self.store.data().log.max_line) }),
             Err(e) => Err(GuestError::Trapped { tag, call: name, message: trap_message(&e) }),
         }
     }

@@ -82,6 +82,10 @@ pub struct JobSection {
     /// Batches buffered per channel before back-pressure (default 16).
     #[serde(default)]
     pub channel_capacity: Option<usize>,
+    /// Bytes of record data buffered per channel before back-pressure (default 8 MiB); a batch
+    /// larger than this still passes, alone. Bounds what the host holds for a guest's output.
+    #[serde(default)]
+    pub channel_bytes: Option<usize>,
 }
 
 /// `[checkpoints]`
@@ -189,6 +193,8 @@ impl JobSection {
     fn check(&self, file: &Path) -> Result<()> {
         at_least_one(file, "job.channel-capacity", self.channel_capacity)?;
         at_most(file, "job.channel-capacity", self.channel_capacity, 65_536, " batches")?;
+        at_least_one(file, "job.channel-bytes", self.channel_bytes)?;
+        at_most(file, "job.channel-bytes", self.channel_bytes, 1 << 30, " bytes")?;
         at_least_one(file, "job.batch-size", self.batch_size)?;
         at_most(file, "job.batch-size", self.batch_size, 1 << 20, " records")?;
         Ok(())

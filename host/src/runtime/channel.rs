@@ -4,17 +4,79 @@
 use std::future::poll_fn;
 use std::task::Poll;
 
-use tokio::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::{self, Receiver, Sender};
 
 use super::message::{Barrier, Message};
 use super::message::{Records, empty_batch};
 use crate::engine::bindings::wasmflow::operator::types::Batch;
 use crate::job::Partitioning;
 
+/// One channel between two subtasks, bounded twice: in messages (`capacity`) and in bytes of
+/// record data (`budget`), so memory the host holds for a guest's output does not depend on how
+/// large the guest makes its batches. A batch larger than the whole budget still passes, alone.
+pub fn channel(capacity: usize, budget: usize) -> (ChannelSender, ChannelReceiver) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let bytes = Arc::new(Semaphore::new(budget));
+    (ChannelSender { tx, bytes: bytes.clone(), budget }, ChannelReceiver { rx, bytes, budget })
+}
+
+/// The sending half of a [`channel`].
+pub struct ChannelSender {
+    tx: Sender<Message>,
+    bytes: Arc<Semaphore>,
+    budget: usize,
+}
+
+/// The receiving half of a [`channel`].
+pub struct ChannelReceiver {
+    rx: Receiver<Message>,
+    bytes: Arc<Semaphore>,
+    budget: usize,
+}
+
+/// Bytes of the budget a message holds while it is in the channel.
+fn cost(message: &Message, budget: usize) -> usize {
+    match message {
+        Message::Records(batch) => super::message::batch_bytes(batch).min(budget),
+        Message::Barrier(_) | Message::EndOfInput => 0,
+    }
+}
+
+impl ChannelSender {
+    /// Sends, waiting for room in messages and in bytes (back-pressure).
+    pub async fn send(&self, message: Message) -> Result<(), ChannelClosed> {
+        let n = cost(&message, self.budget);
+        if n > 0 {
+            let permit = self.bytes.acquire_many(n as u32).await.map_err(|_| ChannelClosed)?;
+            // Given back by the receiver when it takes the message out.
+            permit.forget();
+        }
+        self.tx.send(message).await.map_err(|_| ChannelClosed)
+    }
+
+    /// Bytes of record data in the channel now.
+    pub fn bytes_in_flight(&self) -> usize {
+        self.budget - self.bytes.available_permits()
+    }
+}
+
+impl ChannelReceiver {
+    fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Message>> {
+        let polled = self.rx.poll_recv(cx);
+        if let Poll::Ready(Some(m)) = &polled {
+            self.bytes.add_permits(cost(m, self.budget));
+        }
+        polled
+    }
+}
+
 /// The sending side of one edge, for one upstream subtask: one sender per downstream subtask.
 pub struct EdgeOutput {
     partitioning: Partitioning,
-    senders: Vec<Sender<Message>>,
+    senders: Vec<ChannelSender>,
     /// This upstream subtask's index (forward partitioning) and round-robin cursor (rebalance).
     index: usize,
     next: usize,
@@ -35,7 +97,7 @@ pub fn key_partition(key: Option<&[u8]>, parallelism: usize) -> usize {
 }
 
 impl EdgeOutput {
-    pub fn new(partitioning: Partitioning, senders: Vec<Sender<Message>>, index: usize) -> Self {
+    pub fn new(partitioning: Partitioning, senders: Vec<ChannelSender>, index: usize) -> Self {
         EdgeOutput { partitioning, next: index, senders, index }
     }
 
@@ -71,7 +133,7 @@ impl EdgeOutput {
     }
 
     async fn send_to(&mut self, target: usize, message: Message) -> Result<(), ChannelClosed> {
-        self.senders[target].send(message).await.map_err(|_| ChannelClosed)
+        self.senders[target].send(message).await
     }
 }
 
@@ -105,7 +167,7 @@ pub enum InputEvent {
 /// When a barrier arrives on a channel, that channel is blocked (its later records belong to
 /// the next checkpoint) until the same barrier has arrived on every channel.
 pub struct InputGate {
-    inputs: Vec<Receiver<Message>>,
+    inputs: Vec<ChannelReceiver>,
     blocked: Vec<bool>,
     ended: Vec<bool>,
     pending_barrier: Option<Barrier>,
@@ -114,7 +176,7 @@ pub struct InputGate {
 }
 
 impl InputGate {
-    pub fn new(inputs: Vec<Receiver<Message>>) -> Self {
+    pub fn new(inputs: Vec<ChannelReceiver>) -> Self {
         let n = inputs.len();
         InputGate {
             inputs,
@@ -180,7 +242,6 @@ impl InputGate {
 
 #[cfg(test)]
 mod tests {
-    use tokio::sync::mpsc::channel;
 
     use super::*;
 
@@ -210,10 +271,40 @@ mod tests {
         assert_eq!(key_partition(None, 3), 0);
     }
 
+    /// Batches from a guest are bounded in bytes, not only in number: with a budget of 3 KiB,
+    /// three 1 KiB batches fill the channel and the fourth waits for the receiver; a batch larger
+    /// than the whole budget still passes once the channel is empty.
+    #[tokio::test]
+    async fn a_channel_holds_at_most_its_byte_budget() {
+        let (tx, rx) = channel(16, 3 * 1024);
+        let mut gate = InputGate::new(vec![rx]);
+        let kib = || {
+            let mut b = empty_batch();
+            b.push(-1, &[b'x'; 1024 - 16], 0);
+            b
+        };
+        for _ in 0..3 {
+            tx.send(Message::Records(kib())).await.unwrap();
+        }
+        assert_eq!(tx.bytes_in_flight(), 3 * 1024);
+        let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), tx.send(Message::Records(kib()))).await;
+        assert!(blocked.is_err(), "the fourth batch waits: the budget is full");
+        assert!(matches!(gate.next().await, Some(InputEvent::Records(_))));
+        tx.send(Message::Records(kib())).await.expect("room again after one was taken");
+        for _ in 0..3 {
+            gate.next().await.unwrap();
+        }
+        assert_eq!(tx.bytes_in_flight(), 0);
+        let mut huge = empty_batch();
+        huge.push(-1, &vec![b'y'; 100 * 1024], 0);
+        tx.send(Message::Records(huge)).await.expect("an oversized batch passes alone");
+        assert_eq!(tx.bytes_in_flight(), 3 * 1024);
+    }
+
     #[tokio::test]
     async fn barrier_blocks_a_channel_until_aligned() {
-        let (tx0, rx0) = channel(8);
-        let (tx1, rx1) = channel(8);
+        let (tx0, rx0) = channel(8, 1 << 20);
+        let (tx1, rx1) = channel(8, 1 << 20);
         let mut gate = InputGate::new(vec![rx0, rx1]);
         let b = Barrier { checkpoint_id: 1, timestamp: 0 };
         tx0.send(Message::Barrier(b)).await.unwrap();

@@ -99,6 +99,9 @@ enum AttemptEnd {
     Stopped,
 }
 
+/// Bytes of record data one channel holds before its sender waits (`[job] channel-bytes`).
+pub const DEFAULT_CHANNEL_BYTES: usize = 8 << 20;
+
 /// Resolved limits of one operator.
 fn subtask_limits(spec: &LimitsSpec) -> (SubtaskLimits, Duration) {
     let limits = SubtaskLimits {
@@ -155,9 +158,23 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
     let mut restore = match opts.restore.take() {
         None => None,
         Some(RestoreFrom::Savepoint(dir)) => Some(load_dir(&dir)?),
-        Some(RestoreFrom::LatestCheckpoint) => Some(load_newest(&storage, None)?.ok_or_else(|| {
-            anyhow!("{}: no complete checkpoint to resume from; run without --from-latest-checkpoint to start fresh", storage.root().display())
-        })?),
+        Some(RestoreFrom::LatestCheckpoint) => {
+            let newest = load_newest(&storage, None)?.ok_or_else(|| {
+                anyhow!("{}: no complete checkpoint to resume from; run without --from-latest-checkpoint to start fresh", storage.root().display())
+            })?;
+            // After `stop --savepoint` the savepoint's side effects (committed files, Kafka
+            // offsets) are out: resuming from an older checkpoint would repeat them.
+            if let Some(savepoint) = storage.stop_savepoint_newer_than(newest.metadata.checkpoint_id)? {
+                bail!(
+                    "{}: the job was stopped with savepoint {}, which is newer than the latest checkpoint ({}); restore from it: --from-savepoint {}",
+                    storage.root().display(),
+                    savepoint.display(),
+                    newest.metadata.checkpoint_id,
+                    savepoint.display()
+                );
+            }
+            Some(newest)
+        }
     };
     if let Some(c) = &restore {
         tracing::info!("restoring from {} (checkpoint {})", c.location, c.metadata.checkpoint_id);
@@ -204,7 +221,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                     report.stopped = true;
                     return Ok(report);
                 }
-                if let Some(c) = newest_of_this_run(&storage, &report)? {
+                if let Some(c) = load_newest(&storage, Some(&report.completed_checkpoints))? {
                     restore = Some(c);
                 }
             }
@@ -273,7 +290,8 @@ impl<'a> Attempt<'a> {
         let batch_size = job.job.batch_size.unwrap_or(1024).max(1);
 
         // Channels: one per (edge, upstream subtask, downstream subtask) that can talk.
-        let mut inputs: HashMap<(String, usize), Vec<mpsc::Receiver<_>>> = HashMap::new();
+        let budget = job.job.channel_bytes.unwrap_or(DEFAULT_CHANNEL_BYTES);
+        let mut inputs: HashMap<(String, usize), Vec<super::channel::ChannelReceiver>> = HashMap::new();
         let mut outputs: HashMap<(String, usize), Vec<EdgeOutput>> = HashMap::new();
         for edge in &job.edges {
             let (pa, pb) = (job.operator(&edge.from).unwrap().parallelism as usize, job.operator(&edge.to).unwrap().parallelism as usize);
@@ -281,7 +299,7 @@ impl<'a> Attempt<'a> {
                 let targets: Vec<usize> = if edge.partitioning == Partitioning::Forward { vec![i] } else { (0..pb).collect() };
                 let mut senders = Vec::new();
                 for j in targets {
-                    let (tx, rx) = mpsc::channel(capacity);
+                    let (tx, rx) = super::channel::channel(capacity, budget);
                     senders.push(tx);
                     inputs.entry((edge.to.clone(), j)).or_default().push(rx);
                 }
@@ -450,7 +468,20 @@ impl<'a> Attempt<'a> {
             stats.max_sync.as_millis()
         );
         report.checkpoint_stats.push(stats);
-        self.send_all(Control::Complete(p.id));
+        // As Flink (since 1.15): a savepoint is not a checkpoint. It is not used for recovery,
+        // so its side effects must not be committed either — except when the job stops with it,
+        // which the user then restores from.
+        if let Some(SavepointRequest::Stop(..)) = &p.savepoint {
+            // Recorded before anything is committed: `--from-latest-checkpoint` must then point
+            // the user at this savepoint.
+            let storage = self.storage.clone();
+            let (id, path) = (p.id, location.clone());
+            tokio::task::spawn_blocking(move || storage.record_stop_savepoint(id, &path)).await??;
+        }
+        match &p.savepoint {
+            None | Some(SavepointRequest::Stop(..)) => self.send_all(Control::Complete(p.id)),
+            Some(SavepointRequest::Take(..)) => {}
+        }
         if p.savepoint.is_none() {
             let storage = self.storage.clone();
             let retain = self.job.checkpoints.as_ref().map(|c| c.retain).unwrap_or(1);
@@ -673,22 +704,6 @@ async fn restart_delay(delay: Duration, control: &mut Option<mpsc::Receiver<Cont
 }
 
 const RESTARTING: &str = "the job is restarting after a failure: no savepoint can be taken now; retry in a moment, or stop without a savepoint";
-
-/// What a restart restores: the newest checkpoint or savepoint this run completed (a savepoint
-/// is newer state than the checkpoints before it, and its side effects were committed).
-fn newest_of_this_run(storage: &LocalStorage, report: &JobReport) -> Result<Option<LoadedCheckpoint>> {
-    let checkpoint = load_newest(storage, Some(&report.completed_checkpoints))?;
-    let newest_checkpoint = checkpoint.as_ref().map_or(0, |c| c.metadata.checkpoint_id);
-    if let (Some(&id), Some(path)) = (report.savepoints.last(), &report.savepoint)
-        && id > newest_checkpoint
-    {
-        match load_dir(path) {
-            Ok(c) => return Ok(Some(c)),
-            Err(e) => tracing::warn!("savepoint {} cannot be used for the restart, using the newest checkpoint: {e:#}", path.display()),
-        }
-    }
-    Ok(checkpoint)
-}
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)

@@ -8,7 +8,7 @@ use wasmflow_guest_sdk::prelude::*;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HostileConfig {
     /// `loop-in-process`, `loop-in-snapshot`, `memory-bomb`, `deep-recursion`, `huge-state-entry`,
-    /// `many-states`, `log-flood`, `panic-in-snapshot`, `huge-batch`, `register-outside-init`.
+    /// `many-states`, `log-flood`, `panic-in-snapshot`, `huge-batch`, `huge-error`, `register-outside-init`.
     pub behavior: String,
 }
 
@@ -76,6 +76,8 @@ impl Operator for Hostile {
                     info!("flood line {i} {}", "x".repeat(10_000));
                 }
             }
+            // A 50 MiB error whose text also tries to forge a host log line.
+            "huge-error" => bail!("first line\n2099-01-01T00:00:00Z  INFO wasmflow: forged host line\r{}", "e".repeat(50 << 20)),
             "huge-batch" => {
                 let big = vec![b'x'; 1 << 20];
                 for _ in 0..100 {

@@ -8,7 +8,7 @@ use crate::engine::bindings::wasmflow::operator::log::{Host, Level};
 
 /// A token bucket of log lines per second, and the longest line kept.
 pub struct LogBudget {
-    max_line: usize,
+    pub(crate) max_line: usize,
     per_second: u32,
     window_start: Instant,
     in_window: u32,
@@ -42,6 +42,26 @@ impl LogBudget {
     }
 }
 
+/// Guest text made safe for the host's log and error messages: at most `max` bytes (cut on a
+/// character boundary, with a note of the original size), and every control character escaped
+/// (`\n` as `\\n`, ...) so a guest cannot start a line that looks like the host's own, or send
+/// terminal escape sequences.
+pub fn sanitize(message: &str, max: usize) -> String {
+    let kept = cut(message, max);
+    let mut out = String::with_capacity(kept.len() + 16);
+    for c in kept.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if kept.len() < message.len() {
+        out.push_str(&format!(" … ({} bytes, cut to limits.log-line-bytes = {max})", message.len()));
+    }
+    out
+}
+
 fn cut(message: &str, max: usize) -> &str {
     if message.len() <= max {
         return message;
@@ -58,7 +78,7 @@ impl Host for SubtaskData {
         if !self.log.admit() {
             return Ok(());
         }
-        emit(&self.tag, level, cut(&message, self.log.max_line));
+        emit(&self.tag, level, &sanitize(&message, self.log.max_line));
         Ok(())
     }
 }
@@ -84,6 +104,13 @@ mod tests {
         let mut b = LogBudget::new(10, 3);
         let admitted = (0..5).filter(|_| b.admit()).count();
         assert_eq!((admitted, b.dropped()), (3, 2));
+    }
+
+    #[test]
+    fn guest_text_cannot_forge_host_lines_or_grow_without_bound() {
+        assert_eq!(sanitize("a\n2099 INFO forged\r\x1b[31m", 100), "a\\n2099 INFO forged\\r\\u{1b}[31m");
+        assert_eq!(sanitize(&"x".repeat(50), 10), format!("{} … (50 bytes, cut to limits.log-line-bytes = 10)", "x".repeat(10)));
+        assert_eq!(sanitize("tab\tok", 100), "tab\\tok");
     }
 
     #[test]
