@@ -235,7 +235,7 @@ fn cli_savepoint_stop_and_inspect() {
     let first = PathBuf::from(first.trim());
     assert!(first.starts_with(dir.path().canonicalize().unwrap().join("savepoints")), "{}", first.display());
     assert!(first.join("_metadata").exists());
-    let target = dir.path().join("final");
+    let target = dir.path().join("savepoints/final");
     let stopped = wasmflow(&["stop", "--job", job_arg, "--savepoint", target.to_str().unwrap()]);
     assert!(stopped.starts_with("stopped; savepoint "), "{stopped}");
     assert!(child.wait().unwrap().success(), "the job exits cleanly after stop");

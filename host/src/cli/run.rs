@@ -66,9 +66,12 @@ pub fn run(args: RunArgs) -> Result<()> {
         let storage = crate::runtime::job::job_storage(&job)?;
         // Before `_control` is written: a second job on the same directory must not overwrite it.
         let dir_lock = storage.lock()?;
-        let server = control::serve(&address, tx.clone()).await?;
+        let token = control::new_token()?;
+        let policy = control::SavepointPolicy { root: job.resolve(&job.savepoints.dir), allow_any_target: job.savepoints.allow_any_target };
+        std::fs::create_dir_all(&policy.root).with_context(|| format!("cannot create savepoint directory {}", policy.root.display()))?;
+        let server = control::serve(&address, token.clone(), policy, tx.clone()).await?;
         let local = server.address;
-        std::fs::write(storage.root().join("_control"), local.to_string())?;
+        control::ControlFile { address: local.to_string(), token }.write(&storage.root().join("_control"))?;
         eprintln!("wasmflow: job '{}' control endpoint at {local}", job.job.name.as_deref().unwrap_or("unnamed"));
         let metrics = Arc::new(Mutex::new(BTreeMap::new()));
         let progress = tokio::spawn(show_progress(metrics.clone()));

@@ -47,6 +47,9 @@ pub struct JobSpec {
     pub job: JobSection,
     /// Checkpointing; absent means no checkpoints.
     pub checkpoints: Option<CheckpointSpec>,
+    /// Where savepoints may be written.
+    #[serde(default)]
+    pub savepoints: SavepointsSpec,
     /// What happens when a subtask fails.
     #[serde(default)]
     pub restart: RestartSpec,
@@ -121,6 +124,28 @@ fn default_checkpoint_dir() -> PathBuf {
 }
 fn default_retain() -> usize {
     3
+}
+
+/// `[savepoints]`: savepoints requested over the control endpoint are written below `dir`
+/// (default `savepoints` next to the job file), so that a request cannot make the job write
+/// anywhere its user can; `allow-any-target = true` lifts that.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SavepointsSpec {
+    #[serde(default = "default_savepoint_dir")]
+    pub dir: PathBuf,
+    #[serde(default)]
+    pub allow_any_target: bool,
+}
+
+impl Default for SavepointsSpec {
+    fn default() -> Self {
+        SavepointsSpec { dir: default_savepoint_dir(), allow_any_target: false }
+    }
+}
+
+fn default_savepoint_dir() -> PathBuf {
+    PathBuf::from("savepoints")
 }
 
 /// `[restart]`: Flink's fixed-delay restart strategy.
