@@ -4,9 +4,12 @@
 //! the old subtasks' lists held behind `Arc`s. A union list restored at parallelism P is
 //! therefore held once in memory, not P times (§5.2 "keep the union path cheap").
 //!
-//! Where Flink's order is unspecified (Java `HashMap` iteration), wasmflow uses:
-//! * state names in ascending byte order for the split carry-over (§1.4.2);
-//! * segments of a restored list in ascending old-subtask index, then original position (§1.5).
+//! Order, where Flink's comes from Java `HashMap` iteration:
+//! * split states are processed (and the remainder rotation carried over) in the order Flink's
+//!   `HashMap<String, …>` iterates their names — [`flink_hashmap_order`]: by bucket of Java's
+//!   `String.hashCode`, then first appearance (docs/state.md);
+//! * segments of a restored list come in ascending old-subtask index, then original position
+//!   (Flink leaves this unspecified; operators must not depend on it).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -90,8 +93,13 @@ pub fn redistribute(old: Vec<Option<SubtaskSnapshot>>, new_parallelism: usize) -
     let new_p = new_parallelism;
     // Move every old list into an Arc once; from here on only references are handed out.
     let mut by_name: BTreeMap<String, NameStates> = BTreeMap::new();
+    // Names in the order Flink meets them: old subtask by subtask (ties within a subtask: by name).
+    let mut first_seen: Vec<String> = Vec::new();
     for (j, snapshot) in old.into_iter().enumerate() {
         for state in snapshot.map(|s| s.states).unwrap_or_default() {
+            if !by_name.contains_key(&state.name) {
+                first_seen.push(state.name.clone());
+            }
             let entry = by_name.entry(state.name.clone()).or_insert_with(|| NameStates {
                 mode: state.mode,
                 element_type: state.element_type.clone(),
@@ -127,11 +135,12 @@ pub fn redistribute(old: Vec<Option<SubtaskSnapshot>>, new_parallelism: usize) -
         }
         // ...and union state is redistributed all-to-all even at unchanged parallelism.
     } else {
-        // §1.4.2, names in ascending byte order (the documented HOST choice for Java's HashMap
-        // order), with the start subtask carried over from one name to the next.
+        // Split states in Flink's HashMap order, with the start subtask carried over from one
+        // name to the next.
         let mut start_parallel_op = 0usize;
-        for (name, n) in by_name.iter().filter(|(_, n)| n.mode == Mode::SplitDistribute) {
-            start_parallel_op = split_one(name, n, new_p, start_parallel_op, &mut result);
+        let split: Vec<&String> = first_seen.iter().filter(|name| by_name[*name].mode == Mode::SplitDistribute).collect();
+        for name in flink_hashmap_order(&split) {
+            start_parallel_op = split_one(name, &by_name[name], new_p, start_parallel_op, &mut result);
         }
         for (name, n) in by_name.iter().filter(|(_, n)| n.mode == Mode::Broadcast) {
             broadcast_one(name, n, &mut result);
@@ -150,6 +159,39 @@ pub fn redistribute(old: Vec<Option<SubtaskSnapshot>>, new_parallelism: usize) -
         }
     }
     finish(result)
+}
+
+/// Java's `String.hashCode()`: `31·h + c` over the UTF-16 code units, wrapping in an `i32`.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
+}
+
+/// The table size of a Java `HashMap` created empty and filled with `n` entries: 16, doubled
+/// whenever the size passes 0.75 of it.
+pub fn java_hashmap_capacity(n: usize) -> usize {
+    let mut capacity = 16;
+    while n > capacity * 3 / 4 {
+        capacity *= 2;
+    }
+    capacity
+}
+
+/// The bucket of `name` in a Java `HashMap` of `capacity`: `(h ^ (h >>> 16)) & (capacity - 1)`.
+pub fn java_hashmap_bucket(name: &str, capacity: usize) -> usize {
+    let h = java_string_hash(name) as u32;
+    ((h ^ (h >> 16)) as usize) & (capacity - 1)
+}
+
+/// The order in which a Java `HashMap<String, _>` filled with `names` (in this insertion order)
+/// iterates them: ascending bucket, insertion order within a bucket. (Resizing keeps the
+/// relative order within a bucket; with fewer than 8 names in a bucket there are no tree bins.)
+/// This is the order Flink's `RoundRobinOperatorStateRepartitioner` splits states in, and so
+/// which state's remainder rotation starts first.
+pub fn flink_hashmap_order<'a>(names: &[&'a String]) -> Vec<&'a String> {
+    let capacity = java_hashmap_capacity(names.len());
+    let mut ordered: Vec<(usize, usize, &String)> = names.iter().enumerate().map(|(i, n)| (java_hashmap_bucket(n, capacity), i, *n)).collect();
+    ordered.sort();
+    ordered.into_iter().map(|(_, _, n)| n).collect()
 }
 
 /// One state name across the old subtasks that had it.

@@ -124,3 +124,32 @@ fn subtasks_without_state_and_empty_totals() {
     let r = redistribute(vec![None, None], 2);
     assert!(r.iter().all(|s| s.states.is_empty()));
 }
+
+/// Java's `String.hashCode` and `HashMap` buckets, the inputs of Flink's split order.
+#[test]
+fn java_hash_codes_buckets_and_capacities() {
+    use wasmflow_state::{java_hashmap_bucket, java_hashmap_capacity, java_string_hash};
+    assert_eq!(java_string_hash(""), 0);
+    assert_eq!(java_string_hash("a"), 97);
+    assert_eq!(java_string_hash("probe-list"), -530_163_557);
+    assert_eq!(java_string_hash("probe-list2"), 744_798_967);
+    assert_eq!(java_hashmap_bucket("probe-list", 16), 13);
+    assert_eq!(java_hashmap_bucket("probe-list2", 16), 3);
+    assert_eq!((java_hashmap_capacity(1), java_hashmap_capacity(12), java_hashmap_capacity(13), java_hashmap_capacity(25)), (16, 16, 32, 64));
+}
+
+/// Checked against real Flink 2.3: split states `probe-list` (bucket 13) and `probe-list2`
+/// (bucket 3) restored from 3 to 5 subtasks. Flink's HashMap iterates `probe-list2` first, so it
+/// is split from subtask 0 and `probe-list` takes the rotated remainder, starting at subtask 3
+/// (the first that got no extra `probe-list2` element). In byte order it would be the reverse.
+#[test]
+fn several_split_states_follow_flinks_hashmap_order() {
+    let old = vec![
+        subtask(vec![list_state("probe-list", Mode::SplitDistribute, &["a1", "a2"]), list_state("probe-list2", Mode::SplitDistribute, &["b1"])]),
+        subtask(vec![list_state("probe-list", Mode::SplitDistribute, &["a3"]), list_state("probe-list2", Mode::SplitDistribute, &["b2", "b3"])]),
+        subtask(vec![list_state("probe-list", Mode::SplitDistribute, &["a4", "a5", "a6"]), list_state("probe-list2", Mode::SplitDistribute, &[])]),
+    ];
+    let r = redistribute(old, 5);
+    assert_eq!(all_strings(&r, "probe-list2"), vec![v(&["b1"]), v(&["b2"]), v(&["b3"]), None, None]);
+    assert_eq!(all_strings(&r, "probe-list"), vec![v(&["a4"]), v(&["a5"]), v(&["a6"]), v(&["a1", "a2"]), v(&["a3"])]);
+}
