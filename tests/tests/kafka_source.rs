@@ -350,3 +350,69 @@ async fn the_final_commit_of_a_bounded_job_is_never_lost() {
         assert_eq!(b.committed(&group, "final", 1).await, vec![10], "round {round}: the final checkpoint's commit arrived");
     }
 }
+
+/// 100 partitions on one subtask, bounded and discovered. Start and end offsets used to be
+/// resolved one partition at a time, each waiting behind the fetch long-poll (~0.5 s): 50
+/// partitions ran past the call deadline. Queries now go out together on a metadata client, and
+/// time the host waits on the network does not count against the guest's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_partitions_on_one_subtask_bounded_and_discovered() {
+    let b = TestBroker::start();
+    let fill_wide = |topic: &str| {
+        b.create_topic(topic, 100);
+        let mut values = Vec::new();
+        for p in 0..100 {
+            let v = vec![format!("{topic}-{p:03}")];
+            b.produce(topic, p, &v, None);
+            values.extend(v);
+        }
+        values.sort();
+        values
+    };
+    let wide = fill_wide("wide-a");
+
+    // Bounded: start and end offsets of 100 partitions, within a 3 s call deadline.
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = KafkaJob::new(&b.bootstrap(), "wide-a", "g-wide");
+    job.source_parallelism = 1;
+    job.source_config.push("bounded = true".into());
+    job.limits.push("call-timeout-ms = 3000".into());
+    run(&JobSpec::load(&job.write(dir.path())).unwrap(), None).await;
+    assert_eq!(output(dir.path()).0, wide, "every record of 100 partitions once");
+    assert_eq!(b.committed("g-wide", "wide-a", 100).await, vec![1; 100]);
+
+    // Discovered: a new 100-partition topic matching the pattern while the job runs.
+    let dir = tempfile::tempdir().unwrap();
+    let mut job = KafkaJob::new(&b.bootstrap(), "unused", "g-wide-discovery");
+    job.source_parallelism = 1;
+    job.subscription = Some("topic-pattern = \"wide-.*\"".into());
+    job.source_config.push("partition-discovery-interval-ms = 200".into());
+    job.limits.push("call-timeout-ms = 3000".into());
+    let spec = JobSpec::load(&job.write(dir.path())).unwrap();
+    let out = dir.path().join("out");
+    let (tx, rx) = mpsc::channel(4);
+    let engine = Engine::new().unwrap();
+    let running = run_job(&engine, &spec, RunOptions { control: Some(rx), ..Default::default() });
+    let driver = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while committed_lines(&out).len() < 100 {
+            assert!(std::time::Instant::now() < deadline, "first topic not read");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let more = fill_wide("wide-b");
+        while committed_lines(&out).len() < 200 {
+            assert!(std::time::Instant::now() < deadline, "discovered partitions not read: {}", committed_lines(&out).len());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        tx.send(ControlRequest::Stop { savepoint: None, reply }).await.unwrap();
+        answer.await.unwrap().unwrap();
+        more
+    };
+    let (report, more) = tokio::join!(running, driver);
+    assert!(report.unwrap().stopped, "the job ran until stopped: discovery did not fail it");
+    let mut expected = wide.clone();
+    expected.extend(more);
+    expected.sort();
+    assert_eq!(output(dir.path()).0, expected);
+}

@@ -13,6 +13,8 @@ use tokio::sync::mpsc;
 use super::{KafkaError, KafkaLimits, bootstrap, check_properties, client_config, with_retries};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Offset queries in flight at once for one consumer.
+const CONCURRENT_QUERIES: usize = 16;
 
 /// Where to start reading an assigned partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +45,10 @@ type Item = Result<FetchedRecord, KafkaError>;
 /// operator with Flink's formula) and a poll thread feeding a bounded buffer.
 pub struct KafkaConsumer {
     client: Arc<BaseConsumer>,
+    /// A second client for metadata and offset queries: the fetching client's requests wait
+    /// behind its fetch long-poll (~0.5 s each), which made resolving 50 partitions one by one
+    /// take longer than a guest call may.
+    meta: Arc<BaseConsumer>,
     servers: String,
     limits: KafkaLimits,
     buffer: mpsc::Receiver<Item>,
@@ -121,6 +127,7 @@ impl KafkaConsumer {
         config.set("queued.max.messages.kbytes", (limits.max_fetch_bytes / 1024).max(1024).to_string());
         let reset_to_latest = config.get("auto.offset.reset").is_some_and(|v| v == "latest" || v == "largest");
         let client: Arc<BaseConsumer> = Arc::new(config.create()?);
+        let meta: Arc<BaseConsumer> = Arc::new(config.create()?);
         let (tx, rx) = mpsc::channel(limits.buffered_records.max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
@@ -129,12 +136,12 @@ impl KafkaConsumer {
             .name("wasmflow-kafka-poll".into())
             .spawn(move || poll_loop(&c, &tx, &s, max_record))
             .map_err(|e| KafkaError::Other(e.to_string()))?;
-        Ok(KafkaConsumer { client, servers: bootstrap(properties), limits, buffer: rx, stop, positions, reset_to_latest, last_commit: Mutex::default() })
+        Ok(KafkaConsumer { client, servers: bootstrap(properties), limits, buffer: rx, stop, positions, reset_to_latest, last_commit: Mutex::default(), meta })
     }
 
     /// Names of all topics.
     pub async fn list_topics(&self) -> Result<Vec<String>, KafkaError> {
-        let c = self.client.clone();
+        let c = self.meta.clone();
         with_retries(&self.limits, &self.servers, move || {
             let md = c.fetch_metadata(None, REQUEST_TIMEOUT)?;
             Ok(md.topics().iter().filter(|t| t.error().is_none()).map(|t| t.name().to_string()).collect())
@@ -146,7 +153,7 @@ impl KafkaConsumer {
     pub async fn list_partitions(&self, topics: &[String]) -> Result<Vec<(String, i32)>, KafkaError> {
         let mut out = Vec::new();
         for topic in topics {
-            let (c, t) = (self.client.clone(), topic.clone());
+            let (c, t) = (self.meta.clone(), topic.clone());
             let parts = with_retries(&self.limits, &self.servers, move || {
                 let md = c.fetch_metadata(Some(&t), REQUEST_TIMEOUT)?;
                 let tm = md.topics().iter().find(|m| m.name() == t).ok_or_else(|| KafkaError::NoSuchTopic(t.clone()))?;
@@ -165,26 +172,33 @@ impl KafkaConsumer {
     /// `(low, high)` watermarks of a partition: earliest offset, and the offset the next record
     /// will get.
     async fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), KafkaError> {
-        let (c, t) = (self.client.clone(), topic.to_string());
+        let (c, t) = (self.meta.clone(), topic.to_string());
         with_retries(&self.limits, &self.servers, move || Ok(c.fetch_watermarks(&t, partition, REQUEST_TIMEOUT)?)).await
+    }
+
+    /// `(low, high)` watermarks of every partition, queried concurrently (at most
+    /// [`CONCURRENT_QUERIES`] at a time) on the metadata client.
+    async fn all_watermarks(&self, partitions: &[(String, i32)]) -> Result<Vec<(i64, i64)>, KafkaError> {
+        let mut out = Vec::with_capacity(partitions.len());
+        for chunk in partitions.chunks(CONCURRENT_QUERIES) {
+            let found = futures::future::join_all(chunk.iter().map(|(t, p)| self.watermarks(t, *p))).await;
+            for w in found {
+                out.push(w?);
+            }
+        }
+        Ok(out)
     }
 
     /// Earliest available offset of each partition.
     pub async fn earliest_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
-        let mut out = Vec::new();
-        for (t, p) in partitions {
-            out.push((t.clone(), *p, self.watermarks(t, *p).await?.0));
-        }
-        Ok(out)
+        let w = self.all_watermarks(partitions).await?;
+        Ok(partitions.iter().zip(w).map(|((t, p), (low, _))| (t.clone(), *p, low)).collect())
     }
 
     /// High watermark (next offset to be written) of each partition.
     pub async fn latest_offsets(&self, partitions: &[(String, i32)]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
-        let mut out = Vec::new();
-        for (t, p) in partitions {
-            out.push((t.clone(), *p, self.watermarks(t, *p).await?.1));
-        }
-        Ok(out)
+        let w = self.all_watermarks(partitions).await?;
+        Ok(partitions.iter().zip(w).map(|((t, p), (_, high))| (t.clone(), *p, high)).collect())
     }
 
     /// First offset whose timestamp is >= `timestamp_ms`, or -1 if there is none.
@@ -193,7 +207,7 @@ impl KafkaConsumer {
         for (t, p) in partitions {
             tpl.add_partition_offset(t, *p, Offset::Offset(timestamp_ms))?;
         }
-        let c = self.client.clone();
+        let c = self.meta.clone();
         let found = with_retries(&self.limits, &self.servers, move || Ok(c.offsets_for_times(tpl.clone(), REQUEST_TIMEOUT)?)).await?;
         Ok(offsets_of(&found))
     }
@@ -204,7 +218,7 @@ impl KafkaConsumer {
         for (t, p) in partitions {
             tpl.add_partition(t, *p);
         }
-        let c = self.client.clone();
+        let c = self.meta.clone();
         let found = with_retries(&self.limits, &self.servers, move || Ok(c.committed_offsets(tpl.clone(), REQUEST_TIMEOUT)?)).await?;
         Ok(offsets_of(&found))
     }
@@ -213,21 +227,37 @@ impl KafkaConsumer {
     /// first (earliest/latest from the watermarks, group-committed from the group or
     /// `auto.offset.reset`), so what is read next is known exactly; returns those offsets.
     pub async fn assign(&self, partitions: &[(String, i32, StartPosition)]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
+        // Every query in one go: the group's offsets in one request, watermarks concurrently.
+        let group: Vec<(String, i32)> =
+            partitions.iter().filter(|(_, _, s)| *s == StartPosition::GroupCommitted).map(|(t, p, _)| (t.clone(), *p)).collect();
+        let committed: BTreeMap<(String, i32), i64> = if group.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.committed_offsets(&group).await?.into_iter().map(|(t, p, o)| ((t, p), o)).collect()
+        };
+        let needs_watermarks: Vec<(String, i32)> = partitions
+            .iter()
+            .filter(|(t, p, s)| match s {
+                StartPosition::Offset(_) => false,
+                StartPosition::GroupCommitted => committed.get(&(t.clone(), *p)).is_none_or(|o| *o < 0),
+                StartPosition::Earliest | StartPosition::Latest => true,
+            })
+            .map(|(t, p, _)| (t.clone(), *p))
+            .collect();
+        let watermarks: BTreeMap<(String, i32), (i64, i64)> =
+            needs_watermarks.iter().cloned().zip(self.all_watermarks(&needs_watermarks).await?).collect();
         let mut resolved = Vec::new();
         for (t, p, start) in partitions {
+            let key = (t.clone(), *p);
             let offset = match start {
                 StartPosition::Offset(o) => *o,
-                StartPosition::Earliest => self.watermarks(t, *p).await?.0,
-                StartPosition::Latest => self.watermarks(t, *p).await?.1,
-                StartPosition::GroupCommitted => {
-                    let committed = self.committed_offsets(&[(t.clone(), *p)]).await?[0].2;
-                    if committed >= 0 {
-                        committed
-                    } else {
-                        let (low, high) = self.watermarks(t, *p).await?;
-                        if self.reset_to_latest { high } else { low }
-                    }
-                }
+                StartPosition::Earliest => watermarks[&key].0,
+                StartPosition::Latest => watermarks[&key].1,
+                StartPosition::GroupCommitted => match committed.get(&key) {
+                    Some(&c) if c >= 0 => c,
+                    _ if self.reset_to_latest => watermarks[&key].1,
+                    _ => watermarks[&key].0,
+                },
             };
             resolved.push((t.clone(), *p, offset));
         }

@@ -3,13 +3,13 @@
 //! Errors the guest can act on (a missing topic, an unreachable broker after the retry budget)
 //! come back as `Err(string)`; misuse of the capability (a forbidden property) traps.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use wasmtime::component::Resource;
 
 use super::{ConsumerHandle, ProducerHandle, SubtaskData};
-use crate::connectors::kafka::{KafkaConsumer, KafkaProducer, StartPosition as Start};
+use crate::connectors::kafka::{KafkaConsumer, KafkaError, KafkaProducer, StartPosition as Start};
 use crate::engine::bindings::wasmflow::operator::kafka::{
     Assignment, FetchedBatch, Header, Host, HostConsumer, HostProducer, KafkaRecordMeta, PartitionOffset, StartPosition, TopicPartition,
 };
@@ -33,6 +33,19 @@ impl SubtaskData {
     fn consumer(&mut self, h: &Resource<ConsumerHandle>) -> Result<&mut KafkaConsumer> {
         Ok(&mut self.table.get_mut(h)?.0)
     }
+
+    /// Runs a metadata or offset query for the guest. Time the host spends waiting on the
+    /// network is added to the guest's call deadline: a slow broker must not make the guest
+    /// trap (the query has its own bound, `limits.kafka-connect-timeout-ms`).
+    async fn query<T>(&mut self, h: &Resource<ConsumerHandle>, q: impl AsyncFnOnce(&KafkaConsumer) -> Result<T, KafkaError>) -> GuestResult<T> {
+        let started = Instant::now();
+        let consumer = &self.table.get(h)?.0;
+        let result = q(consumer).await;
+        if let Some(deadline) = self.call_deadline.as_mut() {
+            *deadline += started.elapsed();
+        }
+        guest(result)
+    }
 }
 
 impl HostConsumer for SubtaskData {
@@ -42,12 +55,12 @@ impl HostConsumer for SubtaskData {
     }
 
     async fn list_topics(&mut self, h: Resource<ConsumerHandle>) -> GuestResult<Vec<String>> {
-        guest(self.consumer(&h)?.list_topics().await)
+        self.query(&h, async |c| c.list_topics().await).await
     }
 
     async fn list_partitions(&mut self, h: Resource<ConsumerHandle>, topics: Vec<String>) -> GuestResult<Vec<TopicPartition>> {
-        let r = self.consumer(&h)?.list_partitions(&topics).await;
-        guest(r.map(|v| v.into_iter().map(|(topic, partition)| TopicPartition { topic, partition }).collect()))
+        let r = self.query(&h, async |c| c.list_partitions(&topics).await).await?;
+        Ok(r.map(|v| v.into_iter().map(|(topic, partition)| TopicPartition { topic, partition }).collect()))
     }
 
     async fn assign(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<Assignment>) -> GuestResult<()> {
@@ -63,7 +76,7 @@ impl HostConsumer for SubtaskData {
                 (a.topic, a.partition, start)
             })
             .collect();
-        guest(self.consumer(&h)?.assign(&wanted).await.map(|_| ()))
+        self.query(&h, async |c| c.assign(&wanted).await.map(|_| ())).await
     }
 
     async fn positions(&mut self, h: Resource<ConsumerHandle>) -> GuestResult<Vec<PartitionOffset>> {
@@ -106,19 +119,19 @@ impl HostConsumer for SubtaskData {
     }
 
     async fn earliest_offsets(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>) -> GuestResult<Vec<PartitionOffset>> {
-        guest(self.consumer(&h)?.earliest_offsets(&tps(&partitions)).await.map(offsets))
+        self.query(&h, async |c| c.earliest_offsets(&tps(&partitions)).await.map(offsets)).await
     }
 
     async fn latest_offsets(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>) -> GuestResult<Vec<PartitionOffset>> {
-        guest(self.consumer(&h)?.latest_offsets(&tps(&partitions)).await.map(offsets))
+        self.query(&h, async |c| c.latest_offsets(&tps(&partitions)).await.map(offsets)).await
     }
 
     async fn offsets_for_timestamp(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>, timestamp_ms: i64) -> GuestResult<Vec<PartitionOffset>> {
-        guest(self.consumer(&h)?.offsets_for_timestamp(&tps(&partitions), timestamp_ms).await.map(offsets))
+        self.query(&h, async |c| c.offsets_for_timestamp(&tps(&partitions), timestamp_ms).await.map(offsets)).await
     }
 
     async fn committed_offsets(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>) -> GuestResult<Vec<PartitionOffset>> {
-        guest(self.consumer(&h)?.committed_offsets(&tps(&partitions)).await.map(offsets))
+        self.query(&h, async |c| c.committed_offsets(&tps(&partitions)).await.map(offsets)).await
     }
 
     async fn commit(&mut self, h: Resource<ConsumerHandle>, to_commit: Vec<PartitionOffset>) -> GuestResult<()> {
