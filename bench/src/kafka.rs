@@ -66,8 +66,8 @@ name = "kafka-bench"
 id = "source"
 module = "{source}"
 parallelism = {parallelism}
-grants = {{ kafka = true }}
-config = {{ topics = ["{TOPIC}"], startup-mode = "earliest", bounded = true, properties = {{ "bootstrap.servers" = "{bootstrap}", "group.id" = "bench-{parallelism}-{run}" }} }}
+grants = {{ kafka = {{ bootstrap-servers = "{bootstrap}" }} }}
+config = {{ topics = ["{TOPIC}"], startup-mode = "earliest", bounded = true, properties = {{ "group.id" = "bench-{parallelism}-{run}" }} }}
 
 [[operators]]
 id = "out"

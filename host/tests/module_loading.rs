@@ -55,7 +55,7 @@ fn an_ungranted_capability_is_rejected_by_name() {
     let c = wat::parse_str(r#"(component (import "wasmflow:operator/kafka@0.1.0" (instance)))"#).unwrap();
     assert_eq!(
         load_bytes(&c, &[]),
-        "op.wasm: imports `wasmflow:operator/kafka@0.1.0` but the job file does not grant it; add `grants = { kafka = true }` to this operator if you trust it"
+        "op.wasm: imports `wasmflow:operator/kafka@0.1.0` but the job file does not grant it; add `grants = { kafka = { bootstrap-servers = \"host:port\" } }` to this operator if you trust it"
     );
 }
 

@@ -123,7 +123,7 @@ impl KafkaJob {
         let mut config = vec![
             self.subscription.clone().unwrap_or_else(|| format!("topics = [\"{}\"]", self.topic)),
             format!("startup-mode = \"{}\"", self.startup_mode),
-            format!("properties = {{ \"bootstrap.servers\" = \"{}\", \"group.id\" = \"{}\" }}", self.bootstrap, self.group),
+            format!("properties = {{ \"group.id\" = \"{}\" }}", self.group),
         ];
         config.extend(self.source_config.iter().cloned());
         let t = format!(
@@ -141,7 +141,7 @@ dir = "checkpoints"
 id = "source"
 module = "{source}"
 parallelism = {sp}
-grants = {{ kafka = {grant} }}
+grants = {{ {grant} }}
 config = {{ {config} }}
 
 [[operators]]
@@ -173,7 +173,7 @@ partitioning = "rebalance"
             cp = self.counter_parallelism,
             config = config.join(", "),
             limits = self.limits.join("\n"),
-            grant = self.grant_kafka,
+            grant = if self.grant_kafka { format!("kafka = {{ bootstrap-servers = \"{}\" }}", self.bootstrap) } else { "kafka = false".into() },
         );
         let path = dir.join("job.toml");
         std::fs::write(&path, t).unwrap();

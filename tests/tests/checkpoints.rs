@@ -266,3 +266,20 @@ async fn stop_under_back_pressure_is_clean() {
     assert_exactly_once(&data, count, "after a stop under back-pressure");
     assert_eq!(counts.iter().sum::<u64>(), count);
 }
+
+/// Pending files stay in the output directory a savepoint was taken with. Restoring into a job
+/// whose sink writes elsewhere used to fail with "recovering pending file … No such file or
+/// directory"; it now says what is wrong and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_with_another_output_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = PipelineJob { count: 4000, records_per_second: Some(1000), ..Default::default() }.write(dir.path());
+    let savepoint = run_then_stop_with_savepoint(&load(&job, None), Duration::from_millis(600), &dir.path().join("sp")).await;
+    let mut spec = load(&job, None);
+    spec.operators.iter_mut().find(|o| o.id == "out").unwrap().grants.files = Some(PathBuf::from("elsewhere"));
+    let engine = Engine::new().unwrap();
+    let e = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("out[0]: initialize-state failed") || e.contains("out[1]: initialize-state failed"), "{e}");
+    assert!(e.contains("which is not in this operator's output directory: restore with the same output directory (grants.files) the savepoint was taken with"), "{e}");
+}

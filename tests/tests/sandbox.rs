@@ -33,6 +33,7 @@ config = {{ count = 2000, records-per-second = 4000 }}
 id = "bad"
 module = "{bad}"
 config = {{ behavior = "{behavior}" }}
+grants = {{ kafka = {{ bootstrap-servers = "127.0.0.1:9" }} }}
 
 [[operators]]
 id = "out"
@@ -171,4 +172,20 @@ async fn a_huge_error_is_cut_and_cannot_forge_log_lines() {
     assert!(e.contains(" … (52428865 bytes, cut to limits.log-line-bytes = 4096)"), "{}", &e[e.len().saturating_sub(300)..]);
     assert!(e.len() < 10_000, "the error is {} bytes", e.len());
     assert!(!e.contains('\n') && !e.contains('\r'), "one line");
+}
+
+/// A Kafka-granted guest used to create clients without limit (880 consumers, 4 500 host threads
+/// in 1.4 s). The fifth client of a subtask now traps, naming the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_clients_are_capped_per_subtask() {
+    let e = attack("kafka-clients").await;
+    assert!(e.contains("bad[0]: process trapped") && e.contains("too many Kafka clients: at most 4 per subtask (limits.kafka-clients)"), "{e}");
+}
+
+/// Guests may set only the Kafka properties a job author needs: `debug` (librdkafka logging
+/// around the guest's log budget) is refused by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_properties_outside_the_allowlist_are_refused() {
+    let e = attack("kafka-debug").await;
+    assert!(e.contains("Kafka property 'debug' is not allowed for operators: librdkafka's debug output would bypass the operator's log budget"), "{e}");
 }

@@ -25,7 +25,7 @@ pub enum Capability {
 impl Capability {
     fn grant_key(self) -> &'static str {
         match self {
-            Capability::Kafka => "grants = { kafka = true }",
+            Capability::Kafka => "grants = { kafka = { bootstrap-servers = \"host:port\" } }",
             Capability::Files => "grants = { files = \"<dir>\" }",
         }
     }

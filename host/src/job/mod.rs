@@ -180,7 +180,7 @@ pub struct LimitsSpec {
     pub table_elements: Option<u32>,
     /// Longest a single call into the guest may run, ms (default 10000).
     pub call_timeout_ms: Option<u64>,
-    /// Bytes all states of one subtask may hold (default 1 GiB).
+    /// Bytes all states of one subtask may hold (default 256 MiB).
     pub state_bytes: Option<usize>,
     /// Largest single state entry, bytes (default 16 MiB).
     pub state_entry_bytes: Option<usize>,
@@ -196,6 +196,8 @@ pub struct LimitsSpec {
     pub kafka_connect_timeout_ms: Option<u64>,
     /// Largest Kafka record (key + value) a guest may receive or send, bytes (default 8 MiB).
     pub kafka_max_record_bytes: Option<usize>,
+    /// Kafka clients (consumers + producers) a subtask may hold at once (default 4).
+    pub kafka_clients: Option<usize>,
 }
 
 /// Checks that `value` (set at `key`) is at most `max`: limits are bounded so that a typo
@@ -244,6 +246,7 @@ impl LimitsSpec {
         at_most(file, &key("log-lines-per-second"), self.log_lines_per_second, 1_000_000, "")?;
         at_most(file, &key("kafka-connect-timeout-ms"), self.kafka_connect_timeout_ms, 3_600_000, " ms")?;
         at_most(file, &key("kafka-max-record-bytes"), self.kafka_max_record_bytes, 1 << 30, " bytes")?;
+        at_most(file, &key("kafka-clients"), self.kafka_clients, 64, "")?;
         Ok(())
     }
 
@@ -261,6 +264,7 @@ impl LimitsSpec {
             log_lines_per_second: self.log_lines_per_second.or(defaults.log_lines_per_second),
             kafka_connect_timeout_ms: self.kafka_connect_timeout_ms.or(defaults.kafka_connect_timeout_ms),
             kafka_max_record_bytes: self.kafka_max_record_bytes.or(defaults.kafka_max_record_bytes),
+            kafka_clients: self.kafka_clients.or(defaults.kafka_clients),
         }
     }
 }
@@ -296,12 +300,38 @@ fn one() -> u32 {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Grants {
-    /// Kafka access through the host's client.
-    #[serde(default)]
-    pub kafka: bool,
+    /// Kafka access through the host's client, to these brokers only:
+    /// `kafka = { bootstrap-servers = "host:port" }`. The guest cannot choose other brokers.
+    #[serde(default, deserialize_with = "kafka_grant")]
+    pub kafka: Option<KafkaGrant>,
     /// A directory (relative to the job file) the operator may write exactly-once files in.
     #[serde(default)]
     pub files: Option<PathBuf>,
+}
+
+/// What a `kafka` grant allows.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KafkaGrant {
+    /// The brokers the operator's clients connect to (librdkafka's `bootstrap.servers`).
+    pub bootstrap_servers: String,
+}
+
+/// `kafka = { bootstrap-servers = ... }`, or `false`; `true` no longer says enough.
+fn kafka_grant<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<KafkaGrant>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Flag(bool),
+        Grant(toml::Table),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Flag(false) => Ok(None),
+        Raw::Flag(true) => Err(serde::de::Error::custom(
+            "`kafka = true` does not say which brokers: write grants = { kafka = { bootstrap-servers = \"host:port\" } } (the operator may reach only these)",
+        )),
+        Raw::Grant(t) => KafkaGrant::deserialize(toml::Value::Table(t)).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// How records travel along an edge.

@@ -25,13 +25,13 @@ impl OperatorCode {
     /// Loads the code of `op`: its wasm module, or the native operator it names.
     pub fn load(engine: &Engine, job: &JobSpec, op: &OperatorSpec, native: &NativeRegistry) -> Result<Self> {
         if let Some(name) = native_name(&op.module) {
-            if op.grants.kafka || op.grants.files.is_some() {
+            if op.grants.kafka.is_some() || op.grants.files.is_some() {
                 bail!("native operators get no capabilities (they are not sandboxed); remove `grants` or use a wasm module");
             }
             return Ok(OperatorCode::Native(native.get(name)?));
         }
         let mut granted = BTreeSet::new();
-        if op.grants.kafka {
+        if op.grants.kafka.is_some() {
             granted.insert(Capability::Kafka);
         }
         if op.grants.files.is_some() {

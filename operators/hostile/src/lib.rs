@@ -8,7 +8,8 @@ use wasmflow_guest_sdk::prelude::*;
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HostileConfig {
     /// `loop-in-process`, `loop-in-snapshot`, `memory-bomb`, `deep-recursion`, `huge-state-entry`,
-    /// `many-states`, `log-flood`, `panic-in-snapshot`, `huge-batch`, `huge-error`, `register-outside-init`.
+    /// `many-states`, `log-flood`, `panic-in-snapshot`, `huge-batch`, `huge-error`, `kafka-clients`,
+    /// `kafka-debug`, `register-outside-init`. (Its job must grant `kafka`.)
     pub behavior: String,
 }
 
@@ -84,6 +85,18 @@ impl Operator for Hostile {
                     out.emit(None, &big, 0);
                 }
                 return Ok(());
+            }
+            // Kafka clients without end (each is a host client with threads of its own).
+            #[cfg(target_arch = "wasm32")]
+            "kafka-clients" => {
+                let props = [("group.id".to_string(), "hostile".to_string())];
+                let clients: Vec<_> = (0..1000).map(|_| wasmflow_guest_sdk::kafka::Consumer::new(&props)).collect();
+                std::hint::black_box(clients);
+            }
+            // A property that would make librdkafka log without the guest's budget.
+            #[cfg(target_arch = "wasm32")]
+            "kafka-debug" => {
+                std::hint::black_box(wasmflow_guest_sdk::kafka::Consumer::new(&[("debug".to_string(), "all".to_string())]));
             }
             #[cfg(target_arch = "wasm32")]
             "register-outside-init" => {

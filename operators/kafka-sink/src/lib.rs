@@ -15,7 +15,9 @@ use wasmflow_guest_sdk::prelude::*;
 pub struct KafkaSinkConfig {
     /// Topic every record is written to (partitioned by key).
     pub topic: String,
-    /// librdkafka producer properties; `bootstrap.servers` is required.
+    /// librdkafka producer properties (optional). The brokers come from the job file's grant
+    /// (`grants = { kafka = { bootstrap-servers = ... } }`).
+    #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// How long a checkpoint waits for acknowledgements (default 30000).
     #[serde(default = "default_flush_timeout")]
@@ -55,7 +57,6 @@ impl KafkaSink {
 impl Sink for KafkaSink {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
         let config: KafkaSinkConfig = ctx.config()?;
-        ensure!(config.properties.contains_key("bootstrap.servers"), "kafka sink: properties must set \"bootstrap.servers\"");
         Ok(KafkaSink {
             config,
             #[cfg(target_arch = "wasm32")]
@@ -95,14 +96,6 @@ mod tests {
     use wasmflow_guest_sdk::harness::OperatorHarness;
 
     use super::WasmflowOperator;
-
-    #[test]
-    fn config_requires_bootstrap_servers() {
-        let err = OperatorHarness::<WasmflowOperator>::open_fresh("k", 0, 1, serde_json::json!({"topic": "t", "properties": {}}))
-            .err()
-            .expect("must fail");
-        assert_eq!(format!("{err:#}"), "kafka sink: properties must set \"bootstrap.servers\"");
-    }
 
     #[test]
     fn unknown_config_keys_are_rejected() {

@@ -54,7 +54,9 @@ pub struct SourceConfig {
     /// Stop at the offsets that were latest when the source started.
     #[serde(default)]
     pub bounded: bool,
-    /// librdkafka properties (`bootstrap.servers` required, `group.id` for committing).
+    /// librdkafka properties (`group.id` for committing). The brokers come from the job file's
+    /// grant (`grants = { kafka = { bootstrap-servers = ... } }`), not from here.
+    #[serde(default)]
     pub properties: BTreeMap<String, String>,
     /// Records asked for per fetch (default: what the host asks for).
     #[serde(default)]
@@ -82,9 +84,6 @@ impl SourceConfig {
         }
         if let Some(p) = &self.topic_pattern {
             regex::Regex::new(p).map_err(|e| format!("`topic-pattern` is not a valid regex: {e}"))?;
-        }
-        if !self.properties.contains_key("bootstrap.servers") {
-            return Err("`properties` must set \"bootstrap.servers\"".into());
         }
         if let Some(i) = self.partition_discovery_interval_ms {
             if i < 0 {

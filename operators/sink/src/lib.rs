@@ -59,6 +59,16 @@ impl CheckpointedFunction for FileSink {
     fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
         let state = ctx.get_union_list_state::<PendingFile>("pending-files")?;
         let restored = state.get()?;
+        // Pending files are not moved with a savepoint: they are in the output directory the
+        // savepoint was taken with. Restoring with another one cannot commit them — say so.
+        let pending = files::list_pending()?;
+        for (_, name) in &restored {
+            if !pending.contains(name) && !files::is_committed(name)? {
+                bail!(
+                    "the restored checkpoint names pending file '{name}', which is not in this operator's output directory: restore with the same output directory (grants.files) the savepoint was taken with"
+                );
+            }
+        }
         // The checkpoint we restore from is complete, so its files are part of the output.
         for (_, name) in &restored {
             files::commit_pending(name).with_context(|| format!("recovering pending file {name}"))?;

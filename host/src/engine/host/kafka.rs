@@ -34,6 +34,16 @@ impl SubtaskData {
         Ok(&mut self.table.get_mut(h)?.0)
     }
 
+    /// The properties a new client gets (the guest's, checked, with the granted brokers), if the
+    /// subtask may have another client. Misuse of the capability traps, naming the cause.
+    fn kafka_client_properties(&self, guest: &[(String, String)]) -> Result<Vec<(String, String)>> {
+        let fail = |e: KafkaError| anyhow::anyhow!("{}: {e}", self.tag);
+        if self.kafka_clients >= self.kafka_limits.max_clients {
+            return Err(fail(KafkaError::TooManyClients(self.kafka_limits.max_clients)));
+        }
+        crate::connectors::kafka::guest_properties(guest, &self.kafka_limits.bootstrap_servers).map_err(fail)
+    }
+
     /// Runs a metadata or offset query for the guest. Time the host spends waiting on the
     /// network is added to the guest's call deadline: a slow broker must not make the guest
     /// trap (the query has its own bound, `limits.kafka-connect-timeout-ms`).
@@ -50,7 +60,9 @@ impl SubtaskData {
 
 impl HostConsumer for SubtaskData {
     async fn new(&mut self, properties: Vec<(String, String)>) -> Result<Resource<ConsumerHandle>> {
+        let properties = self.kafka_client_properties(&properties)?;
         let consumer = KafkaConsumer::new(&properties, self.kafka_limits.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
+        self.kafka_clients += 1;
         Ok(self.table.push(ConsumerHandle(consumer))?)
     }
 
@@ -141,13 +153,16 @@ impl HostConsumer for SubtaskData {
 
     async fn drop(&mut self, h: Resource<ConsumerHandle>) -> Result<()> {
         self.table.delete(h)?;
+        self.kafka_clients -= 1;
         Ok(())
     }
 }
 
 impl HostProducer for SubtaskData {
     async fn new(&mut self, properties: Vec<(String, String)>) -> Result<Resource<ProducerHandle>> {
+        let properties = self.kafka_client_properties(&properties)?;
         let producer = KafkaProducer::new(&properties, self.kafka_limits.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
+        self.kafka_clients += 1;
         Ok(self.table.push(ProducerHandle(producer))?)
     }
 
@@ -182,6 +197,7 @@ impl HostProducer for SubtaskData {
 
     async fn drop(&mut self, h: Resource<ProducerHandle>) -> Result<()> {
         self.table.delete(h)?;
+        self.kafka_clients -= 1;
         Ok(())
     }
 }

@@ -68,6 +68,8 @@ pub struct SubtaskData {
     /// Largest batch the guest may return.
     pub(crate) max_batch_bytes: usize,
     pub(crate) kafka_limits: crate::connectors::kafka::KafkaLimits,
+    /// Kafka clients the guest holds now (bounded by `kafka_limits.max_clients`).
+    pub(crate) kafka_clients: usize,
 }
 
 /// The limits a subtask runs under, resolved from the job file.
@@ -110,6 +112,7 @@ impl SubtaskData {
             call_deadline: None,
             max_batch_bytes: limits.batch_bytes,
             kafka_limits: limits.kafka.clone(),
+            kafka_clients: 0,
         }
     }
 
