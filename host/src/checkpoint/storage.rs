@@ -470,6 +470,31 @@ mod tests {
         assert!(e.ends_with("counter/0.state: state file is a symbolic link, which is not allowed here"), "{e}");
     }
 
+    /// A state file that is a FIFO fails at once (opening it does not wait for a writer), and
+    /// so does a `_metadata` that is a symlink to /dev/zero, and a state file longer than the
+    /// metadata records (read no further than that size).
+    #[test]
+    fn a_fifo_state_file_a_device_metadata_and_an_overlong_state_file_fail_fast() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(root.path()).unwrap();
+        let dir = checkpoint(&storage, 1, 10);
+        let file = root.path().join(&dir).join("counter/0.state");
+        let good = fs::read(&file).unwrap();
+        fs::remove_file(&file).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, &file, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let e = format!("{:#}", storage.load(&dir).unwrap_err());
+        assert!(e.ends_with("counter/0.state: state file is not a regular file (a device, FIFO or socket); it must be a regular file"), "{e}");
+        fs::remove_file(&file).unwrap();
+        fs::write(&file, [good.as_slice(), &[0u8; 4096]].concat()).unwrap();
+        let e = format!("{:#}", storage.load(&dir).unwrap_err());
+        assert!(e.contains("counter/0.state: state file is") && e.contains(&format!("more than the {} bytes expected", good.len())), "{e}");
+        let meta = root.path().join(&dir).join(METADATA_FILE);
+        fs::remove_file(&meta).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &meta).unwrap();
+        let e = format!("{:#}", storage.load(&dir).unwrap_err());
+        assert!(e.ends_with("_metadata: checkpoint metadata is a symbolic link, which is not allowed here"), "{e}");
+    }
+
     #[test]
     fn a_locked_directory_is_refused_with_the_holders_pid() {
         let root = tempfile::tempdir().unwrap();
