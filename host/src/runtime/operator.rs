@@ -15,8 +15,9 @@ use crate::native::{NativeFactory, NativeInstance, NativeRegistry, native_name};
 
 /// An operator's code, loaded once per job.
 pub enum OperatorCode {
-    /// A component, compiled and checked against its grants.
-    Wasm(OperatorModule),
+    /// A component, compiled and checked against its grants (boxed: it is much larger than a
+    /// native factory).
+    Wasm(Box<OperatorModule>),
     /// A native operator from the host's [`NativeRegistry`].
     Native(NativeFactory),
 }
@@ -37,7 +38,7 @@ impl OperatorCode {
         if op.grants.files.is_some() {
             granted.insert(Capability::Files);
         }
-        Ok(OperatorCode::Wasm(OperatorModule::load(engine, &job.resolve(&op.module), &granted)?))
+        Ok(OperatorCode::Wasm(Box::new(OperatorModule::load(engine, &job.resolve(&op.module), &granted)?)))
     }
 
     /// A new subtask of this operator over `data` (its tag, restored state and capabilities).
