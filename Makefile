@@ -11,11 +11,12 @@ OPERATORS := $(patsubst %/Cargo.toml,%,$(wildcard operators/*/Cargo.toml))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export WASMFLOW_TOOLS := $(TOOLS)
 
-.PHONY: help host guest-toolchain operators tools test run example bench clean
+.PHONY: help host guest-toolchain operators tools test lint run example bench clean
 
 help:
 	@echo "make run      build, start a local broker, run the demo job (Kafka -> counter -> exactly-once files)"
 	@echo "make test     build and run every test (unit, harness, end-to-end with a real broker)"
+	@echo "make lint     cargo clippy, warnings are errors"
 	@echo "make example  build and run jobs/example.toml (no broker needed)"
 	@echo "make bench    benchmarks, report in bench/REPORT.md"
 
@@ -41,6 +42,10 @@ tools:
 
 test: operators tools
 	$(CARGO) test --workspace --release
+
+# Warnings are errors (CI runs this after the tests).
+lint:
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 example: operators
 	$(WASMFLOW) run jobs/example.toml
