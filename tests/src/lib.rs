@@ -107,3 +107,21 @@ pub fn counter_totals(checkpoint: &wasmflow_host::checkpoint::LoadedCheckpoint) 
         .map(|s| s["states"][0]["entries"].as_array().expect("count entries").iter().map(|e| e.as_u64().expect("a count")).sum())
         .collect()
 }
+
+/// Runs `spec` for `after`, then stops it — with a savepoint into `savepoint` if given — and
+/// returns the savepoint's path. Fails if the job ended by itself first (make it run longer).
+pub async fn run_then_stop(spec: &wasmflow_host::job::JobSpec, after: std::time::Duration, savepoint: Option<&Path>) -> Option<PathBuf> {
+    use wasmflow_host::runtime::job::ControlRequest;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let engine = wasmflow_host::engine::Engine::new().unwrap();
+    let job = wasmflow_host::runtime::run_job(&engine, spec, wasmflow_host::runtime::RunOptions { control: Some(rx), ..Default::default() });
+    let stopper = async {
+        tokio::time::sleep(after).await;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tx.send(ControlRequest::Stop { savepoint: savepoint.map(Path::to_path_buf), reply }).await.expect("the job ended before the stop: make it run longer");
+        answer.await.unwrap().unwrap()
+    };
+    let (report, path) = tokio::join!(job, stopper);
+    assert!(report.unwrap().stopped, "the job was stopped, not finished: make it run longer");
+    path
+}

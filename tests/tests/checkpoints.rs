@@ -4,10 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
-use wasmflow_host::runtime::job::ControlRequest;
 use wasmflow_host::runtime::{JobReport, RestoreFrom, RunOptions, run_job};
 use wasmflow_tests::job::PipelineJob;
 use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts, wasmflow_bin};
@@ -26,18 +24,7 @@ async fn run(spec: &JobSpec, restore: Option<RestoreFrom>) -> JobReport {
 
 /// Runs the job until `after` has passed, then stops it with a savepoint into `target`.
 async fn run_then_stop_with_savepoint(spec: &JobSpec, after: Duration, target: &Path) -> PathBuf {
-    let (tx, rx) = mpsc::channel(4);
-    let engine = Engine::new().unwrap();
-    let job = run_job(&engine, spec, RunOptions { control: Some(rx), ..Default::default() });
-    let stopper = async {
-        tokio::time::sleep(after).await;
-        let (reply, answer) = oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: Some(target.to_path_buf()), reply }).await.unwrap();
-        answer.await.unwrap().unwrap().unwrap()
-    };
-    let (report, path) = tokio::join!(job, stopper);
-    assert!(report.unwrap().stopped, "the job was stopped, not finished: make it run longer");
-    path
+    wasmflow_tests::run_then_stop(spec, after, Some(target)).await.expect("a savepoint")
 }
 
 fn counter_totals(savepoint: &Path) -> Vec<u64> {
@@ -128,16 +115,7 @@ async fn damaged_latest_checkpoint_falls_back_to_the_previous_one() {
     let job = PipelineJob { count: 3000, records_per_second: Some(2000), ..Default::default() }.write(dir.path());
     let spec = load(&job, None);
     // Stopped without a savepoint: the latest checkpoint is where a resume starts.
-    let (tx, rx) = mpsc::channel(4);
-    let engine = Engine::new().unwrap();
-    let stopper = async {
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        let (reply, answer) = oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: None, reply }).await.unwrap();
-        answer.await.unwrap().unwrap();
-    };
-    let (report, ()) = tokio::join!(run_job(&engine, &spec, RunOptions { control: Some(rx), ..Default::default() }), stopper);
-    assert!(report.unwrap().stopped);
+    wasmflow_tests::run_then_stop(&spec, Duration::from_millis(600), None).await;
     let storage = wasmflow_host::runtime::job::job_storage(&spec).unwrap();
     use wasmflow_host::checkpoint::CheckpointStorage;
     let complete = storage.complete_checkpoints().unwrap();

@@ -5,44 +5,20 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
 use wasmflow_host::checkpoint::CheckpointStorage;
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
-use wasmflow_host::runtime::job::{ControlRequest, job_storage};
+use wasmflow_host::runtime::job::job_storage;
 use wasmflow_host::runtime::{RestoreFrom, RunOptions, run_job};
 use wasmflow_tests::job::PipelineJob;
 use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts, wasmflow_bin};
 
-/// Runs `spec` until `after`, then stops it with a savepoint into `target`.
 async fn stop_with_savepoint_after(spec: &JobSpec, after: Duration, target: &Path) -> std::path::PathBuf {
-    let (tx, rx) = mpsc::channel(4);
-    let engine = Engine::new().unwrap();
-    let job = run_job(&engine, spec, RunOptions { control: Some(rx), ..Default::default() });
-    let stopper = async {
-        tokio::time::sleep(after).await;
-        let (reply, answer) = oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: Some(target.to_path_buf()), reply }).await.unwrap();
-        answer.await.unwrap().unwrap().unwrap()
-    };
-    let (report, path) = tokio::join!(job, stopper);
-    assert!(report.unwrap().stopped, "stopped in mid-run: make the job longer");
-    path
+    wasmflow_tests::run_then_stop(spec, after, Some(target)).await.expect("a savepoint")
 }
 
-/// Runs `spec` until `after`, then stops it without a savepoint (as `kill` would, but cleanly).
 async fn stop_after(spec: &JobSpec, after: Duration) {
-    let (tx, rx) = mpsc::channel(4);
-    let engine = Engine::new().unwrap();
-    let job = run_job(&engine, spec, RunOptions { control: Some(rx), ..Default::default() });
-    let stopper = async {
-        tokio::time::sleep(after).await;
-        let (reply, answer) = oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: None, reply }).await.unwrap();
-        answer.await.unwrap().unwrap();
-    };
-    let (report, ()) = tokio::join!(job, stopper);
-    assert!(report.unwrap().stopped, "stopped in mid-run: make the job longer");
+    wasmflow_tests::run_then_stop(spec, after, None).await;
 }
 
 fn newest_checkpoint_id(spec: &JobSpec) -> u64 {
