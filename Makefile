@@ -16,7 +16,7 @@ export WASMFLOW_TOOLS := $(TOOLS)
 help:
 	@echo "make run      build, start a local broker, run the demo job (Kafka -> counter -> exactly-once files)"
 	@echo "make test     build and run every test (unit, harness, end-to-end with a real broker)"
-	@echo "make lint     cargo clippy, warnings are errors"
+	@echo "make lint     cargo fmt --check and cargo clippy, warnings are errors"
 	@echo "make example  build and run jobs/example.toml (no broker needed)"
 	@echo "make bench    benchmarks, report in bench/REPORT.md"
 
@@ -43,8 +43,9 @@ tools:
 test: operators tools
 	$(CARGO) test --workspace --release
 
-# Warnings are errors (CI runs this after the tests).
+# A formatted tree, and warnings are errors (CI runs this before the tests).
 lint:
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 example: operators

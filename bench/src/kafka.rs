@@ -31,11 +31,8 @@ pub struct Row {
 
 fn plain_consumer(bootstrap: &str) -> Result<f64> {
     let started = Instant::now();
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", "bench-plain")
-        .set("enable.auto.commit", "false")
-        .create()?;
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", bootstrap).set("group.id", "bench-plain").set("enable.auto.commit", "false").create()?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..PARTITIONS {
         tpl.add_partition_offset(TOPIC, p, Offset::Beginning)?;
@@ -131,7 +128,13 @@ pub fn report(rows: &[Row]) -> Result<String> {
     let plain = rows[0].records_per_second;
     for r in rows {
         let ratio = r.records_per_second / plain;
-        let verdict = if r.reader.starts_with("plain") { "—" } else if ratio >= 0.9 { "met" } else { "missed" };
+        let verdict = if r.reader.starts_with("plain") {
+            "—"
+        } else if ratio >= 0.9 {
+            "met"
+        } else {
+            "missed"
+        };
         writeln!(s, "| {} | {:.0} | {ratio:.2} | {verdict} |", r.reader, r.records_per_second)?;
     }
     writeln!(

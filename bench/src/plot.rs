@@ -11,16 +11,13 @@ use crate::pipeline::{BATCH_SIZES, Point, VALUE_BYTES};
 
 /// TrueType fonts tried for the labels (plotters' `ab_glyph` backend needs one; Debian and
 /// Ubuntu ship DejaVu in `fonts-dejavu-core`).
-const FONTS: [&str; 3] = [
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
-];
+const FONTS: [&str; 3] = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/TTF/DejaVuSans.ttf", "/usr/share/fonts/dejavu/DejaVuSans.ttf"];
 
 fn register_sans() -> Result<()> {
-    let path = FONTS.iter().find(|p| Path::new(p).exists()).ok_or_else(|| {
-        anyhow!("no TrueType font for the plot's labels (tried {}); install fonts-dejavu-core", FONTS.join(", "))
-    })?;
+    let path = FONTS
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or_else(|| anyhow!("no TrueType font for the plot's labels (tried {}); install fonts-dejavu-core", FONTS.join(", ")))?;
     let bytes: &'static [u8] = Box::leak(std::fs::read(path)?.into_boxed_slice());
     register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| anyhow!("{path} is not a usable TrueType font"))
 }
@@ -36,10 +33,7 @@ pub fn throughput_by_batch_size(points: &[Point], out: &Path) -> Result<()> {
         .margin(16)
         .x_label_area_size(48)
         .y_label_area_size(80)
-        .build_cartesian_2d(
-            (BATCH_SIZES[0] as f64 / 1.5..*BATCH_SIZES.last().unwrap() as f64 * 1.5).log_scale(),
-            (max / 100.0..max * 1.5).log_scale(),
-        )
+        .build_cartesian_2d((BATCH_SIZES[0] as f64 / 1.5..*BATCH_SIZES.last().unwrap() as f64 * 1.5).log_scale(), (max / 100.0..max * 1.5).log_scale())
         .map_err(|e| anyhow!("{e}"))?;
     chart
         .configure_mesh()

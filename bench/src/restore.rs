@@ -69,7 +69,13 @@ pub fn run() -> anyhow::Result<String> {
             // restore adds on top of it.
             let extra = peak;
             per_entry.push((entries, new_p, extra as f64 / input_bytes as f64));
-            writeln!(s, "| {entries} | {new_p} | {:.2} ms | {:.1} KiB | {:.1} % |", t / 1000.0, extra as f64 / 1024.0, 100.0 * extra as f64 / input_bytes as f64)?;
+            writeln!(
+                s,
+                "| {entries} | {new_p} | {:.2} ms | {:.1} KiB | {:.1} % |",
+                t / 1000.0,
+                extra as f64 / 1024.0,
+                100.0 * extra as f64 / input_bytes as f64
+            )?;
         }
     }
     // Linear means no subtask gets its own copy: at parallelism 64 the restore adds well under

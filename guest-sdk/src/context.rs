@@ -21,14 +21,7 @@ pub struct RuntimeContext {
 impl RuntimeContext {
     /// A context for tests and harnesses.
     pub fn new(operator_id: &str, subtask_index: u32, parallelism: u32, config: serde_json::Value) -> Self {
-        RuntimeContext {
-            operator_id: operator_id.to_string(),
-            subtask_index,
-            parallelism,
-            checkpointing_enabled: true,
-            attempt: 0,
-            config,
-        }
+        RuntimeContext { operator_id: operator_id.to_string(), subtask_index, parallelism, checkpointing_enabled: true, attempt: 0, config }
     }
 
     /// The operator's id in the job file.
@@ -76,8 +69,7 @@ impl RuntimeContext {
 
     /// The operator's `config` table decoded into `T`; the error names the bad key.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.config.clone())
-            .with_context(|| format!("invalid config for operator '{}'", self.operator_id))
+        serde_json::from_value(self.config.clone()).with_context(|| format!("invalid config for operator '{}'", self.operator_id))
     }
 }
 

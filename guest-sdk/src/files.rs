@@ -17,8 +17,7 @@ mod native {
     }
 
     pub fn dir() -> anyhow::Result<PathBuf> {
-        DIR.with(|d| d.borrow().clone())
-            .ok_or_else(|| anyhow::anyhow!("no files directory: call wasmflow_guest_sdk::files::set_native_dir in the test"))
+        DIR.with(|d| d.borrow().clone()).ok_or_else(|| anyhow::anyhow!("no files directory: call wasmflow_guest_sdk::files::set_native_dir in the test"))
     }
 
     pub fn pending(name: &str) -> anyhow::Result<PathBuf> {

@@ -12,8 +12,7 @@ use anyhow::Result;
 use crate::bindings::wasmflow::operator::types::OperatorKind;
 use crate::state::Backend;
 use crate::{
-    Batch, CheckpointedFunction, Collector, FunctionInitializationContext,
-    FunctionSnapshotContext, Operator, PollStatus, RuntimeContext, Sink, Source,
+    Batch, CheckpointedFunction, Collector, FunctionInitializationContext, FunctionSnapshotContext, Operator, PollStatus, RuntimeContext, Sink, Source,
 };
 
 /// Lifecycle of any operator kind, object safe.
@@ -301,7 +300,7 @@ macro_rules! __wasmflow_export {
                 }
             }
 
-            $crate::bindings::__export_operator_module!(WasmflowExport with_types_in $crate::bindings);
+    $crate::bindings::__export_operator_module!(WasmflowExport with_types_in $crate::bindings);
         };
         /// The operator this crate exports, for the native test harness.
         pub type WasmflowOperator = $factory;

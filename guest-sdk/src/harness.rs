@@ -154,9 +154,7 @@ pub struct ParallelHarness<F: Factory> {
 impl<F: Factory> ParallelHarness<F> {
     /// Opens `parallelism` fresh subtasks.
     pub fn open_fresh(operator_id: &str, parallelism: u32, config: serde_json::Value) -> Result<Self> {
-        let subtasks = (0..parallelism)
-            .map(|i| OperatorHarness::open_fresh(operator_id, i, parallelism, config.clone()))
-            .collect::<Result<_>>()?;
+        let subtasks = (0..parallelism).map(|i| OperatorHarness::open_fresh(operator_id, i, parallelism, config.clone())).collect::<Result<_>>()?;
         Ok(ParallelHarness { subtasks, operator_id: operator_id.to_string(), config })
     }
 
@@ -167,13 +165,7 @@ impl<F: Factory> ParallelHarness<F> {
 
     /// Restores `snapshots` (one per old subtask) at `new_parallelism`, as the host would after
     /// `wasmflow run --from-savepoint ... --parallelism`.
-    pub fn restore(
-        operator_id: &str,
-        config: serde_json::Value,
-        snapshots: Vec<SubtaskSnapshot>,
-        checkpoint_id: u64,
-        new_parallelism: u32,
-    ) -> Result<Self> {
+    pub fn restore(operator_id: &str, config: serde_json::Value, snapshots: Vec<SubtaskSnapshot>, checkpoint_id: u64, new_parallelism: u32) -> Result<Self> {
         let restored: Vec<RestoredSubtask> = redistribute(snapshots.into_iter().map(Some).collect(), new_parallelism as usize);
         let subtasks = restored
             .into_iter()

@@ -69,11 +69,11 @@ pub use wit_bindgen as __wit_bindgen;
 
 pub mod bindings;
 mod context;
+pub mod files;
 #[doc(hidden)]
 pub mod glue;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
-pub mod files;
 pub mod kafka;
 pub mod log;
 #[cfg(not(target_arch = "wasm32"))]
@@ -96,9 +96,9 @@ pub use state::{BroadcastState, ListState};
 /// crates that use `println!` without it.
 pub mod prelude {
     pub use crate::{
-        anyhow, bail, ensure, export_map, export_operator, export_sink, export_source, Batch, BroadcastState,
-        CheckpointListener, CheckpointedFunction, Collector, Context, FunctionInitializationContext,
-        FunctionSnapshotContext, ListState, Operator, PollStatus, Record, Result, RuntimeContext, Sink, Source,
+        anyhow, bail, ensure, export_map, export_operator, export_sink, export_source, Batch, BroadcastState, CheckpointListener, CheckpointedFunction,
+        Collector, Context, FunctionInitializationContext, FunctionSnapshotContext, ListState, Operator, PollStatus, Record, Result, RuntimeContext, Sink,
+        Source,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde::{Deserialize, Serialize};

@@ -58,8 +58,8 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 
 /// Decodes state bytes written by [`encode`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let (value, _) = bincode::serde::decode_from_slice(bytes, bincode_config())
-        .map_err(|e| anyhow!("cannot decode state value as {}: {e}", std::any::type_name::<T>()))?;
+    let (value, _) =
+        bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(|e| anyhow!("cannot decode state value as {}: {e}", std::any::type_name::<T>()))?;
     Ok(value)
 }
 

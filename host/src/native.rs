@@ -112,11 +112,7 @@ impl NativeInstance {
     /// wasm trap; the operator's log lines go to the host log either way.
     fn call<T>(&mut self, call: &'static str, f: impl FnOnce(&mut NativeSubtask) -> anyhow::Result<T>) -> Result<T, GuestError> {
         let tag = self.tag.clone();
-        let subtask = self.subtask.as_mut().ok_or_else(|| GuestError::Failed {
-            tag: tag.clone(),
-            call,
-            message: "operator used before `create`".into(),
-        })?;
+        let subtask = self.subtask.as_mut().ok_or_else(|| GuestError::Failed { tag: tag.clone(), call, message: "operator used before `create`".into() })?;
         let result = catch_unwind(AssertUnwindSafe(|| f(subtask)));
         forward_logs(&tag);
         match result {
@@ -146,11 +142,9 @@ impl NativeInstance {
                 Ok(())
             }
             Ok(Err(e)) => Err(failed(format!("{e:#}"))),
-            Err(panic) => Err(GuestError::Trapped {
-                tag: self.tag.clone(),
-                call: "create",
-                message: format!("native operator panicked: {}", panic_text(&panic)),
-            }),
+            Err(panic) => {
+                Err(GuestError::Trapped { tag: self.tag.clone(), call: "create", message: format!("native operator panicked: {}", panic_text(&panic)) })
+            }
         }
     }
 
@@ -230,9 +224,5 @@ fn forward_logs(tag: &SubtaskTag) {
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(no message)".into())
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_else(|| "(no message)".into())
 }

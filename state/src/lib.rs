@@ -17,6 +17,8 @@ mod snapshot;
 mod store;
 
 pub use mode::Mode;
-pub use redistribute::{flink_hashmap_order, java_hashmap_bucket, java_hashmap_capacity, java_string_hash, redistribute, RestoredState, RestoredSubtask, RestoredValue, Segment};
+pub use redistribute::{
+    flink_hashmap_order, java_hashmap_bucket, java_hashmap_capacity, java_string_hash, redistribute, RestoredState, RestoredSubtask, RestoredValue, Segment,
+};
 pub use snapshot::{NamedStateSnapshot, StateValue, SubtaskSnapshot, TypeInfo};
 pub use store::{OperatorStateStore, StateError, StateId, StateLimits};

@@ -116,8 +116,7 @@ pub fn redistribute(old: Vec<Option<SubtaskSnapshot>>, new_parallelism: usize) -
 
     let mut result: Vec<BTreeMap<String, RestoredState>> = vec![BTreeMap::new(); new_p];
     let has_union = by_name.values().any(|n| n.mode == Mode::Union);
-    let partly_broadcast =
-        |n: &NameStates| n.mode == Mode::Broadcast && n.per_subtask.len() != old_parallelism;
+    let partly_broadcast = |n: &NameStates| n.mode == Mode::Broadcast && n.per_subtask.len() != old_parallelism;
     let any_partly_broadcast = by_name.values().any(partly_broadcast);
 
     if new_p == old_parallelism {
@@ -226,13 +225,7 @@ fn whole(j: u32, value: &OldValue) -> RestoredValue {
 
 impl NameStates {
     fn restored(&self, name: &str, value: RestoredValue) -> RestoredState {
-        RestoredState {
-            name: name.to_string(),
-            mode: self.mode,
-            element_type: self.element_type.clone(),
-            value_type: self.value_type.clone(),
-            value,
-        }
+        RestoredState { name: name.to_string(), mode: self.mode, element_type: self.element_type.clone(), value_type: self.value_type.clone(), value }
     }
 }
 

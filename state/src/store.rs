@@ -78,7 +78,11 @@ struct Entry {
 }
 
 fn kind(mode: Mode) -> &'static str {
-    if mode == Mode::Broadcast { "broadcast" } else { "list" }
+    if mode == Mode::Broadcast {
+        "broadcast"
+    } else {
+        "list"
+    }
 }
 
 /// The operator state store of one (operator, subtask) — Flink's `OperatorStateStore`.
@@ -133,14 +137,7 @@ impl OperatorStateStore {
             };
             store.total_bytes += bytes;
             store.by_name.insert(state.name.clone(), store.entries.len());
-            store.entries.push(Entry {
-                name: state.name,
-                mode: state.mode,
-                element_type: state.element_type,
-                value_type: state.value_type,
-                content,
-                bytes,
-            });
+            store.entries.push(Entry { name: state.name, mode: state.mode, element_type: state.element_type, value_type: state.value_type, content, bytes });
         }
         store
     }
@@ -365,9 +362,7 @@ impl OperatorStateStore {
                 value_type: e.value_type.clone(),
                 value: match &e.content {
                     Content::List(ListContent::Owned(items)) => StateValue::List(items.clone()),
-                    Content::List(ListContent::Shared(segments)) => {
-                        StateValue::List(segments.iter().flat_map(|s| s.as_slice().iter().cloned()).collect())
-                    }
+                    Content::List(ListContent::Shared(segments)) => StateValue::List(segments.iter().flat_map(|s| s.as_slice().iter().cloned()).collect()),
                     Content::Map(m) => StateValue::Map(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
                 },
             })

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use wasmflow_state::{Mode, redistribute};
+use wasmflow_state::{redistribute, Mode};
 
 /// Old parallelism 3, SPLIT_DISTRIBUTE `S` = [a,b], [c], [d,e,f] (§1.6).
 fn split_s() -> Vec<Option<wasmflow_state::SubtaskSnapshot>> {
@@ -96,9 +96,7 @@ fn union_at_unchanged_parallelism_keeps_split_state_in_place() {
 fn broadcast_new_i_gets_old_i_mod_old_p() {
     // §1.6: m0, m1, m2 → newP 2: [m0, m1]; 4: [m0, m1, m2, m0]; 3: unchanged.
     let old = || (0..3).map(|j| subtask(vec![map_state("B", &[("k", &format!("m{j}"))])])).collect::<Vec<_>>();
-    let values = |new_p| {
-        redistribute(old(), new_p).iter().map(|r| String::from_utf8(r.map("B").unwrap()[0].1.clone()).unwrap()).collect::<Vec<_>>()
-    };
+    let values = |new_p| redistribute(old(), new_p).iter().map(|r| String::from_utf8(r.map("B").unwrap()[0].1.clone()).unwrap()).collect::<Vec<_>>();
     assert_eq!(values(2), vec!["m0", "m1"]);
     assert_eq!(values(4), vec!["m0", "m1", "m2", "m0"]);
     assert_eq!(values(3), vec!["m0", "m1", "m2"]);
@@ -108,9 +106,7 @@ fn broadcast_new_i_gets_old_i_mod_old_p() {
 fn broadcast_scale_2_to_5_and_3_to_2() {
     // §1.4.4: 2→5: new 0, 2, 4 get old 0's copy, 1 and 3 old 1's; 3→2: old 2's copy dropped.
     let old = |n: usize| (0..n).map(|j| subtask(vec![map_state("B", &[("k", &format!("m{j}"))])])).collect::<Vec<_>>();
-    let values = |n, new_p| {
-        redistribute(old(n), new_p).iter().map(|r| String::from_utf8(r.map("B").unwrap()[0].1.clone()).unwrap()).collect::<Vec<_>>()
-    };
+    let values = |n, new_p| redistribute(old(n), new_p).iter().map(|r| String::from_utf8(r.map("B").unwrap()[0].1.clone()).unwrap()).collect::<Vec<_>>();
     assert_eq!(values(2, 5), vec!["m0", "m1", "m0", "m1", "m0"]);
     assert_eq!(values(3, 2), vec!["m0", "m1"]);
 }

@@ -4,17 +4,14 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use wasmflow_state::{Mode, SubtaskSnapshot, redistribute};
+use wasmflow_state::{redistribute, Mode, SubtaskSnapshot};
 
 fn lists() -> impl Strategy<Value = Vec<Vec<String>>> {
     prop::collection::vec(prop::collection::vec("[a-z]{1,3}", 0..6), 1..7)
 }
 
 fn snapshots(lists: &[Vec<String>], mode: Mode) -> Vec<Option<SubtaskSnapshot>> {
-    lists
-        .iter()
-        .map(|l| subtask(vec![list_state("S", mode, &l.iter().map(String::as_str).collect::<Vec<_>>())]))
-        .collect()
+    lists.iter().map(|l| subtask(vec![list_state("S", mode, &l.iter().map(String::as_str).collect::<Vec<_>>())])).collect()
 }
 
 proptest! {

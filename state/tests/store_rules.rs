@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use wasmflow_state::{Mode, OperatorStateStore, StateError, StateLimits, StateValue, TypeInfo, redistribute};
+use wasmflow_state::{redistribute, Mode, OperatorStateStore, StateError, StateLimits, StateValue, TypeInfo};
 
 fn store() -> OperatorStateStore {
     OperatorStateStore::new(StateLimits::default())
@@ -40,12 +40,8 @@ fn a_restored_union_name_cannot_be_registered_as_split() {
 #[test]
 fn restored_states_not_registered_again_are_carried_forward() {
     // §1.1 "Restored but never re-registered states are carried forward".
-    let restored = redistribute(
-        vec![subtask(vec![list_state("old", Mode::SplitDistribute, &["keep"]), list_state("new", Mode::SplitDistribute, &[])])],
-        1,
-    )
-    .pop()
-    .unwrap();
+    let restored =
+        redistribute(vec![subtask(vec![list_state("old", Mode::SplitDistribute, &["keep"]), list_state("new", Mode::SplitDistribute, &[])])], 1).pop().unwrap();
     let mut s = OperatorStateStore::restore(restored, StateLimits::default());
     let id = s.register_list("new", Mode::SplitDistribute, TypeInfo::default()).unwrap();
     s.list_add(id, b"n".to_vec()).unwrap();

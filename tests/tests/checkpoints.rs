@@ -49,11 +49,9 @@ async fn savepoint_at_3_restores_at_2_and_at_5_with_exact_totals() {
         let moved = dir.path().join("moved-savepoint");
         std::fs::rename(&savepoint, &moved).unwrap();
         let spec = load(&job, Some(new_p));
-        let preview = wasmflow_host::inspect::preview(
-            &wasmflow_host::checkpoint::load_dir(&moved).unwrap(),
-            &[("counter".to_string(), new_p)].into_iter().collect(),
-        )
-        .unwrap();
+        let preview =
+            wasmflow_host::inspect::preview(&wasmflow_host::checkpoint::load_dir(&moved).unwrap(), &[("counter".to_string(), new_p)].into_iter().collect())
+                .unwrap();
         assert_eq!(preview["operators"]["counter"]["subtasks"].as_array().unwrap().len(), new_p as usize);
 
         let report = run(&spec, Some(RestoreFrom::Savepoint(moved))).await;
@@ -86,12 +84,7 @@ fn kill_9_and_resume_from_latest_checkpoint() {
     let (partial, _) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert!(partial.len() < count as usize, "crashed before the end");
 
-    let status = Command::new(wasmflow_bin())
-        .args(["run", "--from-latest-checkpoint"])
-        .arg(&job)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    let status = Command::new(wasmflow_bin()).args(["run", "--from-latest-checkpoint"]).arg(&job).stderr(Stdio::null()).status().unwrap();
     assert!(status.success());
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, count, "output");
@@ -99,9 +92,7 @@ fn kill_9_and_resume_from_latest_checkpoint() {
 }
 
 fn complete_checkpoints(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .map(|d| d.flatten().filter(|e| e.path().join("_metadata").exists()).count())
-        .unwrap_or(0)
+    std::fs::read_dir(dir).map(|d| d.flatten().filter(|e| e.path().join("_metadata").exists()).count()).unwrap_or(0)
 }
 
 /// A checkpoint interrupted half-written (no metadata) or damaged (a state file cut short) is
@@ -223,8 +214,7 @@ fn cli_savepoint_stop_and_inspect() {
     assert_eq!(view["operators"]["counter"]["parallelism"], 3);
     assert_eq!(view["operators"]["counter"]["subtasks"][0]["states"][0]["name"], "count");
     assert_eq!(view["operators"]["counter"]["subtasks"][0]["states"][0]["mode"], "SPLIT_DISTRIBUTE");
-    let preview: serde_json::Value =
-        serde_json::from_str(&wasmflow(&["inspect", "--json", last.to_str().unwrap(), "--parallelism", "counter=5"])).unwrap();
+    let preview: serde_json::Value = serde_json::from_str(&wasmflow(&["inspect", "--json", last.to_str().unwrap(), "--parallelism", "counter=5"])).unwrap();
     assert_eq!(preview["operators"]["counter"]["subtasks"].as_array().unwrap().len(), 5);
     let gone = Command::new(wasmflow_bin()).args(["savepoint", "--job", job_arg]).output().unwrap();
     assert!(!gone.status.success(), "no job running any more");
@@ -259,5 +249,8 @@ async fn restoring_with_another_output_directory_is_a_clear_error() {
     let e = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap_err();
     let e = format!("{e:#}");
     assert!(e.contains("out[0]: initialize-state failed") || e.contains("out[1]: initialize-state failed"), "{e}");
-    assert!(e.contains("which is not in this operator's output directory: restore with the same output directory (grants.files) the savepoint was taken with"), "{e}");
+    assert!(
+        e.contains("which is not in this operator's output directory: restore with the same output directory (grants.files) the savepoint was taken with"),
+        "{e}"
+    );
 }

@@ -40,9 +40,7 @@ async fn deleting_job_json_loses_no_committed_output() {
     assert!(!committed.is_empty() && committed.len() < count as usize, "output committed in mid-run: {}", committed.len());
 
     std::fs::remove_file(dir.path().join("checkpoints/_job.json")).unwrap();
-    run_job(&Engine::new().unwrap(), &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() })
-        .await
-        .unwrap();
+    run_job(&Engine::new().unwrap(), &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap();
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, count, "after a restore without _job.json");
     assert_eq!(counts.iter().sum::<u64>(), count);
@@ -59,10 +57,7 @@ async fn after_stop_with_savepoint_the_latest_checkpoint_points_to_the_savepoint
     let savepoint = stop_with_savepoint_after(&spec, Duration::from_millis(600), &dir.path().join("sp")).await;
     let engine = Engine::new().unwrap();
     let e = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::LatestCheckpoint), ..Default::default() }).await.unwrap_err();
-    assert!(
-        format!("{e:#}").ends_with(&format!("restore from it: --from-savepoint {}", savepoint.display())),
-        "{e:#}"
-    );
+    assert!(format!("{e:#}").ends_with(&format!("restore from it: --from-savepoint {}", savepoint.display())), "{e:#}");
     run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap();
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, 4000, "restored from the stop savepoint");
@@ -90,9 +85,7 @@ async fn a_rolled_back_job_json_does_not_reuse_ids_or_attempts() {
     let last_attempt = job_storage(&spec).unwrap().complete_checkpoints().unwrap()[0].1.attempt;
 
     std::fs::write(dir.path().join("checkpoints/_job.json"), old_counters).unwrap();
-    run_job(&Engine::new().unwrap(), &spec, RunOptions { restore: Some(RestoreFrom::LatestCheckpoint), ..Default::default() })
-        .await
-        .unwrap();
+    run_job(&Engine::new().unwrap(), &spec, RunOptions { restore: Some(RestoreFrom::LatestCheckpoint), ..Default::default() }).await.unwrap();
     let storage = job_storage(&spec).unwrap();
     let newest = storage.complete_checkpoints().unwrap();
     assert!(newest[0].1.checkpoint_id > before, "the resumed run's checkpoints are the newest ({} after {before})", newest[0].1.checkpoint_id);

@@ -212,7 +212,12 @@ async fn bad_setups_fail_with_clear_errors() {
     let mut job = KafkaJob::new(&b.bootstrap(), "t", "g");
     job.grant_kafka = false;
     let e = failing(job).await;
-    assert!(e.contains("imports `wasmflow:operator/kafka@0.1.0` but the job file does not grant it; add `grants = { kafka = { bootstrap-servers = \"host:port\" } }`"), "{e}");
+    assert!(
+        e.contains(
+            "imports `wasmflow:operator/kafka@0.1.0` but the job file does not grant it; add `grants = { kafka = { bootstrap-servers = \"host:port\" } }`"
+        ),
+        "{e}"
+    );
     // An unreachable broker: retries with back-off, then fails in bounded time.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut job = KafkaJob::new(&format!("127.0.0.1:{port}"), "t", "g");

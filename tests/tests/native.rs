@@ -115,7 +115,8 @@ async fn unknown_native_operators_and_grants_to_native_code_are_rejected_with_th
     assert!(err.contains("this host has none compiled in") && err.contains("point `module` at a .wasm file"), "{err}");
 
     let mut spec = JobSpec::load(&job).unwrap();
-    spec.operators.iter_mut().find(|o| o.id == "counter").unwrap().grants.kafka = Some(wasmflow_host::job::KafkaGrant { bootstrap_servers: "127.0.0.1:9".into() });
+    spec.operators.iter_mut().find(|o| o.id == "counter").unwrap().grants.kafka =
+        Some(wasmflow_host::job::KafkaGrant { bootstrap_servers: "127.0.0.1:9".into() });
     let err = format!("{:#}", run(&spec, None).await.unwrap_err());
     assert!(err.contains("operator 'counter': native operators get no capabilities"), "{err}");
 }

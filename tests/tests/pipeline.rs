@@ -50,14 +50,7 @@ async fn without_checkpoints_the_sink_commits_at_end_of_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_restarts_from_the_latest_checkpoint_with_exact_state() {
     let dir = tempfile::tempdir().unwrap();
-    let job = PipelineJob {
-        count: 3000,
-        records_per_second: Some(3000),
-        restart_attempts: 1,
-        fail_on_key: Some(2500),
-        ..Default::default()
-    }
-    .write(dir.path());
+    let job = PipelineJob { count: 3000, records_per_second: Some(3000), restart_attempts: 1, fail_on_key: Some(2500), ..Default::default() }.write(dir.path());
     let report = run(&job).await.unwrap();
     assert_eq!(report.restarts, 1);
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));

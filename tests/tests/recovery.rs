@@ -105,15 +105,17 @@ async fn an_operator_added_since_the_savepoint_is_not_restored() {
     );
     let spec = JobSpec::load(&after).unwrap();
     let engine = Engine::new().unwrap();
-    let report = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() })
-        .await
-        .unwrap();
+    let report = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap();
     let last = load_dir(&job_storage(&spec).unwrap().location(*report.completed_checkpoints.last().unwrap())).unwrap();
     for (i, subtask) in last.states["ballast"].iter().enumerate() {
-        let bytes: usize = subtask.states.iter().map(|s| match &s.value {
-            wasmflow_state::StateValue::List(items) => items.iter().map(Vec::len).sum::<usize>(),
-            wasmflow_state::StateValue::Map(_) => 0,
-        }).sum();
+        let bytes: usize = subtask
+            .states
+            .iter()
+            .map(|s| match &s.value {
+                wasmflow_state::StateValue::List(items) => items.iter().map(Vec::len).sum::<usize>(),
+                wasmflow_state::StateValue::Map(_) => 0,
+            })
+            .sum();
         // bincode adds a length prefix per string; the text itself is 100000 bytes.
         assert!(bytes >= 100_000, "ballast[{i}] started fresh with its 100000 bytes, not as restored: {bytes}");
     }
@@ -156,7 +158,8 @@ async fn stop_with_savepoint_works_after_a_restart() {
 #[test]
 fn sigterm_during_the_restart_delay_stops_the_job() {
     let dir = tempfile::tempdir().unwrap();
-    let job = PipelineJob { count: 100_000, records_per_second: Some(1000), restart_attempts: 1, fail_on_key: Some(100), ..Default::default() }.write(dir.path());
+    let job =
+        PipelineJob { count: 100_000, records_per_second: Some(1000), restart_attempts: 1, fail_on_key: Some(100), ..Default::default() }.write(dir.path());
     let text = std::fs::read_to_string(&job).unwrap().replace("delay-ms = 50", "delay-ms = 60000");
     std::fs::write(&job, text).unwrap();
     let mut child = Command::new(wasmflow_bin()).arg("run").arg(&job).stderr(Stdio::piped()).spawn().unwrap();

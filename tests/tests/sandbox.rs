@@ -64,8 +64,7 @@ async fn attack(behavior: &str) -> String {
     let (bad_dir, good_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let bad = hostile_job(bad_dir.path(), behavior);
     let good = JobSpec::load(&PipelineJob { count: 3000, records_per_second: Some(3000), ..Default::default() }.write(good_dir.path())).unwrap();
-    let (bad_result, good_result) =
-        tokio::join!(run_job(&engine, &bad, RunOptions::default()), run_job(&engine, &good, RunOptions::default()));
+    let (bad_result, good_result) = tokio::join!(run_job(&engine, &bad, RunOptions::default()), run_job(&engine, &good, RunOptions::default()));
     good_result.unwrap_or_else(|e| panic!("the healthy job failed next to '{behavior}': {e:#}"));
     let (data, counts) = data_and_counts(&committed_lines(&good_dir.path().join("out")));
     assert_exactly_once(&data, 3000, &format!("healthy job next to '{behavior}'"));

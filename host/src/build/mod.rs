@@ -64,9 +64,8 @@ pub fn build_operator(dir: &Path) -> Result<BuiltOperator> {
     }
     let artifact = package.replace('-', "_");
     let core_path = wasm_target.join("wasm32-unknown-unknown/release").join(format!("{artifact}.wasm"));
-    let core = std::fs::read(&core_path).map_err(|e| {
-        anyhow!("{}: {e}; does {package} have `crate-type = [\"cdylib\", \"rlib\"]` in [lib]?", core_path.display())
-    })?;
+    let core =
+        std::fs::read(&core_path).map_err(|e| anyhow!("{}: {e}; does {package} have `crate-type = [\"cdylib\", \"rlib\"]` in [lib]?", core_path.display()))?;
     let component = componentize(&core).with_context(|| format!("making a component of {package}"))?;
     let out_dir = target.join("operators");
     std::fs::create_dir_all(&out_dir)?;
@@ -82,10 +81,7 @@ fn warn_about_lost_println(dir: &Path) {
     for e in entries.flatten() {
         let text = std::fs::read_to_string(e.path()).unwrap_or_default();
         if println_is_lost(&text) {
-            eprintln!(
-                "warning: {} uses println! without `use wasmflow_guest_sdk::println;`: its output would be lost inside wasm",
-                e.path().display()
-            );
+            eprintln!("warning: {} uses println! without `use wasmflow_guest_sdk::println;`: its output would be lost inside wasm", e.path().display());
         }
     }
 }

@@ -75,10 +75,13 @@ impl Toolchain {
             }
             Toolchain::DebianBuildStd { rustc, cargo } => {
                 cmd = Command::new(cargo);
-                cmd.env("RUSTC", rustc)
-                    .env("RUSTC_BOOTSTRAP", "1")
-                    .env("RUSTFLAGS", "-C linker=wasm-ld -C panic=abort")
-                    .args(["build", "--release", "-Zbuild-std=std,panic_abort", "--target", TARGET]);
+                cmd.env("RUSTC", rustc).env("RUSTC_BOOTSTRAP", "1").env("RUSTFLAGS", "-C linker=wasm-ld -C panic=abort").args([
+                    "build",
+                    "--release",
+                    "-Zbuild-std=std,panic_abort",
+                    "--target",
+                    TARGET,
+                ]);
                 // rustup's proxies must not pick a rustup toolchain for this cargo.
                 cmd.env_remove("RUSTUP_TOOLCHAIN").env_remove("CARGO");
             }

@@ -107,14 +107,12 @@ impl CheckpointMetadata {
 
     /// Decodes and verifies; `what` names the file in errors.
     pub fn decode(bytes: &[u8], what: &str) -> Result<CheckpointMetadata> {
-        let envelope: Envelope =
-            serde_json::from_slice(bytes).with_context(|| format!("{what}: not a wasmflow checkpoint metadata file"))?;
+        let envelope: Envelope = serde_json::from_slice(bytes).with_context(|| format!("{what}: not a wasmflow checkpoint metadata file"))?;
         let actual = format!("{:08x}", crc32fast::hash(envelope.body.as_bytes()));
         if actual != envelope.checksum {
             bail!("{what}: checksum mismatch (expected {}, found {actual}): the metadata is corrupt", envelope.checksum);
         }
-        let meta: CheckpointMetadata =
-            serde_json::from_str(&envelope.body).with_context(|| format!("{what}: malformed metadata"))?;
+        let meta: CheckpointMetadata = serde_json::from_str(&envelope.body).with_context(|| format!("{what}: malformed metadata"))?;
         if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&meta.format_version) {
             bail!(
                 "{what}: checkpoint format version {} is not supported (this wasmflow reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION}); use the wasmflow version that wrote it",
@@ -154,7 +152,10 @@ mod tests {
     #[test]
     fn an_unknown_format_version_is_refused() {
         let e = CheckpointMetadata::decode(&meta(99).encode().unwrap(), "sp/_metadata").unwrap_err().to_string();
-        assert_eq!(e, "sp/_metadata: checkpoint format version 99 is not supported (this wasmflow reads versions 1 to 2); use the wasmflow version that wrote it");
+        assert_eq!(
+            e,
+            "sp/_metadata: checkpoint format version 99 is not supported (this wasmflow reads versions 1 to 2); use the wasmflow version that wrote it"
+        );
     }
 
     #[test]

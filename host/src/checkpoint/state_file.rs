@@ -34,8 +34,8 @@ pub fn decode_state_file(bytes: &[u8], what: &str) -> Result<SubtaskSnapshot> {
     if version != VERSION {
         bail!("{what}: state file format version {version} is not supported (this wasmflow reads version {VERSION})");
     }
-    let (snapshot, used) = bincode::serde::decode_from_slice(&content[8..], bincode::config::standard())
-        .map_err(|e| anyhow::anyhow!("{what}: cannot decode state: {e}"))?;
+    let (snapshot, used) =
+        bincode::serde::decode_from_slice(&content[8..], bincode::config::standard()).map_err(|e| anyhow::anyhow!("{what}: cannot decode state: {e}"))?;
     if used != content.len() - 8 {
         bail!("{what}: trailing bytes after the state");
     }

@@ -451,7 +451,15 @@ mod tests {
         let dir = format!("chk-{id}");
         let file = storage.write_state(id, "counter", 0, &snapshot(count)).unwrap();
         let operators = BTreeMap::from([("counter".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file], finished: vec![] })]);
-        let meta = CheckpointMetadata { format_version: FORMAT_VERSION, checkpoint_id: id, timestamp: 0, kind: "checkpoint".into(), job_name: "j".into(), attempt: 1, operators };
+        let meta = CheckpointMetadata {
+            format_version: FORMAT_VERSION,
+            checkpoint_id: id,
+            timestamp: 0,
+            kind: "checkpoint".into(),
+            job_name: "j".into(),
+            attempt: 1,
+            operators,
+        };
         storage.commit(id, &meta).unwrap();
         dir
     }

@@ -53,11 +53,7 @@ pub fn parse_parallelism(items: &[String]) -> Result<BTreeMap<String, u32>> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let job = JobSpec::load(&args.job)?.with_parallelism(&parse_parallelism(&args.parallelism)?)?;
-    let restore = if args.from_latest_checkpoint {
-        Some(RestoreFrom::LatestCheckpoint)
-    } else {
-        args.from_savepoint.clone().map(RestoreFrom::Savepoint)
-    };
+    let restore = if args.from_latest_checkpoint { Some(RestoreFrom::LatestCheckpoint) } else { args.from_savepoint.clone().map(RestoreFrom::Savepoint) };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let engine = Engine::new()?;

@@ -133,10 +133,8 @@ impl SubtaskInstance {
 
     /// `initialize-state`: registration of state is allowed only here.
     pub async fn initialize_state(&mut self, restored_checkpoint_id: Option<u64>) -> Result<(), GuestError> {
-        self.call("initialize-state", Phase::InitializeState, move |g, s| {
-            Box::pin(async move { g.call_initialize_state(s, restored_checkpoint_id).await })
-        })
-        .await
+        self.call("initialize-state", Phase::InitializeState, move |g, s| Box::pin(async move { g.call_initialize_state(s, restored_checkpoint_id).await }))
+            .await
     }
 
     /// `open`.
@@ -152,8 +150,7 @@ impl SubtaskInstance {
 
     /// `poll`: a source produces up to `max_records` records.
     pub async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
-        let (out, status) =
-            self.call("poll", Phase::Running, move |g, s| Box::pin(async move { g.call_poll(s, max_records).await })).await?;
+        let (out, status) = self.call("poll", Phase::Running, move |g, s| Box::pin(async move { g.call_poll(s, max_records).await })).await?;
         Ok((self.check_batch("poll", out)?, status))
     }
 
@@ -162,11 +159,7 @@ impl SubtaskInstance {
     fn check_batch(&self, call: &'static str, batch: Batch) -> Result<Batch, GuestError> {
         let fail = |message: String| GuestError::Failed { tag: self.store.data().tag.clone(), call, message };
         if batch.data.len() > self.max_batch_bytes {
-            return Err(fail(format!(
-                "returned a batch of {} bytes, over the limit of {} bytes (limits.batch-bytes)",
-                batch.data.len(),
-                self.max_batch_bytes
-            )));
+            return Err(fail(format!("returned a batch of {} bytes, over the limit of {} bytes (limits.batch-bytes)", batch.data.len(), self.max_batch_bytes)));
         }
         let n = batch.key_lens.len();
         if batch.value_lens.len() != n || batch.timestamps.len() != n {
@@ -184,37 +177,27 @@ impl SubtaskInstance {
             total += k.max(0) as u64 + v as u64;
         }
         if total != batch.data.len() as u64 {
-            return Err(fail(format!(
-                "returned a malformed batch: record lengths add up to {total} bytes but the data has {}",
-                batch.data.len()
-            )));
+            return Err(fail(format!("returned a malformed batch: record lengths add up to {total} bytes but the data has {}", batch.data.len())));
         }
         Ok(batch)
     }
 
     /// `snapshot-state`, then a deep copy of the subtask's state (Flink's synchronous phase).
     pub async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<wasmflow_state::SubtaskSnapshot, GuestError> {
-        self.call("snapshot-state", Phase::Snapshot, move |g, s| {
-            Box::pin(async move { g.call_snapshot_state(s, checkpoint_id, timestamp).await })
-        })
-        .await?;
+        self.call("snapshot-state", Phase::Snapshot, move |g, s| Box::pin(async move { g.call_snapshot_state(s, checkpoint_id, timestamp).await })).await?;
         Ok(self.store.data().state.snapshot())
     }
 
     /// `notify-checkpoint-complete`.
     pub async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
-        self.call("notify-checkpoint-complete", Phase::Running, move |g, s| {
-            Box::pin(async move { g.call_notify_checkpoint_complete(s, checkpoint_id).await })
-        })
-        .await
+        self.call("notify-checkpoint-complete", Phase::Running, move |g, s| Box::pin(async move { g.call_notify_checkpoint_complete(s, checkpoint_id).await }))
+            .await
     }
 
     /// `notify-checkpoint-aborted`.
     pub async fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
-        self.call("notify-checkpoint-aborted", Phase::Running, move |g, s| {
-            Box::pin(async move { g.call_notify_checkpoint_aborted(s, checkpoint_id).await })
-        })
-        .await
+        self.call("notify-checkpoint-aborted", Phase::Running, move |g, s| Box::pin(async move { g.call_notify_checkpoint_aborted(s, checkpoint_id).await }))
+            .await
     }
 
     /// `close`: returns records still to emit.

@@ -98,10 +98,7 @@ impl OperatorModule {
             };
             if let Some(cap) = cap {
                 if !granted.contains(&cap) {
-                    bail!(
-                        "{file}: imports `{name}` but the job file does not grant it; add `{}` to this operator if you trust it",
-                        cap.grant_key()
-                    );
+                    bail!("{file}: imports `{name}` but the job file does not grant it; add `{}` to this operator if you trust it", cap.grant_key());
                 }
                 capabilities.insert(cap);
             }
@@ -127,13 +124,12 @@ impl OperatorModule {
         if capabilities.contains(&Capability::Kafka) {
             wit::kafka::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         }
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| anyhow!("{file}: does not match the wasmflow contract: {e:#}"))?;
+        let instance_pre = linker.instantiate_pre(&component).map_err(|e| anyhow!("{file}: does not match the wasmflow contract: {e:#}"))?;
         let pre = OperatorModulePre::new(instance_pre)
             .map_err(|e| anyhow!("{file}: does not implement the operator interface: {e:#}"))
             .context("rebuild it against the current guest-sdk")?;
-        let info = ModuleInfo { path: path.to_path_buf(), imports, exports, capabilities, size: bytes.len(), from_cache: origin == super::cache::Origin::Cached };
+        let info =
+            ModuleInfo { path: path.to_path_buf(), imports, exports, capabilities, size: bytes.len(), from_cache: origin == super::cache::Origin::Cached };
         Ok(OperatorModule { pre, info })
     }
 

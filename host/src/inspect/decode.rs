@@ -81,9 +81,7 @@ impl<'de> DeserializeSeed<'de> for Seed<'_> {
                 match container {
                     ContainerFormat::UnitStruct => d.deserialize_unit_struct(name, v),
                     ContainerFormat::NewTypeStruct(f) => d.deserialize_newtype_struct(name, NewtypeV(self.with(f))),
-                    ContainerFormat::TupleStruct(fs) => {
-                        d.deserialize_tuple_struct(name, fs.len(), SeqV(fs.iter().map(|f| self.with(f)).collect(), None))
-                    }
+                    ContainerFormat::TupleStruct(fs) => d.deserialize_tuple_struct(name, fs.len(), SeqV(fs.iter().map(|f| self.with(f)).collect(), None)),
                     ContainerFormat::Struct(fields) => d.deserialize_struct(name, leak_names(fields), StructV(self, fields)),
                     ContainerFormat::Enum(variants) => d.deserialize_enum(name, &[], EnumV(self, variants)),
                 }
@@ -288,10 +286,7 @@ mod tests {
         let t = ("orders".to_string(), 3i32, -915623761775i64);
         assert_eq!(decode(&schema_of::<(String, i32, i64)>(), &encode(&t)), Some(json!(["orders", 3, -915623761775i64])));
         let s = Offsets { topic: "t".into(), partition: 1, offset: 42, note: None };
-        assert_eq!(
-            decode(&schema_of::<Offsets>(), &encode(&s)),
-            Some(json!({"topic": "t", "partition": 1, "offset": 42, "note": null}))
-        );
+        assert_eq!(decode(&schema_of::<Offsets>(), &encode(&s)), Some(json!({"topic": "t", "partition": 1, "offset": 42, "note": null})));
         // serde-reflection traces an enum completely only at the top level.
         assert_eq!(decode(&schema_of::<Kind>(), &encode(&Kind::Weighted(7))), Some(json!({"Weighted": 7})));
         assert_eq!(decode(&schema_of::<Kind>(), &encode(&Kind::Plain)), Some(json!("Plain")));

@@ -117,10 +117,8 @@ pub fn preview(c: &LoadedCheckpoint, parallelism: &BTreeMap<String, u32>) -> Res
                         let (entries, segments) = match &st.value {
                             RestoredValue::List(segs) => {
                                 let items: Vec<Vec<u8>> = segs.iter().flat_map(|s| s.as_slice().iter().cloned()).collect();
-                                let origin: Vec<Value> = segs
-                                    .iter()
-                                    .map(|s| json!({ "old_subtask": s.old_subtask, "from": s.range.start, "to": s.range.end }))
-                                    .collect();
+                                let origin: Vec<Value> =
+                                    segs.iter().map(|s| json!({ "old_subtask": s.old_subtask, "from": s.range.start, "to": s.range.end })).collect();
                                 from.extend(segs.iter().map(|s| s.old_subtask));
                                 (list_entries(&st.element_type, &items), origin)
                             }
@@ -144,13 +142,7 @@ pub fn preview(c: &LoadedCheckpoint, parallelism: &BTreeMap<String, u32>) -> Res
 
 /// A short human-readable rendering of [`describe`] or [`preview`] output.
 pub fn render_text(v: &Value) -> String {
-    let mut s = format!(
-        "{} {} at {} ({})\n",
-        v["kind"].as_str().unwrap_or("checkpoint"),
-        v["checkpoint_id"],
-        v["timestamp"],
-        v["path"].as_str().unwrap_or("")
-    );
+    let mut s = format!("{} {} at {} ({})\n", v["kind"].as_str().unwrap_or("checkpoint"), v["checkpoint_id"], v["timestamp"], v["path"].as_str().unwrap_or(""));
     if let Some(ops) = v["operators"].as_object() {
         for (op, o) in ops {
             s.push_str(&format!("operator {op} (parallelism {})\n", o["parallelism"]));
@@ -160,7 +152,13 @@ pub fn render_text(v: &Value) -> String {
                     let entries = st["entries"].as_array().map(Vec::len).unwrap_or(0);
                     let shown: Vec<String> = st["entries"].as_array().into_iter().flatten().take(5).map(|e| e.to_string()).collect();
                     let more = if entries > 5 { format!(" … ({entries} entries)") } else { String::new() };
-                    s.push_str(&format!("    {} [{}] {}: [{}]{more}\n", st["name"].as_str().unwrap_or(""), st["mode"].as_str().unwrap_or(""), st["type"].as_str().unwrap_or(""), shown.join(", ")));
+                    s.push_str(&format!(
+                        "    {} [{}] {}: [{}]{more}\n",
+                        st["name"].as_str().unwrap_or(""),
+                        st["mode"].as_str().unwrap_or(""),
+                        st["type"].as_str().unwrap_or(""),
+                        shown.join(", ")
+                    ));
                 }
             }
         }

@@ -30,7 +30,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 /// Longest operator id (it names a directory in every checkpoint).
@@ -361,8 +361,7 @@ impl JobSpec {
     /// Reads and checks a job file. Errors name the file and, for syntax and key errors, the
     /// line and the key.
     pub fn load(path: &Path) -> Result<JobSpec> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read job file (check the path)", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read job file (check the path)", path.display()))?;
         Self::parse(&text, path)
     }
 
@@ -429,10 +428,7 @@ impl JobSpec {
         }
         for (i, e) in self.edges.iter().enumerate() {
             if let Some(j) = self.edges[..i].iter().position(|d| d.from == e.from && d.to == e.to) {
-                bail!(
-                    "{file}: edges[{i}] and edges[{j}] both connect '{}' to '{}'; every record would arrive twice: remove one",
-                    e.from, e.to
-                );
+                bail!("{file}: edges[{i}] and edges[{j}] both connect '{}' to '{}'; every record would arrive twice: remove one", e.from, e.to);
             }
             for end in [&e.from, &e.to] {
                 if !ids.contains_key(end.as_str()) {
@@ -446,7 +442,10 @@ impl JobSpec {
             if e.partitioning == Partitioning::Forward && a.parallelism != b.parallelism {
                 bail!(
                     "{file}: edges[{i}] '{}' -> '{}' is forward but parallelisms differ ({} vs {}); use partitioning = \"rebalance\" or \"key-hash\"",
-                    e.from, e.to, a.parallelism, b.parallelism
+                    e.from,
+                    e.to,
+                    a.parallelism,
+                    b.parallelism
                 );
             }
         }
@@ -493,11 +492,7 @@ impl JobSpec {
 
     /// Resolves a path written in the job file (relative to the job file's directory).
     pub fn resolve(&self, p: &Path) -> PathBuf {
-        if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            self.base_dir.join(p)
-        }
+        if p.is_absolute() { p.to_path_buf() } else { self.base_dir.join(p) }
     }
 
     /// The operator with this id.

@@ -178,14 +178,7 @@ pub struct InputGate {
 impl InputGate {
     pub fn new(inputs: Vec<ChannelReceiver>) -> Self {
         let n = inputs.len();
-        InputGate {
-            inputs,
-            blocked: vec![false; n],
-            ended: vec![false; n],
-            pending_barrier: None,
-            all_ended_reported: false,
-            cursor: 0,
-        }
+        InputGate { inputs, blocked: vec![false; n], ended: vec![false; n], pending_barrier: None, all_ended_reported: false, cursor: 0 }
     }
 
     /// Next event; `None` when every upstream sender is gone (teardown).

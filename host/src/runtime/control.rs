@@ -95,19 +95,16 @@ impl ControlFile {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let _ = std::fs::remove_file(path);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("cannot write {}", path.display()))?;
         f.write_all(serde_json::to_string(self)?.as_bytes())?;
         Ok(())
     }
 
     /// Reads the file.
     pub fn read(path: &Path) -> Result<ControlFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: not found: is the job running? (it writes this file at start)", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{}: not found: is the job running? (it writes this file at start)", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("{}: not a control file of this wasmflow version", path.display()))
     }
 }
@@ -237,9 +234,11 @@ fn path_reply(answer: Result<Result<Option<PathBuf>, String>, oneshot::error::Re
 
 /// Sends one request to a running job's endpoint and returns its reply.
 pub async fn request(address: &str, req: &Request) -> Result<serde_json::Value> {
-    let stream = TcpStream::connect(address)
-        .await
-        .with_context(|| format!("cannot reach the job's control endpoint at {address}: is the job running? (its address is printed at start and kept in <checkpoint dir>/_control)"))?;
+    let stream = TcpStream::connect(address).await.with_context(|| {
+        format!(
+            "cannot reach the job's control endpoint at {address}: is the job running? (its address is printed at start and kept in <checkpoint dir>/_control)"
+        )
+    })?;
     let (read, mut write) = stream.into_split();
     write.write_all(format!("{}\n", serde_json::to_string(req)?).as_bytes()).await?;
     let mut line = String::new();

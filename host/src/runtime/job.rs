@@ -12,15 +12,17 @@ use wasmflow_state::StateLimits;
 
 use super::channel::{EdgeOutput, InputGate};
 use super::message::Barrier;
+use super::operator::{OperatorCode, load_operators};
 use super::restore::{self, Assignment};
 use super::subtask::{self, Control, Event, OperatorMetrics, SubtaskTask};
-use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, DirLock, FORMAT_VERSION, LoadedCheckpoint, LocalStorage, OperatorMetadata, StateFileRef, load_dir};
+use crate::checkpoint::{
+    CheckpointMetadata, CheckpointStorage, DirLock, FORMAT_VERSION, LoadedCheckpoint, LocalStorage, OperatorMetadata, StateFileRef, load_dir,
+};
+use crate::engine::Engine;
 use crate::engine::bindings::wasmflow::operator::types::{OperatorKind, TaskInfo};
 use crate::engine::host::{FilesDir, SubtaskData, SubtaskLimits, SubtaskTag, record_attempt, recorded_attempt};
-use super::operator::{OperatorCode, load_operators};
-use crate::engine::Engine;
-use crate::native::NativeRegistry;
 use crate::job::{JobSpec, LimitsSpec, Partitioning};
+use crate::native::NativeRegistry;
 
 /// Where a job starts from.
 #[derive(Clone, Debug)]
@@ -220,7 +222,9 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
             }
             Err(failure) => {
                 if report.restarts >= job.restart.attempts {
-                    return Err(failure.context(format!("job failed (restart strategy: {} restart(s) allowed, {} used)", job.restart.attempts, report.restarts)));
+                    return Err(
+                        failure.context(format!("job failed (restart strategy: {} restart(s) allowed, {} used)", job.restart.attempts, report.restarts))
+                    );
                 }
                 report.restarts += 1;
                 tracing::warn!("restart {}/{} in {} ms after failure: {failure:#}", report.restarts, job.restart.attempts, job.restart.delay_ms);
@@ -539,7 +543,10 @@ impl<'a> Attempt<'a> {
                     (true, _) => {}
                 }
             }
-            if pending.is_none() && !stopping && let Some(req) = queued.pop() {
+            if pending.is_none()
+                && !stopping
+                && let Some(req) = queued.pop()
+            {
                 stopping = matches!(req, SavepointRequest::Stop(..));
                 pending = self.trigger(Some(req))?;
                 if pending.is_none() {
@@ -656,10 +663,13 @@ impl<'a> Attempt<'a> {
             .metrics
             .iter()
             .map(|(id, m)| {
-                (id.clone(), serde_json::json!({
-                    "records_in": m.records_in.load(std::sync::atomic::Ordering::Relaxed),
-                    "records_out": m.records_out.load(std::sync::atomic::Ordering::Relaxed),
-                }))
+                (
+                    id.clone(),
+                    serde_json::json!({
+                        "records_in": m.records_in.load(std::sync::atomic::Ordering::Relaxed),
+                        "records_out": m.records_out.load(std::sync::atomic::Ordering::Relaxed),
+                    }),
+                )
             })
             .collect();
         let last = report.checkpoint_stats.last().map(|c| {
@@ -725,8 +735,12 @@ async fn recv_control(control: &mut Option<mpsc::Receiver<ControlRequest>>) -> O
 
 fn fail_savepoint(req: Option<SavepointRequest>, why: &str) {
     match req {
-        Some(SavepointRequest::Take(_, reply)) => { let _ = reply.send(Err(why.to_string())); }
-        Some(SavepointRequest::Stop(_, reply)) => { let _ = reply.send(Err(why.to_string())); }
+        Some(SavepointRequest::Take(_, reply)) => {
+            let _ = reply.send(Err(why.to_string()));
+        }
+        Some(SavepointRequest::Stop(_, reply)) => {
+            let _ = reply.send(Err(why.to_string()));
+        }
         None => {}
     }
 }

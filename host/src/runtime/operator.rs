@@ -55,10 +55,7 @@ impl OperatorCode {
 
 /// Loads every operator's code once; errors name the operator.
 pub fn load_operators(engine: &Engine, job: &JobSpec, native: &NativeRegistry) -> Result<std::collections::BTreeMap<String, OperatorCode>> {
-    job.operators
-        .iter()
-        .map(|op| Ok((op.id.clone(), OperatorCode::load(engine, job, op, native).with_context(|| format!("operator '{}'", op.id))?)))
-        .collect()
+    job.operators.iter().map(|op| Ok((op.id.clone(), OperatorCode::load(engine, job, op, native).with_context(|| format!("operator '{}'", op.id))?))).collect()
 }
 
 /// One running subtask's operator.

@@ -22,10 +22,7 @@ pub fn assign(job: &JobSpec, checkpoint: &LoadedCheckpoint, allow_non_restored_s
                 tracing::warn!("{}: state of operator '{op}' is not restored: the job has no such operator", checkpoint.location);
                 continue;
             }
-            bail!(
-                "{}: has state for operator '{op}', which the job file does not have; pass --allow-non-restored-state to drop it",
-                checkpoint.location
-            );
+            bail!("{}: has state for operator '{op}', which the job file does not have; pass --allow-non-restored-state to drop it", checkpoint.location);
         };
         let old = subtasks.iter().cloned().map(Some).collect();
         out.insert(op.clone(), redistribute(old, spec.parallelism as usize));

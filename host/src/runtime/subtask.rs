@@ -147,11 +147,7 @@ impl Running {
             Ok(s) => s,
             Err(e) => {
                 // The guest is in an unknown state after a failed snapshot: decline and fail.
-                let _ = self.events.send(Event::Declined {
-                    checkpoint_id: barrier.checkpoint_id,
-                    tag: self.tag.clone(),
-                    reason: e.to_string(),
-                });
+                let _ = self.events.send(Event::Declined { checkpoint_id: barrier.checkpoint_id, tag: self.tag.clone(), reason: e.to_string() });
                 return Err(e.into());
             }
         };

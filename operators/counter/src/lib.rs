@@ -97,10 +97,8 @@ mod tests {
         }
         let snapshots = job.snapshot(7).unwrap();
         for new_p in [2u32, 5] {
-            let mut restored =
-                ParallelHarness::<WasmflowOperator>::restore("counter", serde_json::json!({}), snapshots.clone(), 7, new_p).unwrap();
-            let counts: Vec<String> =
-                restored.subtasks.iter_mut().map(|s| s.close().unwrap()[0].value_str()).collect();
+            let mut restored = ParallelHarness::<WasmflowOperator>::restore("counter", serde_json::json!({}), snapshots.clone(), 7, new_p).unwrap();
+            let counts: Vec<String> = restored.subtasks.iter_mut().map(|s| s.close().unwrap()[0].value_str()).collect();
             let expected: Vec<&str> = if new_p == 2 { vec!["30", "30"] } else { vec!["10", "20", "30", "0", "0"] };
             assert_eq!(counts, expected, "at parallelism {new_p}");
         }

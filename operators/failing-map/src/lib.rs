@@ -67,8 +67,8 @@ export_operator!(FailingMap);
 
 #[cfg(test)]
 mod tests {
-    use wasmflow_guest_sdk::RuntimeContext;
     use wasmflow_guest_sdk::harness::{OperatorHarness, OwnedRecord};
+    use wasmflow_guest_sdk::RuntimeContext;
     use wasmflow_state::{OperatorStateStore, StateLimits};
 
     use super::WasmflowOperator;

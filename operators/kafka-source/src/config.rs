@@ -110,11 +110,19 @@ impl SourceConfig {
     /// §3.4 `OffsetCommitModes.fromConfiguration`.
     pub fn commit_mode(&self, checkpointing_enabled: bool) -> OffsetCommitMode {
         if checkpointing_enabled {
-            if self.commit_offsets_on_checkpoints { OffsetCommitMode::OnCheckpoints } else { OffsetCommitMode::Disabled }
+            if self.commit_offsets_on_checkpoints {
+                OffsetCommitMode::OnCheckpoints
+            } else {
+                OffsetCommitMode::Disabled
+            }
         } else {
             let auto = self.properties.get("enable.auto.commit").is_none_or(|v| v == "true");
             let interval = self.auto_commit_interval_ms();
-            if auto && interval > 0 { OffsetCommitMode::KafkaPeriodic } else { OffsetCommitMode::Disabled }
+            if auto && interval > 0 {
+                OffsetCommitMode::KafkaPeriodic
+            } else {
+                OffsetCommitMode::Disabled
+            }
         }
     }
 
@@ -128,8 +136,12 @@ impl SourceConfig {
     /// (Flink's `adjustAutoCommitConfig` for ON_CHECKPOINTS and DISABLED; KAFKA_PERIODIC is
     /// emulated with explicit commits at the same interval).
     pub fn client_properties(&self) -> Vec<(String, String)> {
-        let mut p: Vec<(String, String)> =
-            self.properties.iter().filter(|(k, _)| *k != "enable.auto.commit" && *k != "auto.commit.interval.ms").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut p: Vec<(String, String)> = self
+            .properties
+            .iter()
+            .filter(|(k, _)| *k != "enable.auto.commit" && *k != "auto.commit.interval.ms")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         p.push(("enable.auto.commit".into(), "false".into()));
         p
     }
@@ -180,7 +192,10 @@ mod tests {
 
     #[test]
     fn validation_errors_name_the_key() {
-        assert_eq!(config(serde_json::json!({"partition-discovery-interval-ms": -5})).validate(0).unwrap_err(), "Cannot define a negative value for the topic / partition discovery interval.");
+        assert_eq!(
+            config(serde_json::json!({"partition-discovery-interval-ms": -5})).validate(0).unwrap_err(),
+            "Cannot define a negative value for the topic / partition discovery interval."
+        );
         assert!(config(serde_json::json!({"topic-pattern": "a.*"})).validate(0).unwrap_err().contains("not both"));
         assert!(config(serde_json::json!({"startup-mode": "timestamp"})).validate(0).unwrap_err().contains("startup-timestamp-ms"));
         assert!(config(serde_json::json!({"startup-mode": "timestamp", "startup-timestamp-ms": 10})).validate(5).unwrap_err().contains("future"));

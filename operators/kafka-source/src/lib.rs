@@ -147,19 +147,27 @@ mod host {
                 self.0.assign(&a)
             }
             fn earliest_offsets(&mut self, p: &[Tp]) -> Result<Vec<(String, i32, i64)>, String> {
-                if p.is_empty() { return Ok(vec![]) }
+                if p.is_empty() {
+                    return Ok(vec![]);
+                }
                 Ok(offs(self.0.earliest_offsets(&tps(p))?))
             }
             fn latest_offsets(&mut self, p: &[Tp]) -> Result<Vec<(String, i32, i64)>, String> {
-                if p.is_empty() { return Ok(vec![]) }
+                if p.is_empty() {
+                    return Ok(vec![]);
+                }
                 Ok(offs(self.0.latest_offsets(&tps(p))?))
             }
             fn committed_offsets(&mut self, p: &[Tp]) -> Result<Vec<(String, i32, i64)>, String> {
-                if p.is_empty() { return Ok(vec![]) }
+                if p.is_empty() {
+                    return Ok(vec![]);
+                }
                 Ok(offs(self.0.committed_offsets(&tps(p))?))
             }
             fn offsets_for_timestamp(&mut self, p: &[Tp], ts: i64) -> Result<Vec<(String, i32, i64)>, String> {
-                if p.is_empty() { return Ok(vec![]) }
+                if p.is_empty() {
+                    return Ok(vec![]);
+                }
                 Ok(offs(self.0.offsets_for_timestamp(&tps(p), ts)?))
             }
             fn fetch(&mut self, max_records: u32, timeout_ms: u32) -> Result<Vec<KafkaRecord>, String> {

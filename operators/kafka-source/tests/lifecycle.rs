@@ -82,8 +82,7 @@ fn restore_ignores_the_startup_mode_and_refilters_the_union() {
     for index in 0..2 {
         let mut core = KafkaSourceCore::new(config(serde_json::json!({"startup-mode": "latest"})), index, 2, true, Some(restored.clone()));
         core.open(&mut kafka).unwrap();
-        let expected: Vec<_> =
-            owned("t", 6, index as i32, 2).into_iter().map(|p| ("t".to_string(), p, if p < 4 { 2 } else { EARLIEST_OFFSET })).collect();
+        let expected: Vec<_> = owned("t", 6, index as i32, 2).into_iter().map(|p| ("t".to_string(), p, if p < 4 { 2 } else { EARLIEST_OFFSET })).collect();
         assert_eq!(offsets(&core), expected, "subtask {index}");
     }
 }

@@ -162,7 +162,11 @@ mod tests {
     fn committed_lines(dir: &std::path::Path) -> Vec<String> {
         let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
-        names.iter().filter(|n| n.starts_with("part-")).flat_map(|n| std::fs::read_to_string(dir.join(n)).unwrap().lines().map(String::from).collect::<Vec<_>>()).collect()
+        names
+            .iter()
+            .filter(|n| n.starts_with("part-"))
+            .flat_map(|n| std::fs::read_to_string(dir.join(n)).unwrap().lines().map(String::from).collect::<Vec<_>>())
+            .collect()
     }
 
     #[test]

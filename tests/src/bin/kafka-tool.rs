@@ -10,7 +10,9 @@ use wasmflow_host::connectors::kafka::{KafkaConsumer, KafkaLimits, KafkaProducer
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let num = |i: usize, what: &str| -> Result<i64> { args.get(i).with_context(|| format!("missing {what}"))?.parse().with_context(|| format!("{what} must be a number")) };
+    let num = |i: usize, what: &str| -> Result<i64> {
+        args.get(i).with_context(|| format!("missing {what}"))?.parse().with_context(|| format!("{what} must be a number"))
+    };
     match args.first().map(String::as_str) {
         Some("produce") => {
             let props = vec![("bootstrap.servers".to_string(), args[1].clone())];

@@ -228,13 +228,9 @@ impl KafkaConsumer {
     /// `auto.offset.reset`), so what is read next is known exactly; returns those offsets.
     pub async fn assign(&self, partitions: &[(String, i32, StartPosition)]) -> Result<Vec<(String, i32, i64)>, KafkaError> {
         // Every query in one go: the group's offsets in one request, watermarks concurrently.
-        let group: Vec<(String, i32)> =
-            partitions.iter().filter(|(_, _, s)| *s == StartPosition::GroupCommitted).map(|(t, p, _)| (t.clone(), *p)).collect();
-        let committed: BTreeMap<(String, i32), i64> = if group.is_empty() {
-            BTreeMap::new()
-        } else {
-            self.committed_offsets(&group).await?.into_iter().map(|(t, p, o)| ((t, p), o)).collect()
-        };
+        let group: Vec<(String, i32)> = partitions.iter().filter(|(_, _, s)| *s == StartPosition::GroupCommitted).map(|(t, p, _)| (t.clone(), *p)).collect();
+        let committed: BTreeMap<(String, i32), i64> =
+            if group.is_empty() { BTreeMap::new() } else { self.committed_offsets(&group).await?.into_iter().map(|(t, p, o)| ((t, p), o)).collect() };
         let needs_watermarks: Vec<(String, i32)> = partitions
             .iter()
             .filter(|(t, p, s)| match s {
@@ -244,8 +240,7 @@ impl KafkaConsumer {
             })
             .map(|(t, p, _)| (t.clone(), *p))
             .collect();
-        let watermarks: BTreeMap<(String, i32), (i64, i64)> =
-            needs_watermarks.iter().cloned().zip(self.all_watermarks(&needs_watermarks).await?).collect();
+        let watermarks: BTreeMap<(String, i32), (i64, i64)> = needs_watermarks.iter().cloned().zip(self.all_watermarks(&needs_watermarks).await?).collect();
         let mut resolved = Vec::new();
         for (t, p, start) in partitions {
             let key = (t.clone(), *p);
@@ -344,10 +339,7 @@ fn poll_loop(client: &BaseConsumer, tx: &mpsc::Sender<Item>, stop: &AtomicBool, 
                 if size > max_record {
                     Err(KafkaError::RecordTooLarge { topic: m.topic().into(), partition: m.partition(), offset: m.offset(), size, max: max_record })
                 } else {
-                    let headers = m
-                        .headers()
-                        .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
-                        .unwrap_or_default();
+                    let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default();
                     Ok(FetchedRecord {
                         topic: m.topic().to_string(),
                         partition: m.partition(),

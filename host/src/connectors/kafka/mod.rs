@@ -227,11 +227,7 @@ where
             Ok(v) => return Ok(v),
             Err(e @ (KafkaError::NoSuchTopic(_) | KafkaError::NotAssigned { .. })) => return Err(e),
             Err(e) if start.elapsed() + delay >= limits.connect_timeout => {
-                return Err(KafkaError::Unreachable {
-                    servers: servers.to_string(),
-                    seconds: limits.connect_timeout.as_secs(),
-                    cause: e.to_string(),
-                });
+                return Err(KafkaError::Unreachable { servers: servers.to_string(), seconds: limits.connect_timeout.as_secs(), cause: e.to_string() });
             }
             Err(e) => {
                 tracing::debug!("Kafka request failed, retrying in {delay:?}: {e}");

@@ -31,8 +31,7 @@ const MAX_OPEN: usize = 16;
 impl FilesDir {
     /// Creates `root` and its pending area if needed.
     pub fn open(root: PathBuf) -> Result<FilesDir> {
-        fs::create_dir_all(root.join(".pending"))
-            .map_err(|e| anyhow::anyhow!("cannot create files directory {}: {e}", root.display()))?;
+        fs::create_dir_all(root.join(".pending")).map_err(|e| anyhow::anyhow!("cannot create files directory {}: {e}", root.display()))?;
         Ok(FilesDir { root, max_write: 64 << 20, open: Default::default() })
     }
 
@@ -87,20 +86,14 @@ fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
             if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
                 return fs::remove_file(from);
             }
-            Err(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "a committed file with this name already exists; committed output is never replaced",
-            ))
+            Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "a committed file with this name already exists; committed output is never replaced"))
         }
         Err(e) => Err(e),
     }
 }
 
 fn check_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let ok = !name.is_empty() && name.len() <= 255 && !name.starts_with('.') && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok { Ok(()) } else { Err(format!("invalid file name '{name}': use letters, digits, '-', '_' and '.', not starting with '.'")) }
 }
 
@@ -176,9 +169,7 @@ impl Host for SubtaskData {
 
     fn list_pending(&mut self) -> Result<Vec<String>> {
         let dir = self.files_dir()?;
-        let mut names: Vec<String> = fs::read_dir(dir.root.join(".pending"))?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .collect();
+        let mut names: Vec<String> = fs::read_dir(dir.root.join(".pending"))?.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
         names.sort();
         Ok(names)
     }

@@ -138,7 +138,12 @@ impl HostConsumer for SubtaskData {
         self.query(&h, async |c| c.latest_offsets(&tps(&partitions)).await.map(offsets)).await
     }
 
-    async fn offsets_for_timestamp(&mut self, h: Resource<ConsumerHandle>, partitions: Vec<TopicPartition>, timestamp_ms: i64) -> GuestResult<Vec<PartitionOffset>> {
+    async fn offsets_for_timestamp(
+        &mut self,
+        h: Resource<ConsumerHandle>,
+        partitions: Vec<TopicPartition>,
+        timestamp_ms: i64,
+    ) -> GuestResult<Vec<PartitionOffset>> {
         self.query(&h, async |c| c.offsets_for_timestamp(&tps(&partitions), timestamp_ms).await.map(offsets)).await
     }
 

@@ -11,9 +11,9 @@ mod state;
 
 use std::time::Instant;
 
+use wasmflow_state::{OperatorStateStore, StateLimits};
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
-use wasmflow_state::{OperatorStateStore, StateLimits};
 
 pub use self::files::{FilesDir, record_attempt, recorded_attempt};
 pub use self::log::LogBudget;

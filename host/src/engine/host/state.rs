@@ -4,8 +4,8 @@
 //! outside `initialize-state`, a name with two modes, or entries over the limits.
 
 use anyhow::Result;
-use wasmtime::component::Resource;
 use wasmflow_state::{Mode, TypeInfo};
+use wasmtime::component::Resource;
 
 use super::{BroadcastStateHandle, ListStateHandle, Phase, SubtaskData};
 use crate::engine::bindings::wasmflow::operator::state::{Host, HostBroadcastState, HostListState};
@@ -15,10 +15,7 @@ type GuestResult<T> = Result<Result<T, String>>;
 impl SubtaskData {
     fn check_registration(&self, name: &str) -> Result<(), String> {
         if self.phase != Phase::InitializeState {
-            return Err(format!(
-                "state '{name}' registered during {:?}: register state in initialize_state (Flink's initializeState)",
-                self.phase
-            ));
+            return Err(format!("state '{name}' registered during {:?}: register state in initialize_state (Flink's initializeState)", self.phase));
         }
         Ok(())
     }

@@ -19,9 +19,7 @@ pub struct FakeKafka {
 
 impl FakeKafka {
     pub fn with_topic(mut self, topic: &str, partitions: usize, records_each: usize) -> Self {
-        let parts = (0..partitions)
-            .map(|p| (0..records_each).map(|i| (i as i64 * 10, format!("{topic}-{p}-{i}"))).collect())
-            .collect();
+        let parts = (0..partitions).map(|p| (0..records_each).map(|i| (i as i64 * 10, format!("{topic}-{p}-{i}"))).collect()).collect();
         self.logs.insert(topic.to_string(), parts);
         self
     }
