@@ -4,12 +4,18 @@
 //! * [`channel`]: partitioning and barrier alignment.
 //! * [`operator`]: what a subtask runs — a wasm instance or a native operator.
 //! * [`subtask`]: one subtask's task.
-//! * [`job`]: deploys the subtasks, coordinates checkpoints, restarts on failure.
+//! * [`job`]: runs a job to its end: options, report, the restart loop.
+//! * [`attempt`]: one deployment — channels wired, subtasks instantiated and started.
+//! * [`coordinator`]: checkpoints, savepoints and control requests of one attempt.
+//! * [`limits`]: the limits a subtask runs under, from the job file.
 //! * [`restore`]: turns a checkpoint into each new subtask's initial state (rescale included).
 
+mod attempt;
 pub mod channel;
 pub mod control;
+mod coordinator;
 pub mod job;
+pub mod limits;
 pub mod message;
 pub mod operator;
 pub mod restore;

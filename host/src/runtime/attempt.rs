@@ -1,0 +1,195 @@
+//! One deployment of a job (the first, or one after a restart): channels wired per edge, every
+//! subtask instantiated, restored and started on tokio.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use tokio::sync::mpsc;
+
+use super::channel::{EdgeOutput, InputGate};
+use super::job::{JobReport, RunOptions};
+use super::limits::{DEFAULT_CHANNEL_BYTES, subtask_limits};
+use super::operator::OperatorCode;
+use super::restore::{self, Assignment};
+use super::subtask::{self, Control, Event, OperatorMetrics, SubtaskTask};
+use crate::checkpoint::{LoadedCheckpoint, LocalStorage};
+use crate::engine::Engine;
+use crate::engine::bindings::wasmflow::operator::types::{OperatorKind, TaskInfo};
+use crate::engine::host::{FilesDir, SubtaskData, SubtaskTag};
+use crate::job::{JobSpec, Partitioning};
+
+pub(super) enum AttemptEnd {
+    Finished,
+    Stopped,
+}
+
+/// One deployment of the job (the first, or one after a restart).
+pub(super) struct Attempt<'a> {
+    pub(super) job: &'a JobSpec,
+    /// This deployment's attempt number (recorded in every checkpoint it completes).
+    pub(super) number: u64,
+    pub(super) storage: Arc<LocalStorage>,
+    pub(super) controls: Vec<(SubtaskTag, mpsc::UnboundedSender<Control>)>,
+    pub(super) events: mpsc::UnboundedReceiver<Event>,
+    pub(super) tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(super) sources: BTreeSet<SubtaskTag>,
+    pub(super) total: usize,
+    pub(super) metrics: BTreeMap<String, Arc<OperatorMetrics>>,
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl<'a> Attempt<'a> {
+    pub(super) async fn deploy(
+        engine: &Engine,
+        job: &'a JobSpec,
+        modules: &BTreeMap<String, OperatorCode>,
+        storage: Arc<LocalStorage>,
+        restore: Option<&LoadedCheckpoint>,
+        attempt: u64,
+        opts: &RunOptions,
+    ) -> Result<Attempt<'a>> {
+        let mut assignment: Option<Assignment> = restore.map(|c| restore::assign(job, c, opts.allow_non_restored_state)).transpose()?;
+        let capacity = job.job.channel_capacity.unwrap_or(16).max(1);
+        let batch_size = job.job.batch_size.unwrap_or(1024).max(1);
+
+        // Channels: one per (edge, upstream subtask, downstream subtask) that can talk.
+        let budget = job.job.channel_bytes.unwrap_or(DEFAULT_CHANNEL_BYTES);
+        let mut inputs: HashMap<(String, usize), Vec<super::channel::ChannelReceiver>> = HashMap::new();
+        let mut outputs: HashMap<(String, usize), Vec<EdgeOutput>> = HashMap::new();
+        for edge in &job.edges {
+            let (pa, pb) = (job.operator(&edge.from).unwrap().parallelism as usize, job.operator(&edge.to).unwrap().parallelism as usize);
+            for i in 0..pa {
+                let targets: Vec<usize> = if edge.partitioning == Partitioning::Forward { vec![i] } else { (0..pb).collect() };
+                let mut senders = Vec::new();
+                for j in targets {
+                    let (tx, rx) = super::channel::channel(capacity, budget);
+                    senders.push(tx);
+                    inputs.entry((edge.to.clone(), j)).or_default().push(rx);
+                }
+                let index = if edge.partitioning == Partitioning::Forward { 0 } else { i };
+                outputs.entry((edge.from.clone(), i)).or_default().push(EdgeOutput::new(edge.partitioning, senders, index));
+            }
+        }
+
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let mut a = Attempt {
+            job,
+            number: attempt,
+            storage: storage.clone(),
+            controls: Vec::new(),
+            events,
+            tasks: Vec::new(),
+            sources: BTreeSet::new(),
+            total: 0,
+            metrics: BTreeMap::new(),
+        };
+        for op in &job.operators {
+            let module = &modules[&op.id];
+            let (limits, call_timeout) = subtask_limits(&op.limits.or(&job.limits), op.grants.kafka.as_ref());
+            let metrics = Arc::new(OperatorMetrics::default());
+            a.metrics.insert(op.id.clone(), metrics.clone());
+            let has_inputs = job.edges.iter().any(|e| e.to == op.id);
+            let config = serde_json::to_string(&op.config.clone().unwrap_or_default())?;
+            // Restored only if the checkpoint knows this operator (even with empty state): an
+            // operator added since starts fresh, and a Kafka source applies its startup mode.
+            let restored = restore.and_then(|c| c.metadata.operators.get(&op.id).map(|m| (c.metadata.checkpoint_id, m)));
+            let restored_id = restored.map(|(id, _)| id);
+            for index in 0..op.parallelism as usize {
+                let tag = SubtaskTag { operator: op.id.clone(), subtask: index as u32 };
+                let files = match &op.grants.files {
+                    Some(dir) => Some(FilesDir::open(job.resolve(dir))?),
+                    None => None,
+                };
+                let store = restore::store_for(assignment.as_mut(), &op.id, index, limits.state.clone());
+                let data = SubtaskData::new(tag.clone(), store, &limits, files);
+                let mut instance = module.instantiate(engine, data, call_timeout).await?;
+                match (instance.kind(), has_inputs) {
+                    (OperatorKind::Source, true) => bail!("operator '{}' is a source but an edge leads into it", op.id),
+                    (OperatorKind::Transform | OperatorKind::Sink, false) => {
+                        bail!("operator '{}' needs input but no edge leads into it; add an [[edges]] entry", op.id)
+                    }
+                    _ => {}
+                }
+                if instance.kind() == OperatorKind::Source {
+                    a.sources.insert(tag.clone());
+                }
+                let info = TaskInfo {
+                    operator_id: op.id.clone(),
+                    subtask_index: index as u32,
+                    parallelism: op.parallelism,
+                    checkpointing_enabled: job.checkpoints.is_some(),
+                    attempt,
+                };
+                instance.create(info, config.clone()).await?;
+                instance.initialize_state(restored_id).await?;
+                instance.open().await?;
+                let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+                a.controls.push((tag.clone(), ctl_tx));
+                let task = SubtaskTask {
+                    tag: tag.clone(),
+                    instance,
+                    control: ctl_rx,
+                    events: event_tx.clone(),
+                    outputs: outputs.remove(&(op.id.clone(), index)).unwrap_or_default(),
+                    input: inputs.remove(&(op.id.clone(), index)).map(InputGate::new),
+                    storage: storage.clone(),
+                    batch_size,
+                    metrics: metrics.clone(),
+                    finished_on_restore: restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism)),
+                };
+                a.total += 1;
+                a.tasks.push(tokio::spawn(subtask::run(task)));
+            }
+        }
+        if let Some(m) = &opts.metrics {
+            *m.lock().expect("metrics lock") = a.metrics.clone();
+        }
+        Ok(a)
+    }
+
+    pub(super) fn send_all(&self, c: Control) {
+        for (_, tx) in &self.controls {
+            let _ = tx.send(c.clone());
+        }
+    }
+
+    /// Starts checkpoint (or, with `savepoint`, savepoint) `id`: sources get the trigger.
+    /// A savepoint whose directory cannot be created is answered with the error right away.
+    pub(super) fn status(&self, report: &JobReport) -> serde_json::Value {
+        let ops: serde_json::Map<String, serde_json::Value> = self
+            .metrics
+            .iter()
+            .map(|(id, m)| {
+                (
+                    id.clone(),
+                    serde_json::json!({
+                        "records_in": m.records_in.load(std::sync::atomic::Ordering::Relaxed),
+                        "records_out": m.records_out.load(std::sync::atomic::Ordering::Relaxed),
+                    }),
+                )
+            })
+            .collect();
+        let last = report.checkpoint_stats.last().map(|c| {
+            serde_json::json!({
+                "id": c.checkpoint_id,
+                "duration_ms": c.duration.as_secs_f64() * 1e3,
+                "state_bytes": c.state_bytes,
+                "max_sync_ms": c.max_sync.as_secs_f64() * 1e3,
+            })
+        });
+        serde_json::json!({
+            "operators": ops,
+            "completed_checkpoints": report.completed_checkpoints,
+            "last_checkpoint": last,
+            "restarts": report.restarts,
+        })
+    }
+}

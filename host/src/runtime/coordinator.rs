@@ -1,0 +1,322 @@
+//! The checkpoint coordinator of one attempt: triggers checkpoints and savepoints at the
+//! sources, collects acknowledgements, writes `_metadata`, notifies subtasks, applies the
+//! tolerable-failure rule, and answers control requests until the attempt ends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::attempt::{Attempt, AttemptEnd};
+use super::job::{CheckpointStats, ControlRequest, JobReport};
+use super::message::Barrier;
+use super::subtask::{Control, Event};
+use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, OperatorMetadata, StateFileRef};
+use crate::engine::host::SubtaskTag;
+
+struct PendingCheckpoint {
+    id: u64,
+    timestamp: i64,
+    started: Instant,
+    /// Each subtask's state file, and whether it had finished before its snapshot.
+    acks: BTreeMap<(String, u32), (StateFileRef, bool)>,
+    max_sync: Duration,
+    savepoint: Option<SavepointRequest>,
+}
+
+enum SavepointRequest {
+    Take(PathBuf, oneshot::Sender<Result<PathBuf, String>>),
+    Stop(PathBuf, oneshot::Sender<Result<Option<PathBuf>, String>>),
+}
+
+impl SavepointRequest {
+    /// The directory the savepoint goes into (as `savepoint-<id>`).
+    fn target(&self) -> &std::path::Path {
+        match self {
+            SavepointRequest::Take(t, _) | SavepointRequest::Stop(t, _) => t,
+        }
+    }
+}
+
+impl Attempt<'_> {
+    fn trigger(&self, savepoint: Option<SavepointRequest>) -> Result<Option<PendingCheckpoint>> {
+        let id = self.storage.reserve_checkpoint_id()?;
+        if let Some(req) = &savepoint {
+            let storage = self.storage.clone();
+            if let Err(e) = storage.begin_savepoint(id, req.target()) {
+                fail_savepoint(savepoint, &format!("{e:#}"));
+                return Ok(None);
+            }
+        }
+        let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+        let barrier = Barrier { checkpoint_id: id, timestamp };
+        tracing::debug!("triggering checkpoint {id}");
+        for (tag, tx) in &self.controls {
+            if self.sources.contains(tag) {
+                let _ = tx.send(Control::Trigger(barrier));
+            }
+        }
+        Ok(Some(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), max_sync: Duration::ZERO, savepoint }))
+    }
+
+    /// All acks are in: write the metadata (making the checkpoint complete), then notify.
+    /// Savepoints are written in place in their own directory and never pruned.
+    async fn complete(&self, p: PendingCheckpoint, report: &mut JobReport) -> Result<Option<(SavepointRequest, Result<PathBuf, String>)>> {
+        let mut operators = BTreeMap::new();
+        for op in &self.job.operators {
+            let acks: Vec<&(StateFileRef, bool)> = (0..op.parallelism).map(|i| &p.acks[&(op.id.clone(), i)]).collect();
+            let subtasks = acks.iter().map(|(file, _)| file.clone()).collect();
+            let finished = (0..op.parallelism).filter(|&i| acks[i as usize].1).collect();
+            operators.insert(op.id.clone(), OperatorMetadata { parallelism: op.parallelism, subtasks, finished });
+        }
+        let kind = if p.savepoint.is_some() { "savepoint" } else { "checkpoint" };
+        let meta = CheckpointMetadata {
+            format_version: FORMAT_VERSION,
+            checkpoint_id: p.id,
+            timestamp: p.timestamp,
+            kind: kind.into(),
+            job_name: self.job.job.name.clone().unwrap_or_default(),
+            attempt: self.number,
+            operators,
+        };
+        let storage = self.storage.clone();
+        let id = p.id;
+        let location = self.storage.location(p.id);
+        let committed = tokio::task::spawn_blocking(move || storage.commit(id, &meta)).await?;
+        if let Err(e) = &committed
+            && p.savepoint.is_some()
+        {
+            // A savepoint that cannot be written fails the request, not the job.
+            let why = format!("cannot write savepoint {}: {e:#}", location.display());
+            tracing::warn!("{why}");
+            self.storage.abort(p.id);
+            self.send_all(Control::Aborted(p.id));
+            return Ok(p.savepoint.map(|req| (req, Err(why))));
+        }
+        committed?;
+        if p.savepoint.is_some() {
+            report.savepoint = Some(location.clone());
+            report.savepoints.push(p.id);
+        } else {
+            report.completed_checkpoints.push(p.id);
+        }
+        let stats = CheckpointStats {
+            checkpoint_id: p.id,
+            triggered: p.started.into_std(),
+            duration: p.started.elapsed(),
+            state_bytes: p.acks.values().map(|(f, _)| f.size).sum(),
+            max_sync: p.max_sync,
+        };
+        tracing::info!(
+            "{kind} {} complete in {} ms ({} bytes of state, longest synchronous snapshot {} ms)",
+            p.id,
+            stats.duration.as_millis(),
+            stats.state_bytes,
+            stats.max_sync.as_millis()
+        );
+        report.checkpoint_stats.push(stats);
+        // As Flink (since 1.15): a savepoint is not a checkpoint. It is not used for recovery,
+        // so its side effects must not be committed either — except when the job stops with it,
+        // which the user then restores from.
+        if let Some(SavepointRequest::Stop(..)) = &p.savepoint {
+            // Recorded before anything is committed: `--from-latest-checkpoint` must then point
+            // the user at this savepoint.
+            let storage = self.storage.clone();
+            let (id, path) = (p.id, location.clone());
+            tokio::task::spawn_blocking(move || storage.record_stop_savepoint(id, &path)).await??;
+        }
+        match &p.savepoint {
+            None | Some(SavepointRequest::Stop(..)) => self.send_all(Control::Complete(p.id)),
+            Some(SavepointRequest::Take(..)) => {}
+        }
+        if p.savepoint.is_none() {
+            let storage = self.storage.clone();
+            let retain = self.job.checkpoints.as_ref().map(|c| c.retain).unwrap_or(1);
+            tokio::task::spawn_blocking(move || storage.prune(retain)).await??;
+        }
+        Ok(p.savepoint.map(|req| (req, Ok(location))))
+    }
+
+    fn abort(&self, p: &PendingCheckpoint, why: &str) {
+        tracing::warn!("checkpoint {} aborted: {why}", p.id);
+        self.storage.abort(p.id);
+        self.send_all(Control::Aborted(p.id));
+    }
+
+    /// Runs the attempt until the job finishes, is stopped, or fails. `control` survives the
+    /// attempt: requests keep working across restarts.
+    pub(super) async fn coordinate(&mut self, control: &mut Option<mpsc::Receiver<ControlRequest>>, report: &mut JobReport) -> Result<AttemptEnd> {
+        let spec = self.job.checkpoints.clone();
+        let interval = spec.as_ref().map(|c| Duration::from_millis(c.interval_ms));
+        let timeout = Duration::from_millis(spec.as_ref().map(|c| c.timeout_ms).unwrap_or(60_000));
+        let min_pause = Duration::from_millis(spec.as_ref().map(|c| c.min_pause_ms).unwrap_or(0));
+        let tolerable = spec.as_ref().map(|c| c.tolerable_failures).unwrap_or(0);
+        // After a finished or failed checkpoint, the next one waits the interval (at least the
+        // minimum pause): a checkpoint that keeps failing is retried at that pace, not in a loop.
+        let pause = interval.map(|i| i.max(min_pause)).unwrap_or(min_pause);
+        let mut next_trigger = interval.map(|i| Instant::now() + i);
+        let mut pending: Option<PendingCheckpoint> = None;
+        let mut queued: Vec<SavepointRequest> = Vec::new();
+        let mut finished: BTreeSet<SubtaskTag> = BTreeSet::new();
+        let mut final_checkpoint: Option<u64> = None;
+        let mut retry_final_at: Option<Instant> = None;
+        let mut failures: u32 = 0;
+        let mut stopping = false;
+        let result = loop {
+            let all_finished = finished.len() == self.total;
+            // End of a bounded job: with checkpoints, one final checkpoint after every subtask
+            // has processed all its input (so exactly-once sinks commit everything), then stop.
+            let final_due = all_finished && pending.is_none() && queued.is_empty();
+            if final_due {
+                match (spec.is_some(), final_checkpoint) {
+                    (false, _) => break Ok(AttemptEnd::Finished),
+                    (true, Some(id)) if report.completed_checkpoints.contains(&id) => break Ok(AttemptEnd::Finished),
+                    (true, _) if retry_final_at.is_none_or(|t| t <= Instant::now()) => {
+                        retry_final_at = None;
+                        pending = self.trigger(None)?;
+                        final_checkpoint = pending.as_ref().map(|p| p.id);
+                    }
+                    (true, _) => {}
+                }
+            }
+            if pending.is_none()
+                && !stopping
+                && let Some(req) = queued.pop()
+            {
+                stopping = matches!(req, SavepointRequest::Stop(..));
+                pending = self.trigger(Some(req))?;
+                if pending.is_none() {
+                    stopping = false;
+                }
+                continue;
+            }
+            let deadline = pending.as_ref().map(|p| p.started + timeout);
+            let periodic = next_trigger.filter(|_| pending.is_none() && !all_finished && !stopping);
+            let retry = retry_final_at.filter(|_| pending.is_none() && all_finished);
+            let failed = tokio::select! {
+                _ = tokio::time::sleep_until(periodic.unwrap_or_else(far_future)), if periodic.is_some() => {
+                    pending = self.trigger(None)?;
+                    None
+                }
+                _ = tokio::time::sleep_until(retry.unwrap_or_else(far_future)), if retry.is_some() => None,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    let p = pending.take().expect("deadline implies pending");
+                    let why = format!("not complete after {} ms (checkpoints.timeout-ms)", timeout.as_millis());
+                    self.abort(&p, &why);
+                    fail_savepoint(p.savepoint, "the savepoint timed out");
+                    Some((p.id, why))
+                }
+                req = recv_control(control) => match req {
+                    Some(ControlRequest::Savepoint { target, reply }) => { queued.insert(0, SavepointRequest::Take(target, reply)); None }
+                    Some(ControlRequest::Stop { savepoint: Some(target), reply }) => { queued.insert(0, SavepointRequest::Stop(target, reply)); None }
+                    Some(ControlRequest::Stop { savepoint: None, reply }) => {
+                        let _ = reply.send(Ok(None));
+                        break Ok(AttemptEnd::Stopped);
+                    }
+                    Some(ControlRequest::Status { reply }) => {
+                        let _ = reply.send(self.status(report));
+                        None
+                    }
+                    None => { *control = None; None }
+                },
+                ev = self.events.recv() => match ev.expect("the attempt holds a sender") {
+                    Event::Finished(tag) => { finished.insert(tag); None }
+                    Event::Failed(tag, e) => break Err(anyhow!("{e}").context(format!("subtask {tag} failed"))),
+                    Event::Declined { checkpoint_id, tag, reason } => match pending.take_if(|p| p.id == checkpoint_id) {
+                        Some(p) => {
+                            let why = format!("{tag} declined: {reason}");
+                            self.abort(&p, &why);
+                            fail_savepoint(p.savepoint, &reason);
+                            Some((p.id, why))
+                        }
+                        None => None,
+                    },
+                    Event::Ack { checkpoint_id, tag, file, sync, finished } => {
+                        let complete = match pending.as_mut().filter(|p| p.id == checkpoint_id) {
+                            Some(p) => {
+                                p.acks.insert((tag.operator, tag.subtask), (file, finished));
+                                p.max_sync = p.max_sync.max(sync);
+                                p.acks.len() == self.total
+                            }
+                            None => false, // late ack of an aborted checkpoint
+                        };
+                        if complete {
+                            let p = pending.take().expect("checked");
+                            let is_savepoint = p.savepoint.is_some();
+                            match self.complete(p, report).await? {
+                                Some((SavepointRequest::Take(_, reply), r)) => { let _ = reply.send(r); }
+                                Some((SavepointRequest::Stop(_, reply), r)) => {
+                                    let ok = r.is_ok();
+                                    let _ = reply.send(r.map(Some));
+                                    if ok { break Ok(AttemptEnd::Stopped) }
+                                    stopping = false;
+                                }
+                                None => {}
+                            }
+                            if !is_savepoint {
+                                failures = 0;
+                            }
+                            next_trigger = interval.map(|_| Instant::now() + pause);
+                        }
+                        None
+                    }
+                },
+            };
+            // Flink's tolerable-failed-checkpoints: more consecutive failures than tolerated
+            // fail the job (and go through the restart strategy).
+            if let Some((id, why)) = failed {
+                failures += 1;
+                if failures > tolerable {
+                    break Err(anyhow!(
+                        "checkpoint {id} failed ({why}): {failures} consecutive checkpoint failure(s), more than checkpoints.tolerable-failures = {tolerable} allows"
+                    ));
+                }
+                next_trigger = interval.map(|_| Instant::now() + pause);
+                if final_checkpoint == Some(id) {
+                    retry_final_at = Some(Instant::now() + pause.max(Duration::from_millis(100)));
+                }
+            }
+        };
+        self.send_all(Control::Shutdown);
+        for t in std::mem::take(&mut self.tasks) {
+            let _ = t.await;
+        }
+        if let Some(p) = pending.take() {
+            self.abort(&p, "the job is stopping");
+            fail_savepoint(p.savepoint, "the job stopped before the savepoint completed");
+        }
+        // A failure during shutdown (e.g. a trap in close) still counts.
+        while let Ok(ev) = self.events.try_recv() {
+            if let (Ok(_), Event::Failed(tag, e)) = (&result, ev) {
+                return Err(anyhow!("{e}").context(format!("subtask {tag} failed while stopping")));
+            }
+        }
+        result
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86_400)
+}
+
+pub(super) async fn recv_control(control: &mut Option<mpsc::Receiver<ControlRequest>>) -> Option<ControlRequest> {
+    match control {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn fail_savepoint(req: Option<SavepointRequest>, why: &str) {
+    match req {
+        Some(SavepointRequest::Take(_, reply)) => {
+            let _ = reply.send(Err(why.to_string()));
+        }
+        Some(SavepointRequest::Stop(_, reply)) => {
+            let _ = reply.send(Err(why.to_string()));
+        }
+        None => {}
+    }
+}
