@@ -81,7 +81,7 @@ pub struct FunctionInitializationContext {
 
 impl FunctionInitializationContext {
     /// Whether the job was started from a checkpoint or savepoint. True for every subtask of a
-    /// restored job, even one that received no state (shared/flink-semantics.md §1.7).
+    /// restored job, even one that received no state (docs/state.md).
     pub fn is_restored(&self) -> bool {
         self.restored_checkpoint_id.is_some()
     }

@@ -27,7 +27,7 @@ pub trait CheckpointedFunction {
 /// Flink's `CheckpointListener`: notifications about checkpoints, best effort.
 pub trait CheckpointListener {
     /// The checkpoint is complete and durable on every subtask. A higher id subsumes all lower
-    /// ones; a notification may be skipped (shared/flink-semantics.md §2.2).
+    /// ones; a notification may be skipped (docs/architecture.md).
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
         let _ = checkpoint_id;
         Ok(())

@@ -7,7 +7,7 @@
 //!
 //! * [`Mode`]: how a named state is redistributed (`SPLIT_DISTRIBUTE`, `UNION`, `BROADCAST`).
 //! * [`OperatorStateStore`]: the named states of one (operator, subtask), with Flink's
-//!   registration rules (shared/flink-semantics.md §1.1) and size limits.
+//!   registration rules (docs/state.md) and size limits.
 //! * [`SubtaskSnapshot`]: what one subtask's snapshot holds (§1.2); serializable.
 //! * [`redistribute`]: Flink's `RoundRobinOperatorStateRepartitioner` (§1.4).
 

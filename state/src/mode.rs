@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-/// How a named state is redistributed when a job is restored (shared/flink-semantics.md §1.1).
+/// How a named state is redistributed when a job is restored (docs/state.md).
 ///
 /// The names are Flink's `OperatorStateHandle.Mode`, so a Flink user recognises them.
 ///

@@ -1,4 +1,4 @@
-//! Flink's `RoundRobinOperatorStateRepartitioner` (shared/flink-semantics.md §1.4).
+//! Flink's `RoundRobinOperatorStateRepartitioner` (docs/state.md).
 //!
 //! Redistribution never copies elements: each new subtask receives [`Segment`]s, ranges into
 //! the old subtasks' lists held behind `Arc`s. A union list restored at parallelism P is

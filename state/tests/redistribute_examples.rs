@@ -1,4 +1,4 @@
-//! The worked examples of shared/flink-semantics.md §1.4 and §1.6, exactly.
+//! The worked examples of docs/state.md, exactly.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Checkpoints, savepoints, restore and rescale end to end (shared/flink-semantics.md §1, §2).
+//! Checkpoints, savepoints, restore and rescale end to end (docs/state.md, docs/operations.md).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

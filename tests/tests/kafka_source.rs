@@ -1,4 +1,4 @@
-//! The Kafka source end to end on a real broker (tansu), shared/flink-semantics.md §3.
+//! The Kafka source end to end on a real broker (tansu), README.md, "The Kafka source".
 
 use std::path::Path;
 use std::time::Duration;

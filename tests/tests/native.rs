@@ -47,7 +47,7 @@ async fn native_operators_produce_exactly_the_output_and_state_of_their_wasm_bui
 }
 
 /// State written by the wasm counter restores into the native counter at another parallelism
-/// and back (shared/flink-semantics.md §1.4.2: split list state cut into contiguous chunks).
+/// and back (docs/state.md: split list state cut into contiguous chunks).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_moves_between_wasm_and_native_builds_across_restores_and_rescales() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,7 +75,7 @@ async fn state_moves_between_wasm_and_native_builds_across_restores_and_rescales
 }
 
 /// A panic in native code is caught and handled like a wasm trap: restart from the latest
-/// checkpoint with exact state (shared/flink-semantics.md §2), or fail naming the subtask.
+/// checkpoint with exact state (docs/architecture.md), or fail naming the subtask.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_native_panic_restarts_the_job_or_fails_it_naming_the_subtask() {
     let dir = tempfile::tempdir().unwrap();

@@ -46,7 +46,7 @@ async fn without_checkpoints_the_sink_commits_at_end_of_input() {
 }
 
 /// A trap in one subtask restarts the job from the latest complete checkpoint (fixed-delay
-/// restart strategy); state and output stay exactly-once: shared/flink-semantics.md §2.
+/// restart strategy); state and output stay exactly-once: docs/architecture.md.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_restarts_from_the_latest_checkpoint_with_exact_state() {
     let dir = tempfile::tempdir().unwrap();

@@ -12,7 +12,7 @@ use crate::job::JobSpec;
 pub type Assignment = BTreeMap<String, Vec<RestoredSubtask>>;
 
 /// Redistributes `checkpoint` over the job's (possibly new) parallelisms, exactly as
-/// shared/flink-semantics.md §1.4 says. Operators are matched by id; state of an operator the
+/// docs/state.md says. Operators are matched by id; state of an operator the
 /// job no longer has is an error unless `allow_non_restored_state`.
 pub fn assign(job: &JobSpec, checkpoint: &LoadedCheckpoint, allow_non_restored_state: bool) -> Result<Assignment> {
     let mut out = Assignment::new();

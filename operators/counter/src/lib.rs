@@ -87,7 +87,7 @@ mod tests {
         assert_eq!(h.close().unwrap(), vec![OwnedRecord::keyed("count", "3")]);
     }
 
-    /// shared/flink-semantics.md §1.4.2: split list state is cut into contiguous chunks; the
+    /// docs/state.md: split list state is cut into contiguous chunks; the
     /// counts of 3 subtasks restored at 2 and at 5 still add up to the same total.
     #[test]
     fn totals_survive_rescale_3_to_2_and_to_5() {

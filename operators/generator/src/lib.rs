@@ -3,7 +3,7 @@
 //!
 //! Subtask `i` of `P` emits the numbers `n` with `n % P == i`, in order. Its progress is kept in
 //! **union list state** as `(subtask, parallelism, next)`: on restore every subtask sees every
-//! old subtask's progress (shared/flink-semantics.md §1.4.3), so it can tell exactly which
+//! old subtask's progress (docs/state.md), so it can tell exactly which
 //! numbers were already emitted under the old parallelism and emit each remaining one once.
 //!
 //! Record: key = the number in decimal, value = `prefix` + number (zero-padded to `value-bytes`

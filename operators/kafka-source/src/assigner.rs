@@ -1,5 +1,5 @@
 //! Partition → subtask assignment, bit-for-bit Flink's `KafkaTopicPartitionAssigner`
-//! (shared/flink-semantics.md §3.5).
+//! (README.md, "The Kafka source").
 
 /// Java's `String.hashCode`: `h = 31*h + c` over UTF-16 code units, wrapping in 32 bits.
 pub fn java_string_hash(s: &str) -> i32 {

@@ -1,5 +1,5 @@
 //! A Kafka source with the exact semantics of Flink's legacy `FlinkKafkaConsumerBase`
-//! (shared/flink-semantics.md §3), as a wasmflow operator.
+//! (README.md, "The Kafka source"), as a wasmflow operator.
 //!
 //! * Partition offsets live in **union list state** `topic-partition-offset-states`, one element
 //!   `(topic, partition, last emitted offset)` per owned partition (§3.2).

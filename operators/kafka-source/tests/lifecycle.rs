@@ -1,5 +1,5 @@
 //! The source's lifecycle against an in-memory Kafka, one scenario per rule of
-//! shared/flink-semantics.md §3.
+//! README.md, "The Kafka source".
 
 mod fake;
 
