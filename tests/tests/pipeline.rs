@@ -95,3 +95,22 @@ fn logs_to_a_pipe_have_no_colour_codes() {
     assert!(stderr.contains("checkpoint") && stderr.contains(" INFO "), "logs were written: {stderr}");
     assert!(!stderr.contains('\x1b'), "no escape sequences in piped logs: {stderr:?}");
 }
+
+/// `--parallelism` overrides are checked like the job file: a forward edge between operators
+/// that would differ in parallelism used to pass, then hang the job and lose records. It now
+/// fails at once with the job file's message; out-of-range values are refused too.
+#[test]
+fn a_parallelism_override_that_breaks_a_forward_edge_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = PipelineJob::default().write(dir.path());
+    let run = |p: &str| std::process::Command::new(wasmflow_tests::wasmflow_bin()).arg("run").arg(&job).args(["--parallelism", p]).output().unwrap();
+    let out = run("upper=3");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("after --parallelism upper=3:"), "{stderr}");
+    assert!(stderr.contains("edges[0] 'numbers' -> 'upper' is forward but parallelisms differ (2 vs 3)"), "{stderr}");
+    for bad in ["upper=0", "upper=1025"] {
+        let stderr = String::from_utf8_lossy(&run(bad).stderr).to_string();
+        assert!(stderr.contains(&format!("--parallelism {bad}: parallelism must be between 1 and 1024")), "{stderr}");
+    }
+}
