@@ -72,6 +72,10 @@ pub struct LocalStorage {
     root: PathBuf,
     /// Savepoints in progress (id → their directory) and aborted ids, shared by every clone.
     in_flight: std::sync::Arc<std::sync::Mutex<InFlight>>,
+    /// The job counters once read: the process that runs the job holds the directory's lock, so
+    /// after the first read (which checks them against the disk) nobody else changes them, and
+    /// triggering a checkpoint does not re-read every retained `_metadata`.
+    counters: std::sync::Arc<std::sync::Mutex<Option<JobCounters>>>,
 }
 
 #[derive(Debug, Default)]
@@ -141,7 +145,7 @@ impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Result<LocalStorage> {
         let root = root.into();
         fs::create_dir_all(&root).with_context(|| format!("cannot create checkpoint directory {}", root.display()))?;
-        Ok(LocalStorage { root, in_flight: Default::default() })
+        Ok(LocalStorage { root, in_flight: Default::default(), counters: Default::default() })
     }
 
     /// Deletes checkpoint directories without `_metadata`: left by a crash or an aborted
@@ -209,6 +213,15 @@ impl LocalStorage {
     /// repeat: a repeated id is pruned at once as "older", and a repeated attempt makes a sink
     /// reuse the names of committed files.
     fn counters(&self) -> Result<JobCounters> {
+        if let Some(c) = self.counters.lock().expect("counters lock").clone() {
+            return Ok(c);
+        }
+        let c = self.read_counters()?;
+        *self.counters.lock().expect("counters lock") = Some(c.clone());
+        Ok(c)
+    }
+
+    fn read_counters(&self) -> Result<JobCounters> {
         let path = self.root.join(JOB_FILE);
         let saved = match fs::read(&path) {
             Ok(bytes) => match decode_counters(&bytes) {
@@ -239,7 +252,9 @@ impl LocalStorage {
     }
 
     fn save_counters(&self, c: &JobCounters) -> Result<()> {
-        write_atomic(&self.root.join(JOB_FILE), &encode_counters(c)?)
+        write_atomic(&self.root.join(JOB_FILE), &encode_counters(c)?)?;
+        *self.counters.lock().expect("counters lock") = Some(c.clone());
+        Ok(())
     }
 
     fn dir_names(&self) -> Result<Vec<String>> {
