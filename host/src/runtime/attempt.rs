@@ -12,7 +12,7 @@ use super::job::{JobReport, RunOptions};
 use super::limits::{DEFAULT_CHANNEL_BYTES, subtask_limits};
 use super::operator::OperatorCode;
 use super::restore::{self, Assignment};
-use super::subtask::{self, Control, Event, OperatorMetrics, SubtaskTask};
+use super::subtask::{self, Control, Event, OperatorMetrics, Progress, SubtaskTask};
 use crate::checkpoint::{LoadedCheckpoint, LocalStorage};
 use crate::engine::Engine;
 use crate::engine::bindings::wasmflow::operator::types::{OperatorKind, TaskInfo};
@@ -143,7 +143,7 @@ impl<'a> Attempt<'a> {
                     storage: storage.clone(),
                     batch_size,
                     metrics: metrics.clone(),
-                    finished_on_restore: restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism)),
+                    progress: Progress::at_start(restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism)), has_inputs),
                 };
                 a.total += 1;
                 a.tasks.push(tokio::spawn(subtask::run(task)));

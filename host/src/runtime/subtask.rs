@@ -64,28 +64,32 @@ pub struct SubtaskTask {
     pub storage: Arc<dyn CheckpointStorage>,
     pub batch_size: u32,
     pub metrics: Arc<OperatorMetrics>,
-    /// The checkpoint restored from says this subtask had finished (FLIP-147 "finished on
-    /// restore"): a source is not polled again, an operator is not closed again; both still
-    /// take part in checkpoints and get their notifications.
-    pub finished_on_restore: bool,
+    /// Where the subtask starts: [`Progress::at_start`].
+    pub progress: Progress,
 }
 
 /// Where a subtask is in its life, for close-once and the `finished` flag of its snapshots.
-#[derive(Default)]
-struct Progress {
+pub struct Progress {
     /// Emitted everything (source) or processed all input (operator).
     finished: bool,
     /// `close` ran (or must never run: finished before the restore).
     closed: bool,
 }
 
+impl Progress {
+    /// A subtask's start. `finished_on_restore`: the checkpoint restored from says it had
+    /// finished (FLIP-147): a source is not polled again, an operator is not closed again; both
+    /// still take part in checkpoints and get their notifications.
+    pub fn at_start(finished_on_restore: bool, has_input: bool) -> Progress {
+        Progress { finished: finished_on_restore, closed: finished_on_restore && has_input }
+    }
+}
+
 /// Runs a subtask to its end and reports failures as [`Event::Failed`].
-pub async fn run(task: SubtaskTask) {
+pub async fn run(mut task: SubtaskTask) {
     let tag = task.tag.clone();
     let events = task.events.clone();
-    let progress = Progress { finished: task.finished_on_restore, closed: task.finished_on_restore && task.input.is_some() };
-    let mut running = Running { task, progress };
-    let result = if running.task.input.is_some() { running.run_operator().await } else { running.run_source().await };
+    let result = if task.input.is_some() { task.run_operator().await } else { task.run_source().await };
     if let Err(e) = result {
         // A closed downstream channel only happens while the job is torn down (stop, restart):
         // the subtask was blocked on back-pressure when its consumer exited. Not a failure.
@@ -100,26 +104,7 @@ enum Next {
     Shutdown,
 }
 
-/// A subtask task while it runs.
-struct Running {
-    task: SubtaskTask,
-    progress: Progress,
-}
-
-impl std::ops::Deref for Running {
-    type Target = SubtaskTask;
-    fn deref(&self) -> &SubtaskTask {
-        &self.task
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut SubtaskTask {
-        &mut self.task
-    }
-}
-
-impl Running {
+impl SubtaskTask {
     async fn emit(&mut self, batch: Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -203,8 +188,7 @@ impl Running {
                 }
                 continue;
             }
-            let batch_size = self.batch_size;
-            let (batch, status) = self.instance.poll(batch_size).await?;
+            let (batch, status) = self.instance.poll(self.batch_size).await?;
             self.emit(batch).await?;
             match status {
                 PollStatus::Ready => {}
