@@ -26,9 +26,6 @@ static ARRIVALS: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
 /// A sink that records arrival times; compiled into the benchmark as a native operator.
 pub struct Probe;
 
-impl CheckpointedFunction for Probe {}
-impl CheckpointListener for Probe {}
-
 impl Sink for Probe {
     fn create(_ctx: &RuntimeContext) -> Result<Self> {
         Ok(Probe)

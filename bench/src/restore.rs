@@ -47,7 +47,7 @@ fn time_restore(entries: usize, new_p: usize) -> f64 {
 pub fn run() -> anyhow::Result<String> {
     let mut s = String::new();
     writeln!(s, "## Union-state restore at scale\n")?;
-    writeln!(s, "Old parallelism {OLD_PARALLELISM}; every new subtask restores the whole union list (§1.4.3).\n")?;
+    writeln!(s, "Old parallelism {OLD_PARALLELISM}; every new subtask restores the whole union list (docs/state.md, union lists).\n")?;
     writeln!(s, "| entries | new parallelism | time (median) | heap added by the restore | as a share of the input |\n|---|---|---|---|---|")?;
     let mut per_entry = Vec::new();
     for entries in [10_000usize, 100_000] {

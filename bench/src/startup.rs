@@ -4,9 +4,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use wasmflow_host::engine::cache::{Origin, load_or_compile};
-use wasmflow_host::engine::host::{SubtaskData, SubtaskLimits, SubtaskTag};
-use wasmflow_host::engine::{Engine, OperatorModule, SubtaskInstance};
+use wasmflow_host::engine::host::{StoreData, SubtaskLimits};
+use wasmflow_host::engine::{Engine, OperatorModule, WasmInstance};
 use wasmflow_state::{OperatorStateStore, StateLimits};
+use wasmflow_types::SubtaskTag;
 
 use crate::median_us;
 
@@ -33,8 +34,8 @@ pub fn run(module: &Path) -> anyhow::Result<String> {
         kafka: Default::default(),
     };
     let instantiate = median_us(50, || {
-        let data = SubtaskData::new(SubtaskTag { operator: "bench".into(), subtask: 0 }, OperatorStateStore::new(StateLimits::default()), &limits, None);
-        rt.block_on(SubtaskInstance::instantiate(&engine, &m, data, std::time::Duration::from_secs(10))).unwrap();
+        let data = StoreData::new(SubtaskTag { operator: "bench".into(), subtask: 0 }, OperatorStateStore::new(StateLimits::default()), &limits, None);
+        rt.block_on(WasmInstance::instantiate(&engine, &m, data, std::time::Duration::from_secs(10))).unwrap();
     });
     let mut s = String::new();
     writeln!(s, "## Start-up ({}, {} KiB)\n", module.file_name().unwrap().to_string_lossy(), bytes.len() / 1024)?;

@@ -1,64 +1,80 @@
 //! What the host tells an operator: who it is, its configuration, whether it is restored.
 
 use anyhow::{Context as _, Result};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use wasmflow_state::Mode;
+
+use crate::TaskInfo;
 
 use crate::state::{Backend, BroadcastState, ListState};
 
 /// Identity and configuration of one subtask — Flink's `RuntimeContext`.
 #[derive(Clone, Debug)]
 pub struct RuntimeContext {
-    pub(crate) operator_id: String,
-    pub(crate) subtask_index: u32,
-    pub(crate) parallelism: u32,
-    pub(crate) checkpointing_enabled: bool,
-    pub(crate) attempt: u64,
-    pub(crate) config: serde_json::Value,
+    info: TaskInfo,
+    config: serde_json::Value,
 }
 
 impl RuntimeContext {
     /// A context for tests and harnesses.
     pub fn new(operator_id: &str, subtask_index: u32, parallelism: u32, config: serde_json::Value) -> Self {
-        RuntimeContext { operator_id: operator_id.to_string(), subtask_index, parallelism, checkpointing_enabled: true, attempt: 0, config }
+        let info = TaskInfo { operator_id: operator_id.to_string(), subtask_index, parallelism, checkpointing_enabled: true, attempt: 0 };
+        RuntimeContext { info, config }
+    }
+
+    /// The context the host gives: the subtask's identity and the operator's `config` table as
+    /// JSON text (empty for none).
+    #[doc(hidden)]
+    pub fn from_task(info: TaskInfo, config: &str) -> Result<Self, String> {
+        let config = if config.trim().is_empty() {
+            serde_json::Value::Object(Default::default())
+        } else {
+            serde_json::from_str(config).map_err(|e| format!("operator config is not valid JSON: {e}"))?
+        };
+        Ok(RuntimeContext { info, config })
+    }
+
+    /// The subtask's identity.
+    pub fn task_info(&self) -> &TaskInfo {
+        &self.info
     }
 
     /// The operator's id in the job file.
     pub fn operator_id(&self) -> &str {
-        &self.operator_id
+        &self.info.operator_id
     }
 
     /// Index of this subtask, from 0.
     pub fn subtask_index(&self) -> u32 {
-        self.subtask_index
+        self.info.subtask_index
     }
 
     /// Number of parallel subtasks of this operator.
     pub fn parallelism(&self) -> u32 {
-        self.parallelism
+        self.info.parallelism
     }
 
     /// Whether the job takes checkpoints.
     pub fn checkpointing_enabled(&self) -> bool {
-        self.checkpointing_enabled
+        self.info.checkpointing_enabled
     }
 
     /// Execution attempt of the job: increases at every (re)start from the same checkpoint
     /// directory. Sinks name their files with it to tell their own from a crashed attempt's.
     pub fn attempt(&self) -> u64 {
-        self.attempt
+        self.info.attempt
     }
 
     /// Sets the execution attempt (tests).
     pub fn with_attempt(mut self, attempt: u64) -> Self {
-        self.attempt = attempt;
+        self.info.attempt = attempt;
         self
     }
 
     /// Sets whether the job takes checkpoints (tests).
     pub fn with_checkpointing(mut self, enabled: bool) -> Self {
-        self.checkpointing_enabled = enabled;
+        self.info.checkpointing_enabled = enabled;
         self
     }
 
@@ -69,7 +85,7 @@ impl RuntimeContext {
 
     /// The operator's `config` table decoded into `T`; the error names the bad key.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_value(self.config.clone()).with_context(|| format!("invalid config for operator '{}'", self.operator_id))
+        serde_json::from_value(self.config.clone()).with_context(|| format!("invalid config for operator '{}'", self.info.operator_id))
     }
 }
 

@@ -5,7 +5,7 @@
 //! commit sink. The host confines the operator to the directory the job file grants it.
 //! Natively (unit tests) the same functions work on a directory set with [`set_native_dir`].
 
-use anyhow::{anyhow, Result};
+use anyhow::{Result, anyhow};
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {

@@ -9,11 +9,8 @@ use std::marker::PhantomData;
 
 use anyhow::Result;
 
-use crate::bindings::wasmflow::operator::types::OperatorKind;
 use crate::state::Backend;
-use crate::{
-    Batch, CheckpointedFunction, Collector, FunctionInitializationContext, FunctionSnapshotContext, Operator, PollStatus, RuntimeContext, Sink, Source,
-};
+use crate::{Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, OperatorKind, PollStatus, RuntimeContext, Sink, Source, Transform};
 
 /// Lifecycle of any operator kind, object safe.
 #[doc(hidden)]
@@ -35,14 +32,14 @@ pub trait Factory {
     fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>>;
 }
 
-fn init<T: CheckpointedFunction>(op: &mut T, restored: Option<u64>, backend: Backend) -> Result<()> {
-    op.initialize_state(&mut FunctionInitializationContext { restored_checkpoint_id: restored, backend })
+fn init_context(restored: Option<u64>, backend: Backend) -> FunctionInitializationContext {
+    FunctionInitializationContext { restored_checkpoint_id: restored, backend }
 }
 
 macro_rules! checkpoint_methods {
     () => {
         fn initialize_state(&mut self, restored: Option<u64>, backend: Backend) -> Result<()> {
-            init(&mut self.0, restored, backend)
+            self.0.initialize_state(&mut init_context(restored, backend))
         }
         fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<()> {
             self.0.snapshot_state(&FunctionSnapshotContext::new(checkpoint_id, timestamp))
@@ -57,7 +54,7 @@ macro_rules! checkpoint_methods {
 }
 
 struct SourceBox<T>(T);
-struct OperatorBox<T>(T);
+struct TransformBox<T>(T);
 struct SinkBox<T>(T);
 
 fn wrong_kind(call: &str, kind: &str) -> anyhow::Error {
@@ -83,7 +80,7 @@ impl<T: Source> DynOperator for SourceBox<T> {
     }
 }
 
-impl<T: Operator> DynOperator for OperatorBox<T> {
+impl<T: Transform> DynOperator for TransformBox<T> {
     checkpoint_methods!();
     fn open(&mut self) -> Result<()> {
         self.0.open()
@@ -127,8 +124,8 @@ pub(crate) fn boxed_source<T: Source + Send + 'static>(op: T) -> Box<dyn DynOper
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn boxed_operator<T: Operator + Send + 'static>(op: T) -> Box<dyn DynOperator + Send> {
-    Box::new(OperatorBox(op))
+pub(crate) fn boxed_transform<T: Transform + Send + 'static>(op: T) -> Box<dyn DynOperator + Send> {
+    Box::new(TransformBox(op))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -139,9 +136,9 @@ pub(crate) fn boxed_sink<T: Sink + Send + 'static>(op: T) -> Box<dyn DynOperator
 /// Factory for a [`Source`] type.
 #[doc(hidden)]
 pub struct SourceFactory<T>(PhantomData<T>);
-/// Factory for an [`Operator`] type.
+/// Factory for a [`Transform`] type.
 #[doc(hidden)]
-pub struct OperatorFactory<T>(PhantomData<T>);
+pub struct TransformFactory<T>(PhantomData<T>);
 /// Factory for a [`Sink`] type.
 #[doc(hidden)]
 pub struct SinkFactory<T>(PhantomData<T>);
@@ -153,10 +150,10 @@ impl<T: Source + 'static> Factory for SourceFactory<T> {
     }
 }
 
-impl<T: Operator + 'static> Factory for OperatorFactory<T> {
+impl<T: Transform + 'static> Factory for TransformFactory<T> {
     const KIND: OperatorKind = OperatorKind::Transform;
     fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>> {
-        Ok(Box::new(OperatorBox(T::create(ctx)?)))
+        Ok(Box::new(TransformBox(T::create(ctx)?)))
     }
 }
 
@@ -181,7 +178,8 @@ pub mod exports {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::bindings::wasmflow::operator::types::{Batch as WireBatch, PollStatus as WireStatus, TaskInfo};
+    use crate::bindings::wasmflow::operator::types as wire;
+    use crate::{Columns, TaskInfo};
 
     thread_local! {
         static INSTANCE: RefCell<Option<Box<dyn DynOperator>>> = const { RefCell::new(None) };
@@ -195,21 +193,36 @@ pub mod exports {
         })
     }
 
-    pub fn create<F: Factory>(info: TaskInfo, config: String) -> Result<(), String> {
+    // The generated types are converted here and nowhere else; moving the columns copies nothing.
+
+    /// The host checked every batch it hands to a guest (`Batch::from_columns`).
+    fn from_wire(b: wire::Batch) -> Batch {
+        Batch::from_checked_columns(Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
+    }
+
+    fn to_wire(b: Batch) -> wire::Batch {
+        let c = b.into_columns();
+        wire::Batch { data: c.data, key_lens: c.key_lens, value_lens: c.value_lens, timestamps: c.timestamps }
+    }
+
+    pub fn kind(kind: OperatorKind) -> wire::OperatorKind {
+        match kind {
+            OperatorKind::Source => wire::OperatorKind::Source,
+            OperatorKind::Transform => wire::OperatorKind::Transform,
+            OperatorKind::Sink => wire::OperatorKind::Sink,
+        }
+    }
+
+    pub fn create<F: Factory>(info: wire::TaskInfo, config: String) -> Result<(), String> {
         crate::log::install_panic_hook();
-        let config: serde_json::Value = if config.trim().is_empty() {
-            serde_json::Value::Object(Default::default())
-        } else {
-            serde_json::from_str(&config).map_err(|e| format!("operator config is not valid JSON: {e}"))?
-        };
-        let ctx = RuntimeContext {
+        let info = TaskInfo {
             operator_id: info.operator_id,
             subtask_index: info.subtask_index,
             parallelism: info.parallelism,
             checkpointing_enabled: info.checkpointing_enabled,
             attempt: info.attempt,
-            config,
         };
+        let ctx = RuntimeContext::from_task(info, &config)?;
         let op = F::create(&ctx).map_err(|e| error_chain(&e))?;
         INSTANCE.with(|cell| *cell.borrow_mut() = Some(op));
         Ok(())
@@ -223,19 +236,19 @@ pub mod exports {
         with(|op| op.open())
     }
 
-    pub fn process(input: WireBatch) -> Result<WireBatch, String> {
-        let input = Batch::from_wire(input);
-        with(|op| op.process(&input)).map(Batch::into_wire)
+    pub fn process(input: wire::Batch) -> Result<wire::Batch, String> {
+        let input = from_wire(input);
+        with(|op| op.process(&input)).map(to_wire)
     }
 
-    pub fn poll(max_records: u32) -> Result<(WireBatch, WireStatus), String> {
+    pub fn poll(max_records: u32) -> Result<(wire::Batch, wire::PollStatus), String> {
         let (batch, status) = with(|op| op.poll(max_records as usize))?;
         let status = match status {
-            PollStatus::Ready => WireStatus::Ready,
-            PollStatus::Idle(ms) => WireStatus::Idle(ms),
-            PollStatus::Finished => WireStatus::Finished,
+            PollStatus::Ready => wire::PollStatus::Ready,
+            PollStatus::Idle(ms) => wire::PollStatus::Idle(ms),
+            PollStatus::Finished => wire::PollStatus::Finished,
         };
-        Ok((batch.into_wire(), status))
+        Ok((to_wire(batch), status))
     }
 
     pub fn snapshot_state(checkpoint_id: u64, timestamp: i64) -> Result<(), String> {
@@ -250,8 +263,8 @@ pub mod exports {
         with(|op| op.notify_checkpoint_aborted(checkpoint_id))
     }
 
-    pub fn close() -> Result<WireBatch, String> {
-        with(|op| op.close()).map(Batch::into_wire)
+    pub fn close() -> Result<wire::Batch, String> {
+        with(|op| op.close()).map(to_wire)
     }
 }
 
@@ -269,7 +282,7 @@ macro_rules! __wasmflow_export {
 
             impl $crate::bindings::exports::wasmflow::operator::operator::Guest for WasmflowExport {
                 fn kind() -> OperatorKind {
-                    <$factory as $crate::glue::Factory>::KIND
+                    e::kind(<$factory as $crate::glue::Factory>::KIND)
                 }
                 fn create(info: TaskInfo, config: String) -> Result<(), String> {
                     e::create::<$factory>(info, config)
@@ -319,11 +332,15 @@ macro_rules! export_source {
     };
 }
 
-/// Exports an [`Operator`] (transformation) type as this module's operator.
+/// Exports a [`Transform`] type as this module's operator.
+///
+/// ```ignore
+/// wasmflow_guest_sdk::export_transform!(MyTransform);
+/// ```
 #[macro_export]
-macro_rules! export_operator {
+macro_rules! export_transform {
     ($t:ty) => {
-        $crate::__wasmflow_export!($crate::glue::OperatorFactory<$t>);
+        $crate::__wasmflow_export!($crate::glue::TransformFactory<$t>);
     };
 }
 
@@ -352,9 +369,7 @@ macro_rules! export_map {
     ($f:path) => {
         #[doc(hidden)]
         pub struct WasmflowMapFn;
-        impl $crate::CheckpointedFunction for WasmflowMapFn {}
-        impl $crate::CheckpointListener for WasmflowMapFn {}
-        impl $crate::Operator for WasmflowMapFn {
+        impl $crate::Transform for WasmflowMapFn {
             fn create(_ctx: &$crate::RuntimeContext) -> $crate::Result<Self> {
                 Ok(WasmflowMapFn)
             }
@@ -365,6 +380,6 @@ macro_rules! export_map {
                 Ok(())
             }
         }
-        $crate::export_operator!(WasmflowMapFn);
+        $crate::export_transform!(WasmflowMapFn);
     };
 }

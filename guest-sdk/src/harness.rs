@@ -22,9 +22,9 @@
 
 use std::marker::PhantomData;
 
-use anyhow::{anyhow, Result};
+use anyhow::{Result, anyhow};
 use serde::de::DeserializeOwned;
-use wasmflow_state::{redistribute, OperatorStateStore, RestoredSubtask, StateLimits, StateValue, SubtaskSnapshot};
+use wasmflow_state::{OperatorStateStore, RestoredSubtask, StateLimits, StateValue, SubtaskSnapshot, redistribute};
 
 use crate::glue::{DynOperator, Factory};
 use crate::native::NativeSubtask;
@@ -87,7 +87,7 @@ impl<F: Factory> OperatorHarness<F> {
     }
 
     /// Creates a subtask from a context and restored state (`restored_checkpoint_id` set means
-    /// the job is restored, even if `restored` is empty — §1.7).
+    /// the job is restored, even if `restored` is empty — docs/state.md, is_restored).
     pub fn open_with(ctx: RuntimeContext, store: OperatorStateStore, restored_checkpoint_id: Option<u64>) -> Result<Self> {
         let mut subtask = NativeSubtask::create_local::<F>(&ctx, store)?;
         subtask.initialize_state(restored_checkpoint_id)?;

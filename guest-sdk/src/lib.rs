@@ -4,14 +4,15 @@
 //! is compiled to a WebAssembly component and run by the wasmflow host, which owns its state
 //! and makes it durable with Flink's checkpoint semantics.
 //!
-//! * Implement one of [`Source`], [`Operator`] or [`Sink`], plus [`CheckpointedFunction`] and
-//!   [`CheckpointListener`] (both have default methods: an empty `impl` is enough when the
-//!   operator keeps no state).
+//! * Implement one trait: [`Source`], [`Transform`] or [`Sink`]. Its Flink hooks
+//!   (`initialize_state`, `snapshot_state`, `notify_checkpoint_complete`, `open`, `close`) all
+//!   have defaults: write the ones the operator needs.
 //! * Register state in `initialize_state` with Flink's names:
 //!   [`get_list_state`](FunctionInitializationContext::get_list_state),
 //!   [`get_union_list_state`](FunctionInitializationContext::get_union_list_state),
 //!   [`get_broadcast_state`](FunctionInitializationContext::get_broadcast_state).
-//! * Export it with one macro: [`export_source!`], [`export_operator!`], [`export_sink!`],
+//!   A state field starts unregistered (`Default`), so it needs no `Option`.
+//! * Export it with one macro: [`export_source!`], [`export_transform!`], [`export_sink!`],
 //!   or [`export_map!`] for a plain function.
 //! * Build it with `wasmflow build` and unit-test it natively with [`harness`].
 //!
@@ -24,26 +25,10 @@
 //! #[derive(Default)]
 //! pub struct Counter {
 //!     count: u64,
-//!     state: Option<ListState<u64>>,
+//!     state: ListState<u64>,
 //! }
 //!
-//! impl CheckpointedFunction for Counter {
-//!     fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
-//!         let state = ctx.get_list_state::<u64>("count")?;
-//!         // After a rescale a subtask may receive several counts, or none.
-//!         self.count = state.get()?.iter().sum();
-//!         self.state = Some(state);
-//!         Ok(())
-//!     }
-//!
-//!     fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
-//!         self.state.as_ref().unwrap().update(&[self.count])
-//!     }
-//! }
-//!
-//! impl CheckpointListener for Counter {}
-//!
-//! impl Operator for Counter {
+//! impl Transform for Counter {
 //!     fn create(_ctx: &RuntimeContext) -> Result<Self> {
 //!         Ok(Counter::default())
 //!     }
@@ -55,9 +40,20 @@
 //!         }
 //!         Ok(())
 //!     }
+//!
+//!     fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+//!         self.state = ctx.get_list_state("count")?;
+//!         // After a rescale a subtask may receive several counts, or none.
+//!         self.count = self.state.get()?.iter().sum();
+//!         Ok(())
+//!     }
+//!
+//!     fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
+//!         self.state.update(&[self.count])
+//!     }
 //! }
 //!
-//! export_operator!(Counter);
+//! export_transform!(Counter);
 //! ```
 
 #![warn(missing_docs)]
@@ -79,14 +75,13 @@ pub mod log;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 mod operator;
-mod record;
 pub mod state;
 
-pub use anyhow::{anyhow, bail, ensure, Context, Error, Result};
+pub use anyhow::{Context, Error, Result, anyhow, bail, ensure};
 pub use context::{FunctionInitializationContext, FunctionSnapshotContext, RuntimeContext};
-pub use operator::{CheckpointListener, CheckpointedFunction, Operator, PollStatus, Sink, Source};
-pub use record::{Batch, BatchIter, Collector, Record};
+pub use operator::{Sink, Source, Transform};
 pub use state::{BroadcastState, ListState};
+pub use wasmflow_types::{Batch, BatchIter, Collector, Columns, OperatorKind, PollStatus, Record, TaskInfo};
 
 /// Everything an operator author usually needs.
 ///
@@ -96,9 +91,8 @@ pub use state::{BroadcastState, ListState};
 /// crates that use `println!` without it.
 pub mod prelude {
     pub use crate::{
-        anyhow, bail, ensure, export_map, export_operator, export_sink, export_source, Batch, BroadcastState, CheckpointListener, CheckpointedFunction,
-        Collector, Context, FunctionInitializationContext, FunctionSnapshotContext, ListState, Operator, PollStatus, Record, Result, RuntimeContext, Sink,
-        Source,
+        Batch, BroadcastState, Collector, Context, FunctionInitializationContext, FunctionSnapshotContext, ListState, PollStatus, Record, Result,
+        RuntimeContext, Sink, Source, Transform, anyhow, bail, ensure, export_map, export_sink, export_source, export_transform,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde::{Deserialize, Serialize};

@@ -8,20 +8,7 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Severity of a log line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    /// Very detailed tracing.
-    Trace,
-    /// Debugging detail.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Something unexpected but handled.
-    Warn,
-    /// A failure.
-    Error,
-}
+pub use wasmflow_types::Level;
 
 /// Whether native log lines are also printed to stderr (on for tests; a host that forwards them
 /// to its own log turns it off).
@@ -41,7 +28,7 @@ thread_local! {
 pub fn log(level: Level, message: &str) {
     #[cfg(target_arch = "wasm32")]
     {
-        use crate::bindings::wasmflow::operator::log::{log as host_log, Level as L};
+        use crate::bindings::wasmflow::operator::log::{Level as L, log as host_log};
         let l = match level {
             Level::Trace => L::Trace,
             Level::Debug => L::Debug,

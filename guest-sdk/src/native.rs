@@ -32,10 +32,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::Result;
 use wasmflow_state::{OperatorStateStore, SubtaskSnapshot};
 
-use crate::bindings::wasmflow::operator::types::OperatorKind;
-use crate::glue::{DynOperator, Factory, OperatorFactory, SinkFactory, SourceFactory};
-use crate::state::{lock, Backend, SharedStore};
-use crate::{Batch, Operator, PollStatus, RuntimeContext, Sink, Source};
+use crate::glue::{DynOperator, Factory, SinkFactory, SourceFactory, TransformFactory};
+use crate::state::{Backend, SharedStore, lock};
+use crate::{Batch, OperatorKind, PollStatus, RuntimeContext, Sink, Source, Transform};
 
 /// A factory whose operator may move between threads — what a multi-threaded host needs.
 /// Implemented for every exported operator type that is `Send` (most are: state handles are).
@@ -50,9 +49,9 @@ impl<T: Source + Send + 'static> SendFactory for SourceFactory<T> {
     }
 }
 
-impl<T: Operator + Send + 'static> SendFactory for OperatorFactory<T> {
+impl<T: Transform + Send + 'static> SendFactory for TransformFactory<T> {
     fn create_send(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator + Send>> {
-        Ok(crate::glue::boxed_operator(T::create(ctx)?))
+        Ok(crate::glue::boxed_transform(T::create(ctx)?))
     }
 }
 

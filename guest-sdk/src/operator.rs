@@ -1,83 +1,91 @@
-//! The traits an operator implements, named as in Flink.
+//! The traits an operator implements: [`Source`], [`Transform`] or [`Sink`].
+//!
+//! Each is one trait with Flink's hooks, all but the essential one defaulted:
+//!
+//! | hook | Flink | default |
+//! |---|---|---|
+//! | `create` | the constructor, with the `RuntimeContext` | required |
+//! | `initialize_state` | `CheckpointedFunction.initializeState` | registers nothing |
+//! | `open` | `RichFunction.open` | nothing |
+//! | `poll` / `process` / `invoke` | `SourceFunction.run` / `processElement` / `SinkFunction.invoke` | required |
+//! | `snapshot_state` | `CheckpointedFunction.snapshotState` | nothing |
+//! | `notify_checkpoint_complete` / `_aborted` | `CheckpointListener` | nothing |
+//! | `close` | `RichFunction.close` (transforms may still emit) | nothing |
+//!
+//! The host calls them in the order of the table; `docs/authoring.md` has the details.
 
 use anyhow::Result;
 
-use crate::{Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, RuntimeContext};
+use crate::{Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, PollStatus, RuntimeContext};
 
-/// Flink's `CheckpointedFunction`: state registration and snapshots.
-///
-/// Both methods default to doing nothing, so a stateless operator writes
-/// `impl CheckpointedFunction for MyOp {}`.
-pub trait CheckpointedFunction {
-    /// Called exactly once per attempt, before `open`: register state and read what was restored.
-    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
-        let _ = ctx;
-        Ok(())
-    }
+/// Generates the checkpoint hooks every kind shares, with their documentation.
+macro_rules! checkpoint_hooks {
+    () => {
+        /// Flink's `initializeState`: called exactly once, after `create` and before `open`.
+        /// Register state here and read what was restored (the default registers nothing).
+        fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+            let _ = ctx;
+            Ok(())
+        }
 
-    /// Called at every checkpoint: bring all persistent data into the registered state
-    /// (typically `clear` then `add`). The state's content when this returns is what the
-    /// checkpoint holds. Never runs concurrently with record processing.
-    fn snapshot_state(&mut self, ctx: &FunctionSnapshotContext) -> Result<()> {
-        let _ = ctx;
-        Ok(())
-    }
-}
+        /// Flink's `snapshotState`: called at every checkpoint. Bring all persistent data into
+        /// the registered state (typically `update`); the state's content when this returns is
+        /// what the checkpoint holds. Never runs concurrently with record processing.
+        fn snapshot_state(&mut self, ctx: &FunctionSnapshotContext) -> Result<()> {
+            let _ = ctx;
+            Ok(())
+        }
 
-/// Flink's `CheckpointListener`: notifications about checkpoints, best effort.
-pub trait CheckpointListener {
-    /// The checkpoint is complete and durable on every subtask. A higher id subsumes all lower
-    /// ones; a notification may be skipped (docs/architecture.md).
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        let _ = checkpoint_id;
-        Ok(())
-    }
+        /// Flink's `notifyCheckpointComplete`: the checkpoint is complete and durable on every
+        /// subtask. A higher id subsumes all lower ones; a notification may be skipped
+        /// (docs/architecture.md).
+        fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+            let _ = checkpoint_id;
+            Ok(())
+        }
 
-    /// The checkpoint was aborted. Data since the previous checkpoint must not be discarded.
-    fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<()> {
-        let _ = checkpoint_id;
-        Ok(())
-    }
-}
+        /// Flink's `notifyCheckpointAborted`: the checkpoint was aborted. Data since the previous
+        /// checkpoint must not be discarded.
+        fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<()> {
+            let _ = checkpoint_id;
+            Ok(())
+        }
 
-/// What a source returns from [`Source::poll`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PollStatus {
-    /// Records may have been emitted; poll again.
-    Ready,
-    /// Nothing to do now (Flink's `markAsTemporarilyIdle`); poll again after this many ms.
-    Idle(u32),
-    /// A bounded source has emitted everything.
-    Finished,
+        /// Called after `initialize_state`: acquire resources.
+        fn open(&mut self) -> Result<()> {
+            Ok(())
+        }
+    };
 }
 
 /// A source: produces records when polled (Flink's `SourceFunction`, turned inside out so the
 /// host drives it and checkpoints fall between polls, like Flink's checkpoint lock).
-pub trait Source: CheckpointedFunction + CheckpointListener + Sized {
+pub trait Source: Sized {
     /// Builds the source from its runtime context and configuration.
     fn create(ctx: &RuntimeContext) -> Result<Self>;
-    /// Called after `initialize_state`.
-    fn open(&mut self) -> Result<()> {
-        Ok(())
-    }
+
     /// Emit up to `max_records` records into `out`.
     fn poll(&mut self, out: &mut Collector, max_records: usize) -> Result<PollStatus>;
+
+    checkpoint_hooks!();
+
     /// Called once at the end.
     fn close(&mut self) -> Result<()> {
         Ok(())
     }
 }
 
-/// A transformation: consumes batches and emits records downstream.
-pub trait Operator: CheckpointedFunction + CheckpointListener + Sized {
-    /// Builds the operator from its runtime context and configuration.
+/// A transform: consumes batches and emits records downstream (map, filter, flat-map,
+/// aggregation — Flink's `ProcessFunction` family).
+pub trait Transform: Sized {
+    /// Builds the transform from its runtime context and configuration.
     fn create(ctx: &RuntimeContext) -> Result<Self>;
-    /// Called after `initialize_state`.
-    fn open(&mut self) -> Result<()> {
-        Ok(())
-    }
+
     /// Processes one batch; emit any number of records into `out`.
     fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()>;
+
+    checkpoint_hooks!();
+
     /// End of input: emit anything still buffered.
     fn close(&mut self, out: &mut Collector) -> Result<()> {
         let _ = out;
@@ -85,16 +93,16 @@ pub trait Operator: CheckpointedFunction + CheckpointListener + Sized {
     }
 }
 
-/// A sink: consumes batches and emits nothing downstream.
-pub trait Sink: CheckpointedFunction + CheckpointListener + Sized {
+/// A sink: consumes batches and emits nothing downstream (Flink's `SinkFunction`).
+pub trait Sink: Sized {
     /// Builds the sink from its runtime context and configuration.
     fn create(ctx: &RuntimeContext) -> Result<Self>;
-    /// Called after `initialize_state`.
-    fn open(&mut self) -> Result<()> {
-        Ok(())
-    }
+
     /// Writes one batch.
     fn invoke(&mut self, input: &Batch) -> Result<()>;
+
+    checkpoint_hooks!();
+
     /// End of input.
     fn close(&mut self) -> Result<()> {
         Ok(())

@@ -1,17 +1,19 @@
 //! Typed operator state, in Flink's vocabulary: [`ListState`] (split on rescale),
 //! union list state (every subtask gets the whole list) and [`BroadcastState`].
 //!
-//! The host owns the state; a handle only names it. Values are encoded with bincode 2
-//! (standard configuration) through serde, so any `Serialize + DeserializeOwned` type works.
-//! Register state in [`CheckpointedFunction::initialize_state`](crate::CheckpointedFunction)
-//! through the [`FunctionInitializationContext`](crate::FunctionInitializationContext).
+//! The host owns the state; a handle only names it. Values are encoded through serde with
+//! [`wasmflow_types::codec`], so any `Serialize + DeserializeOwned` type works.
+//! Register state in `initialize_state` through the
+//! [`FunctionInitializationContext`](crate::FunctionInitializationContext). A handle starts
+//! unregistered (its `Default`), so an operator's state field needs no `Option`; using it before
+//! registration is an error that says so.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use anyhow::{anyhow, Result};
-use serde::de::DeserializeOwned;
+use anyhow::{Result, anyhow};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use wasmflow_state::{Mode, OperatorStateStore, StateId, TypeInfo};
 
 /// The state store of a natively hosted operator (test harness, or a host that compiles the
@@ -47,20 +49,18 @@ enum MapHandle {
     Native(SharedStore, StateId),
 }
 
-fn bincode_config() -> bincode::config::Configuration {
-    bincode::config::standard()
-}
-
-/// Encodes a value as state bytes (bincode 2, standard configuration).
+/// Encodes a value as state bytes ([`wasmflow_types::codec`]).
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, bincode_config()).map_err(|e| anyhow!("cannot encode state value: {e}"))
+    wasmflow_types::codec::encode(value).map_err(|e| anyhow!("cannot encode state value: {e}"))
 }
 
 /// Decodes state bytes written by [`encode`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    let (value, _) =
-        bincode::serde::decode_from_slice(bytes, bincode_config()).map_err(|e| anyhow!("cannot decode state value as {}: {e}", std::any::type_name::<T>()))?;
-    Ok(value)
+    wasmflow_types::codec::decode(bytes).map_err(|e| anyhow!("state value is not a {}: {e}", std::any::type_name::<T>()))
+}
+
+fn unregistered(what: &str) -> anyhow::Error {
+    anyhow!("{what} used before it was registered: assign it in `initialize_state` (ctx.get_{what}(\"name\"))")
 }
 
 /// Describes `T` for `wasmflow inspect`: its Rust name and, where serde-reflection can trace
@@ -96,7 +96,7 @@ impl Backend {
                 ListHandle::Native(store.clone(), id)
             }
         };
-        Ok(ListState { handle, _type: PhantomData })
+        Ok(ListState { handle: Some(handle), _type: PhantomData })
     }
 
     pub(crate) fn broadcast<K, V>(&self, name: &str) -> Result<BroadcastState<K, V>>
@@ -117,7 +117,7 @@ impl Backend {
                 MapHandle::Native(store.clone(), id)
             }
         };
-        Ok(BroadcastState { handle, _type: PhantomData })
+        Ok(BroadcastState { handle: Some(handle), _type: PhantomData })
     }
 }
 
@@ -127,14 +127,25 @@ impl Backend {
 /// are split into contiguous chunks) or `get_union_list_state` (UNION: on restore every subtask
 /// gets every subtask's elements). Each element is one unit of redistribution.
 pub struct ListState<T> {
-    handle: ListHandle,
+    handle: Option<ListHandle>,
     _type: PhantomData<fn() -> T>,
 }
 
+impl<T> Default for ListState<T> {
+    /// An unregistered handle, to be replaced in `initialize_state`.
+    fn default() -> Self {
+        ListState { handle: None, _type: PhantomData }
+    }
+}
+
 impl<T: Serialize + DeserializeOwned> ListState<T> {
+    fn handle(&self) -> Result<&ListHandle> {
+        self.handle.as_ref().ok_or_else(|| unregistered("list_state"))
+    }
+
     /// All elements, decoded.
     pub fn get(&self) -> Result<Vec<T>> {
-        let raw = match &self.handle {
+        let raw = match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.get(),
             ListHandle::Native(s, id) => lock(s).list_get(*id)?,
@@ -145,7 +156,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
     /// Appends one element.
     pub fn add(&self, value: &T) -> Result<()> {
         let bytes = encode(value)?;
-        match &self.handle {
+        match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.add(&bytes).map_err(|e| anyhow!(e)),
             ListHandle::Native(s, id) => Ok(lock(s).list_add(*id, bytes)?),
@@ -158,7 +169,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         T: 'a,
     {
         let encoded = values.into_iter().map(encode).collect::<Result<Vec<_>>>()?;
-        match &self.handle {
+        match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.add_all(&encoded).map_err(|e| anyhow!(e)),
             ListHandle::Native(s, id) => Ok(lock(s).list_add_all(*id, encoded)?),
@@ -171,7 +182,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         T: 'a,
     {
         let encoded = values.into_iter().map(encode).collect::<Result<Vec<_>>>()?;
-        match &self.handle {
+        match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.update(&encoded).map_err(|e| anyhow!(e)),
             ListHandle::Native(s, id) => Ok(lock(s).list_update(*id, encoded)?),
@@ -180,7 +191,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
 
     /// Removes every element.
     pub fn clear(&self) -> Result<()> {
-        match &self.handle {
+        match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => {
                 h.clear();
@@ -194,8 +205,15 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
 /// A map kept by the host and copied to every subtask: Flink's `BroadcastState`.
 /// On rescale, new subtask `i` gets old subtask `i mod oldP`'s map.
 pub struct BroadcastState<K, V> {
-    handle: MapHandle,
+    handle: Option<MapHandle>,
     _type: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Default for BroadcastState<K, V> {
+    /// An unregistered handle, to be replaced in `initialize_state`.
+    fn default() -> Self {
+        BroadcastState { handle: None, _type: PhantomData }
+    }
 }
 
 impl<K, V> BroadcastState<K, V>
@@ -203,10 +221,14 @@ where
     K: Serialize + DeserializeOwned,
     V: Serialize + DeserializeOwned,
 {
+    fn handle(&self) -> Result<&MapHandle> {
+        self.handle.as_ref().ok_or_else(|| unregistered("broadcast_state"))
+    }
+
     /// The value for `key`, if any.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let k = encode(key)?;
-        let raw = match &self.handle {
+        let raw = match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.get(&k),
             MapHandle::Native(s, id) => lock(s).map_get(*id, &k)?,
@@ -217,7 +239,7 @@ where
     /// Sets `key` to `value`.
     pub fn put(&self, key: &K, value: &V) -> Result<()> {
         let (k, v) = (encode(key)?, encode(value)?);
-        match &self.handle {
+        match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.put(&k, &v).map_err(|e| anyhow!(e)),
             MapHandle::Native(s, id) => Ok(lock(s).map_put(*id, k, v)?),
@@ -227,7 +249,7 @@ where
     /// Removes `key`.
     pub fn remove(&self, key: &K) -> Result<()> {
         let k = encode(key)?;
-        match &self.handle {
+        match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => {
                 h.remove(&k);
@@ -240,7 +262,7 @@ where
     /// Whether `key` is present.
     pub fn contains(&self, key: &K) -> Result<bool> {
         let k = encode(key)?;
-        match &self.handle {
+        match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => Ok(h.contains(&k)),
             MapHandle::Native(s, id) => Ok(lock(s).map_contains(*id, &k)?),
@@ -249,7 +271,7 @@ where
 
     /// Every entry, sorted by encoded key.
     pub fn entries(&self) -> Result<Vec<(K, V)>> {
-        let raw = match &self.handle {
+        let raw = match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.entries(),
             MapHandle::Native(s, id) => lock(s).map_entries(*id)?,
@@ -259,7 +281,7 @@ where
 
     /// Removes every entry.
     pub fn clear(&self) -> Result<()> {
-        match &self.handle {
+        match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => {
                 h.clear();

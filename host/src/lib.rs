@@ -6,6 +6,7 @@
 //!
 //! One module per concept:
 //! * [`job`]: the job file.
+//! * [`instance`]: the lifecycle every operator goes through, whether wasm or native.
 //! * [`engine`]: wasmtime engine, module loading, one store per subtask, the host side of the
 //!   contract's imports.
 //! * [`native`]: operators compiled into the host (trusted, not sandboxed), for embedders.
@@ -18,6 +19,7 @@ pub mod cli;
 pub mod connectors;
 pub mod engine;
 pub mod inspect;
+pub mod instance;
 pub mod job;
 pub mod native;
 pub mod runtime;

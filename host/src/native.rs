@@ -23,15 +23,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
-use wasmflow_guest_sdk::bindings::wasmflow::operator::types::{Batch as SdkWire, OperatorKind as SdkKind};
-use wasmflow_guest_sdk::log::Level;
+use async_trait::async_trait;
+use wasmflow_guest_sdk::RuntimeContext;
 use wasmflow_guest_sdk::native::{NativeSubtask, SendFactory};
-use wasmflow_guest_sdk::{Batch as SdkBatch, PollStatus as SdkStatus, RuntimeContext};
 use wasmflow_state::{OperatorStateStore, SubtaskSnapshot};
+use wasmflow_types::{Batch, OperatorKind, PollStatus, SubtaskTag, TaskInfo};
 
 use crate::engine::GuestError;
-use crate::engine::bindings::wasmflow::operator::types::{Batch, OperatorKind, PollStatus, TaskInfo};
-use crate::engine::host::SubtaskTag;
+use crate::instance::OperatorInstance;
 
 /// The prefix of a job file's `module` that names a native operator.
 pub const NATIVE_PREFIX: &str = "native:";
@@ -59,11 +58,7 @@ pub struct NativeRegistry {
 impl NativeRegistry {
     /// Registers the operator exported by a guest crate (its `WasmflowOperator` type) as `name`.
     pub fn register<F: SendFactory>(&mut self, name: &str) -> &mut Self {
-        let kind = match F::KIND {
-            SdkKind::Source => OperatorKind::Source,
-            SdkKind::Transform => OperatorKind::Transform,
-            SdkKind::Sink => OperatorKind::Sink,
-        };
+        let kind = F::KIND;
         // Natively hosted operators log through the host's log (see `forward_logs`), not stderr.
         wasmflow_guest_sdk::log::echo_to_stderr(false);
         let create = Arc::new(|ctx: &RuntimeContext, store| NativeSubtask::create::<F>(ctx, store));
@@ -87,8 +82,8 @@ impl NativeRegistry {
     }
 }
 
-/// One subtask of a native operator, with the same calls as a wasm
-/// [`SubtaskInstance`](crate::engine::SubtaskInstance).
+/// One subtask of a native operator: the other [`OperatorInstance`], beside
+/// [`WasmInstance`](crate::engine::WasmInstance).
 pub struct NativeInstance {
     tag: SubtaskTag,
     factory: NativeFactory,
@@ -101,11 +96,6 @@ impl NativeInstance {
     /// A subtask of `factory` that will start from `store` (fresh or restored).
     pub fn new(tag: SubtaskTag, factory: NativeFactory, store: OperatorStateStore) -> Self {
         NativeInstance { tag, factory, store: Some(store), subtask: None }
-    }
-
-    /// Source, transform or sink.
-    pub fn kind(&self) -> OperatorKind {
-        self.factory.kind
     }
 
     /// Runs one lifecycle call: an error is the operator's failure, a panic is reported like a
@@ -121,18 +111,18 @@ impl NativeInstance {
             Err(panic) => Err(GuestError::Trapped { tag, call, message: format!("native operator panicked: {}", panic_text(&panic)) }),
         }
     }
+}
+
+#[async_trait]
+impl OperatorInstance for NativeInstance {
+    fn kind(&self) -> OperatorKind {
+        self.factory.kind
+    }
 
     /// `create`: builds the operator with its task info and JSON config.
-    pub fn create(&mut self, info: TaskInfo, config: String) -> Result<(), GuestError> {
+    async fn create(&mut self, info: TaskInfo, config: String) -> Result<(), GuestError> {
         let failed = |message: String| GuestError::Failed { tag: self.tag.clone(), call: "create", message };
-        let config: serde_json::Value = if config.trim().is_empty() {
-            serde_json::Value::Object(Default::default())
-        } else {
-            serde_json::from_str(&config).map_err(|e| failed(format!("operator config is not valid JSON: {e}")))?
-        };
-        let ctx = RuntimeContext::new(&info.operator_id, info.subtask_index, info.parallelism, config)
-            .with_attempt(info.attempt)
-            .with_checkpointing(info.checkpointing_enabled);
+        let ctx = RuntimeContext::from_task(info, &config).map_err(failed)?;
         let store = self.store.take().ok_or_else(|| failed("`create` called twice".into()))?;
         let created = catch_unwind(AssertUnwindSafe(|| (self.factory.create)(&ctx, store)));
         forward_logs(&self.tag);
@@ -149,76 +139,50 @@ impl NativeInstance {
     }
 
     /// `initialize-state`.
-    pub fn initialize_state(&mut self, restored_checkpoint_id: Option<u64>) -> Result<(), GuestError> {
+    async fn initialize_state(&mut self, restored_checkpoint_id: Option<u64>) -> Result<(), GuestError> {
         self.call("initialize-state", |s| s.initialize_state(restored_checkpoint_id))
     }
 
     /// `open`.
-    pub fn open(&mut self) -> Result<(), GuestError> {
+    async fn open(&mut self) -> Result<(), GuestError> {
         self.call("open", |s| s.open())
     }
 
     /// `process`: one batch in, one batch out.
-    pub fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
-        let input = to_sdk(input);
-        self.call("process", |s| s.process(&input)).map(from_sdk)
+    async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
+        self.call("process", |s| s.process(&input))
     }
 
     /// `poll`: a source produces up to `max_records` records.
-    pub fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
-        let (batch, status) = self.call("poll", |s| s.poll(max_records as usize))?;
-        let status = match status {
-            SdkStatus::Ready => PollStatus::Ready,
-            SdkStatus::Idle(ms) => PollStatus::Idle(ms),
-            SdkStatus::Finished => PollStatus::Finished,
-        };
-        Ok((from_sdk(batch), status))
+    async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
+        self.call("poll", |s| s.poll(max_records as usize))
     }
 
     /// `snapshot-state`, then a deep copy of the subtask's state.
-    pub fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot, GuestError> {
+    async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot, GuestError> {
         self.call("snapshot-state", |s| s.snapshot_state(checkpoint_id, timestamp))
     }
 
     /// `notify-checkpoint-complete`.
-    pub fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
         self.call("notify-checkpoint-complete", |s| s.notify_checkpoint_complete(checkpoint_id))
     }
 
     /// `notify-checkpoint-aborted`.
-    pub fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
+    async fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
         self.call("notify-checkpoint-aborted", |s| s.notify_checkpoint_aborted(checkpoint_id))
     }
 
     /// `close`: returns records still to emit.
-    pub fn close(&mut self) -> Result<Batch, GuestError> {
-        self.call("close", |s| s.close()).map(from_sdk)
+    async fn close(&mut self) -> Result<Batch, GuestError> {
+        self.call("close", |s| s.close())
     }
-}
-
-// The SDK and the host each generate their own type from the same WIT record: moving the
-// columns over costs nothing.
-fn to_sdk(b: Batch) -> SdkBatch {
-    SdkBatch::from_wire(SdkWire { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
-}
-
-fn from_sdk(b: SdkBatch) -> Batch {
-    let w = b.into_wire();
-    Batch { data: w.data, key_lens: w.key_lens, value_lens: w.value_lens, timestamps: w.timestamps }
 }
 
 /// Natively, the SDK keeps log lines in a thread-local; a call runs on one thread, so draining
 /// right after it gets exactly that call's lines.
 fn forward_logs(tag: &SubtaskTag) {
-    use crate::engine::bindings::wasmflow::operator::log::Level as HostLevel;
     for (level, msg) in wasmflow_guest_sdk::log::take_captured() {
-        let level = match level {
-            Level::Trace => HostLevel::Trace,
-            Level::Debug => HostLevel::Debug,
-            Level::Info => HostLevel::Info,
-            Level::Warn => HostLevel::Warn,
-            Level::Error => HostLevel::Error,
-        };
         crate::engine::host::log::emit(tag, level, &msg);
     }
 }

@@ -8,8 +8,8 @@
 //! * [`Mode`]: how a named state is redistributed (`SPLIT_DISTRIBUTE`, `UNION`, `BROADCAST`).
 //! * [`OperatorStateStore`]: the named states of one (operator, subtask), with Flink's
 //!   registration rules (docs/state.md) and size limits.
-//! * [`SubtaskSnapshot`]: what one subtask's snapshot holds (§1.2); serializable.
-//! * [`redistribute`]: Flink's `RoundRobinOperatorStateRepartitioner` (§1.4).
+//! * [`SubtaskSnapshot`]: what one subtask's snapshot holds (docs/state.md, snapshots); serializable.
+//! * [`redistribute`]: Flink's `RoundRobinOperatorStateRepartitioner` (docs/state.md, redistribution).
 
 mod mode;
 mod redistribute;
@@ -18,7 +18,7 @@ mod store;
 
 pub use mode::Mode;
 pub use redistribute::{
-    flink_hashmap_order, java_hashmap_bucket, java_hashmap_capacity, java_string_hash, redistribute, RestoredState, RestoredSubtask, RestoredValue, Segment,
+    RestoredState, RestoredSubtask, RestoredValue, Segment, flink_hashmap_order, java_hashmap_bucket, java_hashmap_capacity, java_string_hash, redistribute,
 };
 pub use snapshot::{NamedStateSnapshot, StateValue, SubtaskSnapshot, TypeInfo};
 pub use store::{OperatorStateStore, StateError, StateId, StateLimits};

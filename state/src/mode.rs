@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Mode {
-    /// `getListState`: elements are split into contiguous chunks over the new subtasks (§1.4.2).
+    /// `getListState`: elements are split into contiguous chunks over the new subtasks (docs/state.md, split lists).
     SplitDistribute,
-    /// `getUnionListState`: every new subtask gets every old subtask's elements (§1.4.3).
+    /// `getUnionListState`: every new subtask gets every old subtask's elements (docs/state.md, union lists).
     Union,
-    /// `getBroadcastState`: new subtask `i` gets old subtask `i mod oldP`'s map (§1.4.4).
+    /// `getBroadcastState`: new subtask `i` gets old subtask `i mod oldP`'s map (docs/state.md, broadcast maps).
     Broadcast,
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Redistribution never copies elements: each new subtask receives [`Segment`]s, ranges into
 //! the old subtasks' lists held behind `Arc`s. A union list restored at parallelism P is
-//! therefore held once in memory, not P times (§5.2 "keep the union path cheap").
+//! therefore held once in memory, not P times (docs/state.md, union lists).
 //!
 //! Order, where Flink's comes from Java `HashMap` iteration:
 //! * split states are processed (and the remainder rotation carried over) in the order Flink's
@@ -60,7 +60,7 @@ pub struct RestoredState {
 }
 
 /// Everything one new subtask restores, sorted by state name. A name the subtask received no
-/// entry for is absent (§1.4.2, "the name is simply not registered").
+/// entry for is absent (docs/state.md, split lists: the name is simply not registered).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RestoredSubtask {
     /// The restored states, sorted by name.
@@ -68,11 +68,11 @@ pub struct RestoredSubtask {
 }
 
 /// Redistributes the snapshots of `oldP = old.len()` subtasks (index = old subtask; `None` for
-/// a subtask that had no state) over `new_parallelism` subtasks, exactly as §1.4 specifies.
+/// a subtask that had no state) over `new_parallelism` subtasks, exactly as docs/state.md (redistribution) describes.
 ///
 /// Returns one [`RestoredSubtask`] per new subtask, indexed by new subtask.
 ///
-/// Which states a new subtask receives, for SPLIT_DISTRIBUTE at a new parallelism (§1.4.2):
+/// Which states a new subtask receives, for SPLIT_DISTRIBUTE at a new parallelism (docs/state.md, split lists):
 /// the pseudocode hands out pieces while a target still needs elements, so an *empty* old list
 /// that is visited on the way is handed to the current target as an empty piece (that target
 /// then restores the name with an empty list), while empty lists after the last element are
@@ -120,7 +120,7 @@ pub fn redistribute(old: Vec<Option<SubtaskSnapshot>>, new_parallelism: usize) -
     let any_partly_broadcast = by_name.values().any(partly_broadcast);
 
     if new_p == old_parallelism {
-        // §1.4.1: each subtask keeps its own split and broadcast state unchanged...
+        // docs/state.md, unchanged parallelism: each subtask keeps its own split and broadcast state unchanged...
         for (name, n) in &by_name {
             if n.mode == Mode::Union || (any_partly_broadcast && partly_broadcast(n)) {
                 continue;
@@ -146,7 +146,7 @@ pub fn redistribute(old: Vec<Option<SubtaskSnapshot>>, new_parallelism: usize) -
         }
     }
     for (name, n) in by_name.iter().filter(|(_, n)| n.mode == Mode::Union) {
-        // §1.4.3: every new subtask gets every old segment, in old-subtask order (§1.5).
+        // docs/state.md, union lists: every new subtask gets every old segment, in old-subtask order (docs/state.md, element order).
         let segments: Vec<Segment> = n.per_subtask.iter().filter_map(|(j, v)| v.as_segment(*j)).collect();
         for target in result.iter_mut() {
             target.insert(name.clone(), n.restored(name, RestoredValue::List(segments.clone())));
@@ -229,7 +229,7 @@ impl NameStates {
     }
 }
 
-/// §1.4.2 for one name; returns the start subtask for the next name.
+/// docs/state.md, split lists for one name; returns the start subtask for the next name.
 fn split_one(name: &str, n: &NameStates, new_p: usize, start_parallel_op: usize, result: &mut [BTreeMap<String, RestoredState>]) -> usize {
     let lists: Vec<(u32, &Arc<Vec<Vec<u8>>>)> = n
         .per_subtask
@@ -280,7 +280,7 @@ fn split_one(name: &str, n: &NameStates, new_p: usize, start_parallel_op: usize,
     new_start
 }
 
-/// §1.4.4: new subtask `i` gets the map of the `i mod len`-th old subtask that has the name.
+/// docs/state.md, broadcast maps: new subtask `i` gets the map of the `i mod len`-th old subtask that has the name.
 fn broadcast_one(name: &str, n: &NameStates, result: &mut [BTreeMap<String, RestoredState>]) {
     let maps: Vec<&Arc<crate::snapshot::MapEntries>> = n
         .per_subtask

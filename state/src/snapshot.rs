@@ -27,7 +27,7 @@ pub enum StateValue {
     Map(Vec<(Vec<u8>, Vec<u8>)>),
 }
 
-/// One named state as it stands in a subtask's snapshot (§1.2).
+/// One named state as it stands in a subtask's snapshot (docs/state.md, snapshots).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamedStateSnapshot {
     /// The state's name, unique within the operator.
@@ -38,12 +38,12 @@ pub struct NamedStateSnapshot {
     pub element_type: TypeInfo,
     /// Type of map values (broadcast state only).
     pub value_type: Option<TypeInfo>,
-    /// The content. An empty list is still recorded (§1.2).
+    /// The content. An empty list is still recorded (docs/state.md, snapshots).
     pub value: StateValue,
 }
 
 /// Everything one (operator, subtask) snapshotted at one checkpoint: every registered state,
-/// including restored states the operator did not register again (§1.1), sorted by name.
+/// including restored states the operator did not register again (docs/state.md, registration), sorted by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubtaskSnapshot {
     /// The named states, sorted by name.

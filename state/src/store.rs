@@ -30,7 +30,7 @@ impl Default for StateLimits {
 /// Why a state operation was refused. Messages follow Flink's where Flink has one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StateError {
-    /// §1.1 `checkStateNameAndMode`.
+    /// docs/state.md, registration `checkStateNameAndMode`.
     #[error("Incompatible state assignment modes for state '{name}'. Was [{was}], registered with [{now}].")]
     IncompatibleMode { name: String, was: Mode, now: Mode },
     /// A list name used as a broadcast map or the other way round.
@@ -78,19 +78,15 @@ struct Entry {
 }
 
 fn kind(mode: Mode) -> &'static str {
-    if mode == Mode::Broadcast {
-        "broadcast"
-    } else {
-        "list"
-    }
+    if mode == Mode::Broadcast { "broadcast" } else { "list" }
 }
 
 /// The operator state store of one (operator, subtask) — Flink's `OperatorStateStore`.
 ///
 /// * A name is registered once per mode; registering it again with the same mode returns the
-///   same handle, with another mode is [`StateError::IncompatibleMode`] (§1.1).
+///   same handle, with another mode is [`StateError::IncompatibleMode`] (docs/state.md, registration).
 /// * Restored states that the operator does not register again are carried into every later
-///   snapshot (§1.1), so no state is lost by an operator that only reads some of it.
+///   snapshot (docs/state.md, registration), so no state is lost by an operator that only reads some of it.
 /// * Every change is checked against [`StateLimits`] first; a refused change changes nothing.
 ///
 /// ```
@@ -276,7 +272,7 @@ impl OperatorStateStore {
         self.list_add_all(id, vec![element])
     }
 
-    /// Appends elements; an empty list is a no-op (§1.1).
+    /// Appends elements; an empty list is a no-op (docs/state.md, registration).
     pub fn list_add_all(&mut self, id: StateId, elements: Vec<Vec<u8>>) -> Result<(), StateError> {
         self.entry(id)?;
         let added = self.check_entries(elements.iter().map(Vec::len), 0)?;
@@ -287,7 +283,7 @@ impl OperatorStateStore {
         Ok(())
     }
 
-    /// Replaces the content: `clear` then `add_all` (§1.1).
+    /// Replaces the content: `clear` then `add_all` (docs/state.md, registration).
     pub fn list_update(&mut self, id: StateId, elements: Vec<Vec<u8>>) -> Result<(), StateError> {
         let current = self.entry(id)?.bytes;
         let added = self.check_entries(elements.iter().map(Vec::len), current)?;
@@ -349,7 +345,7 @@ impl OperatorStateStore {
         Ok(())
     }
 
-    /// A deep copy of every state, registered or restored, sorted by name (§1.2). Changes made
+    /// A deep copy of every state, registered or restored, sorted by name (docs/state.md, snapshots). Changes made
     /// after this returns do not affect the snapshot.
     pub fn snapshot(&self) -> SubtaskSnapshot {
         let mut states: Vec<NamedStateSnapshot> = self

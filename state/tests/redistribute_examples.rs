@@ -3,9 +3,9 @@
 mod common;
 
 use common::*;
-use wasmflow_state::{redistribute, Mode};
+use wasmflow_state::{Mode, redistribute};
 
-/// Old parallelism 3, SPLIT_DISTRIBUTE `S` = [a,b], [c], [d,e,f] (§1.6).
+/// Old parallelism 3, SPLIT_DISTRIBUTE `S` = [a,b], [c], [d,e,f] (docs/state.md, worked examples).
 fn split_s() -> Vec<Option<wasmflow_state::SubtaskSnapshot>> {
     vec![
         subtask(vec![list_state("S", Mode::SplitDistribute, &["a", "b"])]),
@@ -16,14 +16,14 @@ fn split_s() -> Vec<Option<wasmflow_state::SubtaskSnapshot>> {
 
 #[test]
 fn split_unchanged_parallelism_is_identity() {
-    // §1.4.1 / §1.6 row "3 (unchanged, no union)".
+    // docs/state.md, unchanged parallelism / docs/state.md, worked examples row "3 (unchanged, no union)".
     let r = redistribute(split_s(), 3);
     assert_eq!(all_strings(&r, "S"), vec![v(&["a", "b"]), v(&["c"]), v(&["d", "e", "f"])]);
 }
 
 #[test]
 fn split_to_1_2_4_6_7() {
-    // §1.6 table; segments in ascending old-subtask order (§1.5 HOST choice).
+    // docs/state.md, worked examples table; segments in ascending old-subtask order (docs/state.md, element order HOST choice).
     let cases: Vec<(usize, Vec<Option<Vec<String>>>)> = vec![
         (1, vec![v(&["a", "b", "c", "d", "e", "f"])]),
         (2, vec![v(&["a", "b", "c"]), v(&["d", "e", "f"])]),
@@ -38,7 +38,7 @@ fn split_to_1_2_4_6_7() {
 
 #[test]
 fn split_pieces_keep_their_old_subtask() {
-    // §1.6 newP = 4: subtask 1 gets {c}{d}, two pieces from old subtasks 1 and 2.
+    // docs/state.md, worked examples newP = 4: subtask 1 gets {c}{d}, two pieces from old subtasks 1 and 2.
     let r = redistribute(split_s(), 4);
     let pieces: Vec<u32> = match &r[1].get("S").unwrap().value {
         wasmflow_state::RestoredValue::List(segments) => segments.iter().map(|s| s.old_subtask).collect(),
@@ -49,7 +49,7 @@ fn split_pieces_keep_their_old_subtask() {
 
 #[test]
 fn second_split_name_starts_after_the_plus_ones() {
-    // §1.6: at newP = 4 `newStart` becomes 2, so T = [x1,x2],[],[x3] gives 2←x1, 3←x2, 0←x3.
+    // docs/state.md, worked examples: at newP = 4 `newStart` becomes 2, so T = [x1,x2],[],[x3] gives 2←x1, 3←x2, 0←x3.
     let mut old = split_s();
     let t = [&["x1", "x2"][..], &[][..], &["x3"][..]];
     for (j, items) in t.iter().enumerate() {
@@ -57,13 +57,13 @@ fn second_split_name_starts_after_the_plus_ones() {
     }
     let r = redistribute(old, 4);
     assert_eq!(all_strings(&r, "S"), vec![v(&["a", "b"]), v(&["c", "d"]), v(&["e"]), v(&["f"])]);
-    // Subtask 3 takes x2 and then visits old subtask 1's empty list on the way (§1.4.2).
+    // Subtask 3 takes x2 and then visits old subtask 1's empty list on the way (docs/state.md, split lists).
     assert_eq!(all_strings(&r, "T"), vec![v(&["x3"]), None, v(&["x1"]), v(&["x2"])]);
 }
 
 #[test]
 fn union_is_all_to_all_even_at_unchanged_parallelism() {
-    // §1.4.1, §1.4.3, §1.6 union table.
+    // docs/state.md, unchanged parallelism, docs/state.md, union lists, docs/state.md, worked examples union table.
     let old = || {
         vec![
             subtask(vec![list_state("U", Mode::Union, &["a", "b"])]),
@@ -82,7 +82,7 @@ fn union_is_all_to_all_even_at_unchanged_parallelism() {
 
 #[test]
 fn union_at_unchanged_parallelism_keeps_split_state_in_place() {
-    // §1.4.1: with union state present, own split/broadcast handles stay as they are.
+    // docs/state.md, unchanged parallelism: with union state present, own split/broadcast handles stay as they are.
     let old = vec![
         subtask(vec![list_state("S", Mode::SplitDistribute, &["s0"]), list_state("U", Mode::Union, &["u0"])]),
         subtask(vec![list_state("S", Mode::SplitDistribute, &[]), list_state("U", Mode::Union, &["u1"])]),
@@ -94,7 +94,7 @@ fn union_at_unchanged_parallelism_keeps_split_state_in_place() {
 
 #[test]
 fn broadcast_new_i_gets_old_i_mod_old_p() {
-    // §1.6: m0, m1, m2 → newP 2: [m0, m1]; 4: [m0, m1, m2, m0]; 3: unchanged.
+    // docs/state.md, worked examples: m0, m1, m2 → newP 2: [m0, m1]; 4: [m0, m1, m2, m0]; 3: unchanged.
     let old = || (0..3).map(|j| subtask(vec![map_state("B", &[("k", &format!("m{j}"))])])).collect::<Vec<_>>();
     let values = |new_p| redistribute(old(), new_p).iter().map(|r| String::from_utf8(r.map("B").unwrap()[0].1.clone()).unwrap()).collect::<Vec<_>>();
     assert_eq!(values(2), vec!["m0", "m1"]);
@@ -104,7 +104,7 @@ fn broadcast_new_i_gets_old_i_mod_old_p() {
 
 #[test]
 fn broadcast_scale_2_to_5_and_3_to_2() {
-    // §1.4.4: 2→5: new 0, 2, 4 get old 0's copy, 1 and 3 old 1's; 3→2: old 2's copy dropped.
+    // docs/state.md, broadcast maps: 2→5: new 0, 2, 4 get old 0's copy, 1 and 3 old 1's; 3→2: old 2's copy dropped.
     let old = |n: usize| (0..n).map(|j| subtask(vec![map_state("B", &[("k", &format!("m{j}"))])])).collect::<Vec<_>>();
     let values = |n, new_p| redistribute(old(n), new_p).iter().map(|r| String::from_utf8(r.map("B").unwrap()[0].1.clone()).unwrap()).collect::<Vec<_>>();
     assert_eq!(values(2, 5), vec!["m0", "m1", "m0", "m1", "m0"]);
@@ -113,7 +113,7 @@ fn broadcast_scale_2_to_5_and_3_to_2() {
 
 #[test]
 fn subtasks_without_state_and_empty_totals() {
-    // §1.4.2: T = 0 → nobody receives the name; an old subtask with no state contributes nothing.
+    // docs/state.md, split lists: T = 0 → nobody receives the name; an old subtask with no state contributes nothing.
     let old = vec![subtask(vec![list_state("S", Mode::SplitDistribute, &[])]), None];
     let r = redistribute(old, 3);
     assert_eq!(all_strings(&r, "S"), vec![None, None, None]);

@@ -1,10 +1,10 @@
-//! Properties of the redistribution for random lists and parallelisms (§1.4).
+//! Properties of the redistribution for random lists and parallelisms (docs/state.md, redistribution).
 
 mod common;
 
 use common::*;
 use proptest::prelude::*;
-use wasmflow_state::{redistribute, Mode, SubtaskSnapshot};
+use wasmflow_state::{Mode, SubtaskSnapshot, redistribute};
 
 fn lists() -> impl Strategy<Value = Vec<Vec<String>>> {
     prop::collection::vec(prop::collection::vec("[a-z]{1,3}", 0..6), 1..7)
@@ -15,7 +15,7 @@ fn snapshots(lists: &[Vec<String>], mode: Mode) -> Vec<Option<SubtaskSnapshot>> 
 }
 
 proptest! {
-    /// §1.4.2: the concatenation in old-subtask order is cut into contiguous chunks; chunk k goes
+    /// docs/state.md, split lists: the concatenation in old-subtask order is cut into contiguous chunks; chunk k goes
     /// to subtask k (start 0 for the first name); the first T mod newP chunks have one more.
     #[test]
     fn split_is_contiguous_chunks_of_the_concatenation(lists in lists(), new_p in 1usize..9) {
@@ -40,7 +40,7 @@ proptest! {
         }
     }
 
-    /// §1.4.3: every new subtask restores the full concatenation, in old-subtask order.
+    /// docs/state.md, union lists: every new subtask restores the full concatenation, in old-subtask order.
     #[test]
     fn union_gives_everyone_everything(lists in lists(), new_p in 1usize..9) {
         let concat: Vec<String> = lists.iter().flatten().cloned().collect();
@@ -49,7 +49,7 @@ proptest! {
         }
     }
 
-    /// §1.4.4: new subtask i gets old subtask (i mod oldP)'s map.
+    /// docs/state.md, broadcast maps: new subtask i gets old subtask (i mod oldP)'s map.
     #[test]
     fn broadcast_is_i_mod_old_p(old_p in 1usize..7, new_p in 1usize..9) {
         let old = (0..old_p).map(|j| subtask(vec![map_state("B", &[("k", &j.to_string())])])).collect();

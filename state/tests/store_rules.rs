@@ -1,9 +1,9 @@
-//! Registration rules and limits of the operator state store (§1.1, §1.2).
+//! Registration rules and limits of the operator state store (docs/state.md, registration, docs/state.md, snapshots).
 
 mod common;
 
 use common::*;
-use wasmflow_state::{redistribute, Mode, OperatorStateStore, StateError, StateLimits, StateValue, TypeInfo};
+use wasmflow_state::{Mode, OperatorStateStore, StateError, StateLimits, StateValue, TypeInfo, redistribute};
 
 fn store() -> OperatorStateStore {
     OperatorStateStore::new(StateLimits::default())
@@ -31,7 +31,7 @@ fn another_mode_is_rejected_with_flinks_message() {
 
 #[test]
 fn a_restored_union_name_cannot_be_registered_as_split() {
-    // §1.1: the mode check also applies to names restored from a checkpoint.
+    // docs/state.md, registration: the mode check also applies to names restored from a checkpoint.
     let restored = redistribute(vec![subtask(vec![list_state("offsets", Mode::Union, &["a"])])], 1).pop().unwrap();
     let mut s = OperatorStateStore::restore(restored, StateLimits::default());
     assert!(matches!(s.register_list("offsets", Mode::SplitDistribute, TypeInfo::default()), Err(StateError::IncompatibleMode { .. })));
@@ -39,7 +39,7 @@ fn a_restored_union_name_cannot_be_registered_as_split() {
 
 #[test]
 fn restored_states_not_registered_again_are_carried_forward() {
-    // §1.1 "Restored but never re-registered states are carried forward".
+    // docs/state.md, registration "Restored but never re-registered states are carried forward".
     let restored =
         redistribute(vec![subtask(vec![list_state("old", Mode::SplitDistribute, &["keep"]), list_state("new", Mode::SplitDistribute, &[])])], 1).pop().unwrap();
     let mut s = OperatorStateStore::restore(restored, StateLimits::default());
@@ -53,7 +53,7 @@ fn restored_states_not_registered_again_are_carried_forward() {
 
 #[test]
 fn empty_lists_are_recorded() {
-    // §1.2: an empty list is still recorded.
+    // docs/state.md, snapshots: an empty list is still recorded.
     let mut s = store();
     s.register_list("e", Mode::SplitDistribute, TypeInfo::default()).unwrap();
     assert_eq!(s.snapshot().states[0].value, StateValue::List(vec![]));
@@ -74,7 +74,7 @@ fn update_clear_and_add_all() {
 
 #[test]
 fn snapshot_is_a_deep_copy() {
-    // §1.2: changes after the snapshot do not leak into it.
+    // docs/state.md, snapshots: changes after the snapshot do not leak into it.
     let mut s = store();
     let id = s.register_list("x", Mode::SplitDistribute, TypeInfo::default()).unwrap();
     s.list_add(id, b"1".to_vec()).unwrap();
@@ -102,7 +102,7 @@ fn limits_refuse_without_side_effects() {
 
 #[test]
 fn restored_lists_are_shared_until_changed() {
-    // A union list restored on many subtasks is held once (§5.2 HOST implication).
+    // A union list restored on many subtasks is held once (docs/state.md, union lists HOST implication).
     let restored = redistribute(vec![subtask(vec![list_state("u", Mode::Union, &["a", "b"])]), None], 3);
     let arc = match &restored[0].get("u").unwrap().value {
         wasmflow_state::RestoredValue::List(segs) => segs[0].elements.clone(),

@@ -1,7 +1,8 @@
 //! The file one subtask's snapshot is written to.
 //!
-//! `WFST` magic, a format version (u32 LE), the bincode-encoded [`SubtaskSnapshot`], and a
-//! CRC-32 of everything before it (u32 LE). A cut or flipped file is detected, never half-read.
+//! `WFST` magic, a format version (u32 LE), the [`SubtaskSnapshot`] in the state codec
+//! ([`wasmflow_types::codec`]), and a CRC-32 of everything before it (u32 LE). A cut or flipped
+//! file is detected, never half-read.
 
 use anyhow::{Result, bail};
 use wasmflow_state::SubtaskSnapshot;
@@ -14,7 +15,7 @@ pub fn encode_state_file(snapshot: &SubtaskSnapshot) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
-    let body = bincode::serde::encode_to_vec(snapshot, bincode::config::standard())?;
+    let body = wasmflow_types::codec::encode(snapshot)?;
     out.extend_from_slice(&body);
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -34,12 +35,7 @@ pub fn decode_state_file(bytes: &[u8], what: &str) -> Result<SubtaskSnapshot> {
     if version != VERSION {
         bail!("{what}: state file format version {version} is not supported (this wasmflow reads version {VERSION})");
     }
-    let (snapshot, used) =
-        bincode::serde::decode_from_slice(&content[8..], bincode::config::standard()).map_err(|e| anyhow::anyhow!("{what}: cannot decode state: {e}"))?;
-    if used != content.len() - 8 {
-        bail!("{what}: trailing bytes after the state");
-    }
-    Ok(snapshot)
+    wasmflow_types::codec::decode(&content[8..]).map_err(|e| anyhow::anyhow!("{what}: cannot decode state: {e}"))
 }
 
 #[cfg(test)]

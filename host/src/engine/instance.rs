@@ -5,11 +5,16 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use wasmtime::{Store, UpdateDeadline};
 
+use async_trait::async_trait;
+use wasmflow_state::SubtaskSnapshot;
+use wasmflow_types::{Batch, OperatorKind, PollStatus, SubtaskTag, TaskInfo};
+
 use super::bindings::OperatorModule as Bindings;
 use super::bindings::exports::wasmflow::operator::operator::Guest;
-use super::bindings::wasmflow::operator::types::{Batch, OperatorKind, PollStatus, TaskInfo};
-use super::host::{Phase, SubtaskData, SubtaskTag};
+use super::bindings::wasmflow::operator::types as wire;
+use super::host::{Phase, StoreData};
 use super::{Engine, OperatorModule};
+use crate::instance::OperatorInstance;
 
 /// Why a call into a guest failed. Either way the subtask is finished; the runtime's restart
 /// strategy decides what happens next.
@@ -23,9 +28,9 @@ pub enum GuestError {
     Trapped { tag: SubtaskTag, call: &'static str, message: String },
 }
 
-/// A subtask: one store, one instance of the operator.
-pub struct SubtaskInstance {
-    store: Store<SubtaskData>,
+/// A subtask's wasm operator: one store, one instance of the module.
+pub struct WasmInstance {
+    store: Store<StoreData>,
     bindings: Bindings,
     kind: OperatorKind,
     call_timeout: Duration,
@@ -59,9 +64,9 @@ fn trap_message(e: &wasmtime::Error) -> String {
     msg
 }
 
-impl SubtaskInstance {
+impl WasmInstance {
     /// Instantiates `module` in a new store holding `data`.
-    pub async fn instantiate(engine: &Engine, module: &OperatorModule, data: SubtaskData, call_timeout: Duration) -> Result<Self> {
+    pub async fn instantiate(engine: &Engine, module: &OperatorModule, data: StoreData, call_timeout: Duration) -> Result<Self> {
         let max_batch_bytes = data.max_batch_bytes;
         let mut store = Store::new(engine.wasmtime(), data);
         store.limiter(|d| d);
@@ -88,27 +93,22 @@ impl SubtaskInstance {
             message: trap_message(&e),
         })?;
         store.data_mut().call_deadline = None;
-        Ok(SubtaskInstance { store, bindings, kind, call_timeout, max_batch_bytes })
-    }
-
-    /// Source, transform or sink.
-    pub fn kind(&self) -> OperatorKind {
-        self.kind
+        Ok(WasmInstance { store, bindings, kind: super::wire::kind(kind), call_timeout, max_batch_bytes })
     }
 
     /// The store's data (state store, tag).
-    pub fn data(&self) -> &SubtaskData {
+    pub fn data(&self) -> &StoreData {
         self.store.data()
     }
 
     /// The store's data, mutably.
-    pub fn data_mut(&mut self) -> &mut SubtaskData {
+    pub fn data_mut(&mut self) -> &mut StoreData {
         self.store.data_mut()
     }
 
     async fn call<T, F>(&mut self, name: &'static str, phase: Phase, f: F) -> Result<T, GuestError>
     where
-        F: for<'a> FnOnce(&'a Guest, &'a mut Store<SubtaskData>) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, String>>> + Send + 'a>>,
+        F: for<'a> FnOnce(&'a Guest, &'a mut Store<StoreData>) -> std::pin::Pin<Box<dyn Future<Output = wasmtime::Result<Result<T, String>>> + Send + 'a>>,
     {
         let tag = self.store.data().tag.clone();
         self.store.data_mut().phase = phase;
@@ -126,82 +126,73 @@ impl SubtaskInstance {
         }
     }
 
+    /// A batch from the guest is untrusted: its record lengths must add up to its data, and it
+    /// must fit the batch-size limit, before anything downstream reads it.
+    fn check_batch(&self, call: &'static str, batch: wire::Batch) -> Result<Batch, GuestError> {
+        let fail = |message: String| GuestError::Failed { tag: self.store.data().tag.clone(), call, message };
+        if batch.data.len() > self.max_batch_bytes {
+            return Err(fail(format!("returned a batch of {} bytes, over the limit of {} bytes (limits.batch-bytes)", batch.data.len(), self.max_batch_bytes)));
+        }
+        super::wire::batch_from_guest(batch).map_err(|e| fail(format!("returned a malformed batch: {e}")))
+    }
+}
+
+#[async_trait]
+impl OperatorInstance for WasmInstance {
+    fn kind(&self) -> OperatorKind {
+        self.kind
+    }
+
     /// `create`: builds the operator with its task info and JSON config.
-    pub async fn create(&mut self, info: TaskInfo, config: String) -> Result<(), GuestError> {
+    async fn create(&mut self, info: TaskInfo, config: String) -> Result<(), GuestError> {
+        let info = super::wire::task_info(info);
         self.call("create", Phase::Create, move |g, s| Box::pin(async move { g.call_create(s, &info, &config).await })).await
     }
 
     /// `initialize-state`: registration of state is allowed only here.
-    pub async fn initialize_state(&mut self, restored_checkpoint_id: Option<u64>) -> Result<(), GuestError> {
+    async fn initialize_state(&mut self, restored_checkpoint_id: Option<u64>) -> Result<(), GuestError> {
         self.call("initialize-state", Phase::InitializeState, move |g, s| Box::pin(async move { g.call_initialize_state(s, restored_checkpoint_id).await }))
             .await
     }
 
     /// `open`.
-    pub async fn open(&mut self) -> Result<(), GuestError> {
+    async fn open(&mut self) -> Result<(), GuestError> {
         self.call("open", Phase::Running, |g, s| Box::pin(async move { g.call_open(s).await })).await
     }
 
     /// `process`: one batch in, one batch out.
-    pub async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
+    async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
+        let input = super::wire::batch_to_guest(input);
         let out = self.call("process", Phase::Running, move |g, s| Box::pin(async move { g.call_process(s, &input).await })).await?;
         self.check_batch("process", out)
     }
 
     /// `poll`: a source produces up to `max_records` records.
-    pub async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
+    async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
         let (out, status) = self.call("poll", Phase::Running, move |g, s| Box::pin(async move { g.call_poll(s, max_records).await })).await?;
-        Ok((self.check_batch("poll", out)?, status))
-    }
-
-    /// A batch from the guest is untrusted: its record lengths must add up to its data, and it
-    /// must fit the batch-size limit, before anything downstream reads it.
-    fn check_batch(&self, call: &'static str, batch: Batch) -> Result<Batch, GuestError> {
-        let fail = |message: String| GuestError::Failed { tag: self.store.data().tag.clone(), call, message };
-        if batch.data.len() > self.max_batch_bytes {
-            return Err(fail(format!("returned a batch of {} bytes, over the limit of {} bytes (limits.batch-bytes)", batch.data.len(), self.max_batch_bytes)));
-        }
-        let n = batch.key_lens.len();
-        if batch.value_lens.len() != n || batch.timestamps.len() != n {
-            return Err(fail(format!(
-                "returned a malformed batch: {n} key lengths, {} value lengths and {} timestamps (one of each per record)",
-                batch.value_lens.len(),
-                batch.timestamps.len()
-            )));
-        }
-        let mut total: u64 = 0;
-        for (i, (&k, &v)) in batch.key_lens.iter().zip(&batch.value_lens).enumerate() {
-            if k < -1 {
-                return Err(fail(format!("returned a malformed batch: record {i} has key length {k}")));
-            }
-            total += k.max(0) as u64 + v as u64;
-        }
-        if total != batch.data.len() as u64 {
-            return Err(fail(format!("returned a malformed batch: record lengths add up to {total} bytes but the data has {}", batch.data.len())));
-        }
-        Ok(batch)
+        Ok((self.check_batch("poll", out)?, super::wire::poll_status(status)))
     }
 
     /// `snapshot-state`, then a deep copy of the subtask's state (Flink's synchronous phase).
-    pub async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<wasmflow_state::SubtaskSnapshot, GuestError> {
+    async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot, GuestError> {
         self.call("snapshot-state", Phase::Snapshot, move |g, s| Box::pin(async move { g.call_snapshot_state(s, checkpoint_id, timestamp).await })).await?;
         Ok(self.store.data().state.snapshot())
     }
 
     /// `notify-checkpoint-complete`.
-    pub async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
         self.call("notify-checkpoint-complete", Phase::Running, move |g, s| Box::pin(async move { g.call_notify_checkpoint_complete(s, checkpoint_id).await }))
             .await
     }
 
     /// `notify-checkpoint-aborted`.
-    pub async fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
+    async fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), GuestError> {
         self.call("notify-checkpoint-aborted", Phase::Running, move |g, s| Box::pin(async move { g.call_notify_checkpoint_aborted(s, checkpoint_id).await }))
             .await
     }
 
     /// `close`: returns records still to emit.
-    pub async fn close(&mut self) -> Result<Batch, GuestError> {
+    async fn close(&mut self) -> Result<Batch, GuestError> {
         let out = self.call("close", Phase::Running, |g, s| Box::pin(async move { g.call_close(s).await })).await;
         self.store.data_mut().phase = Phase::Closed;
         self.check_batch("close", out?)

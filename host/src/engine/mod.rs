@@ -4,19 +4,21 @@
 //!   busy guest from starving other subtasks and the per-call deadline.
 //! * [`OperatorModule`]: a component compiled once, checked against the contract and the job
 //!   file's grants, and pre-linked ([`InstancePre`](wasmtime::component::InstancePre)).
-//! * [`SubtaskInstance`]: one `Store` per subtask, with typed calls for every lifecycle step.
+//! * [`WasmInstance`]: one `Store` per subtask, with typed calls for every lifecycle step.
+//! * `wire`: the only place generated types meet the shared vocabulary ([`wasmflow_types`]).
 
 pub mod bindings;
 pub mod cache;
 pub mod host;
 mod instance;
 mod module;
+pub(crate) mod wire;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-pub use instance::{GuestError, SubtaskInstance};
+pub use instance::{GuestError, WasmInstance};
 pub use module::{Capability, ModuleInfo, OperatorModule};
 
 /// How often the epoch advances. A guest yields to the scheduler at every tick, and call

@@ -9,7 +9,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::Engine;
 use super::bindings::OperatorModulePre;
 use super::bindings::wasmflow::operator as wit;
-use super::host::SubtaskData;
+use super::host::StoreData;
 use crate::untrusted::Symlinks;
 
 const PACKAGE: &str = "wasmflow:operator";
@@ -46,7 +46,7 @@ pub struct ModuleInfo {
 /// A checked, compiled and pre-linked operator module.
 #[derive(Clone)]
 pub struct OperatorModule {
-    pub(crate) pre: OperatorModulePre<SubtaskData>,
+    pub(crate) pre: OperatorModulePre<StoreData>,
     pub(crate) info: ModuleInfo,
 }
 
@@ -113,7 +113,7 @@ impl OperatorModule {
             );
         }
 
-        let mut linker: Linker<SubtaskData> = Linker::new(w);
+        let mut linker: Linker<StoreData> = Linker::new(w);
         wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         wit::state::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;

@@ -26,8 +26,7 @@ pub fn decode(schema: &str, bytes: &[u8]) -> Option<Value> {
     }
     let schema: Schema = serde_json::from_str(schema).ok()?;
     let seed = Seed { format: &schema.format, registry: &schema.registry };
-    let (value, used) = bincode::serde::seed_decode_from_slice(seed, bytes, bincode::config::standard()).ok()?;
-    (used == bytes.len()).then_some(value)
+    wasmflow_types::codec::decode_seed(seed, bytes).ok()
 }
 
 #[derive(Clone, Copy)]
@@ -264,7 +263,7 @@ mod tests {
     }
 
     fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-        bincode::serde::encode_to_vec(v, bincode::config::standard()).unwrap()
+        wasmflow_types::codec::encode(v).unwrap()
     }
 
     #[derive(Serialize, Deserialize)]

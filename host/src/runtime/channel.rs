@@ -9,9 +9,9 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc::{self, Receiver, Sender};
 
+use wasmflow_types::Batch;
+
 use super::message::{Barrier, Message};
-use super::message::{Records, empty_batch};
-use crate::engine::bindings::wasmflow::operator::types::Batch;
 use crate::job::Partitioning;
 
 /// One channel between two subtasks, bounded twice: in messages (`capacity`) and in bytes of
@@ -40,7 +40,7 @@ pub struct ChannelReceiver {
 /// Bytes of the budget a message holds while it is in the channel.
 fn cost(message: &Message, budget: usize) -> usize {
     match message {
-        Message::Records(batch) => super::message::batch_bytes(batch).min(budget),
+        Message::Records(batch) => batch.size_bytes().min(budget),
         Message::Barrier(_) | Message::EndOfInput => 0,
     }
 }
@@ -139,15 +139,9 @@ impl EdgeOutput {
 
 /// Splits a batch into one batch per downstream subtask by key hash, keeping record order.
 pub fn split_by_key(batch: &Batch, parallelism: usize) -> Vec<Batch> {
-    let mut parts: Vec<Batch> = (0..parallelism).map(|_| empty_batch()).collect();
-    let mut pos = 0usize;
-    for i in 0..batch.len() {
-        let key_len = batch.key_lens[i];
-        let len = key_len.max(0) as usize + batch.value_lens[i] as usize;
-        let bytes = &batch.data[pos..pos + len];
-        let key = (key_len >= 0).then(|| &bytes[..key_len as usize]);
-        parts[key_partition(key, parallelism)].push(key_len, bytes, batch.timestamps[i]);
-        pos += len;
+    let mut parts: Vec<Batch> = (0..parallelism).map(|_| Batch::new()).collect();
+    for r in batch {
+        parts[key_partition(r.key, parallelism)].push(r.key, r.value, r.timestamp);
     }
     parts
 }
@@ -238,10 +232,11 @@ mod tests {
 
     use super::*;
 
+    /// Record i has key `values[i]`, the same text as value, and timestamp i.
     fn batch(values: &[&str]) -> Batch {
-        let mut b = empty_batch();
+        let mut b = Batch::new();
         for (i, v) in values.iter().enumerate() {
-            b.push(v.len() as i32, format!("{v}{v}").as_bytes(), i as i64);
+            b.push(Some(v.as_bytes()), v.as_bytes(), i as i64);
         }
         b
     }
@@ -251,16 +246,17 @@ mod tests {
         let keys = ["a", "bb", "ccc", "a", "dddd"];
         let parts = split_by_key(&batch(&keys), 3);
         for (p, part) in parts.iter().enumerate() {
-            let expected: String = keys.iter().filter(|k| key_partition(Some(k.as_bytes()), 3) == p).map(|k| format!("{k}{k}")).collect();
-            assert_eq!(String::from_utf8(part.data.clone()).unwrap(), expected, "partition {p}");
+            // Each record keeps its own key, value and timestamp, in the original order.
+            let expected: Vec<(&[u8], &[u8], i64)> = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| key_partition(Some(k.as_bytes()), 3) == p)
+                .map(|(i, k)| (k.as_bytes(), k.as_bytes(), i as i64))
+                .collect();
+            let got: Vec<(&[u8], &[u8], i64)> = part.iter().map(|r| (r.key.unwrap(), r.value, r.timestamp)).collect();
+            assert_eq!(got, expected, "partition {p}");
         }
         assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 5);
-        // Each record keeps its own key length, value length and timestamp.
-        for part in &parts {
-            assert!(part.key_lens.iter().zip(&part.value_lens).all(|(k, v)| *k as u32 == *v));
-            assert!(part.timestamps.windows(2).all(|w| w[0] < w[1]), "order kept: {:?}", part.timestamps);
-        }
-        assert_eq!(parts.iter().flat_map(|p| p.timestamps.iter().copied()).collect::<std::collections::BTreeSet<_>>().len(), 5);
         assert_eq!(key_partition(None, 3), 0);
     }
 
@@ -272,8 +268,8 @@ mod tests {
         let (tx, rx) = channel(16, 3 * 1024);
         let mut gate = InputGate::new(vec![rx]);
         let kib = || {
-            let mut b = empty_batch();
-            b.push(-1, &[b'x'; 1024 - 16], 0);
+            let mut b = Batch::new();
+            b.push(None, &[b'x'; 1024 - 16], 0);
             b
         };
         for _ in 0..3 {
@@ -288,8 +284,8 @@ mod tests {
             gate.next().await.unwrap();
         }
         assert_eq!(tx.bytes_in_flight(), 0);
-        let mut huge = empty_batch();
-        huge.push(-1, &vec![b'y'; 100 * 1024], 0);
+        let mut huge = Batch::new();
+        huge.push(None, &vec![b'y'; 100 * 1024], 0);
         tx.send(Message::Records(huge)).await.expect("an oversized batch passes alone");
         assert_eq!(tx.bytes_in_flight(), 3 * 1024);
     }
@@ -306,12 +302,12 @@ mod tests {
         tx1.send(Message::Barrier(b)).await.unwrap();
         // Channel 0 is blocked after its barrier: channel 1's record comes first.
         match gate.next().await.unwrap() {
-            InputEvent::Records(r) => assert_eq!(r.data, b"beforebefore"),
+            InputEvent::Records(r) => assert_eq!(r.iter().next().unwrap().value, b"before"),
             e => panic!("{e:?}"),
         }
         assert!(matches!(gate.next().await.unwrap(), InputEvent::BarrierAligned(x) if x == b));
         match gate.next().await.unwrap() {
-            InputEvent::Records(r) => assert_eq!(r.data, b"afterafter"),
+            InputEvent::Records(r) => assert_eq!(r.iter().next().unwrap().value, b"after"),
             e => panic!("{e:?}"),
         }
         tx0.send(Message::EndOfInput).await.unwrap();

@@ -15,7 +15,7 @@ use super::job::{CheckpointStats, ControlRequest, JobReport};
 use super::message::Barrier;
 use super::subtask::{Control, Event};
 use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, OperatorMetadata, StateFileRef};
-use crate::engine::host::SubtaskTag;
+use wasmflow_types::SubtaskTag;
 
 struct PendingCheckpoint {
     id: u64,

@@ -1,4 +1,4 @@
-//! One subtask's task on tokio: drives the guest through its lifecycle, moves batches between
+//! One subtask's loop, a task on tokio: drives the guest through its lifecycle, moves batches between
 //! channels, aligns barriers and snapshots state.
 
 use std::sync::Arc;
@@ -10,11 +10,11 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::channel::{EdgeOutput, InputEvent, InputGate};
-use super::message::{Barrier, Message, Records};
-use super::operator::SubtaskOperator;
+use wasmflow_types::{Batch, PollStatus, SubtaskTag};
+
+use super::message::{Barrier, Message};
 use crate::checkpoint::{CheckpointStorage, StateFileRef};
-use crate::engine::bindings::wasmflow::operator::types::{Batch, PollStatus};
-use crate::engine::host::SubtaskTag;
+use crate::instance::OperatorInstance;
 
 /// Commands from the coordinator to a subtask (a control channel, not in-band).
 #[derive(Clone, Debug)]
@@ -53,9 +53,9 @@ pub struct OperatorMetrics {
 }
 
 /// Everything a subtask task needs.
-pub struct SubtaskTask {
+pub struct SubtaskLoop {
     pub tag: SubtaskTag,
-    pub instance: SubtaskOperator,
+    pub instance: Box<dyn OperatorInstance>,
     pub control: UnboundedReceiver<Control>,
     pub events: UnboundedSender<Event>,
     pub outputs: Vec<EdgeOutput>,
@@ -86,7 +86,7 @@ impl Progress {
 }
 
 /// Runs a subtask to its end and reports failures as [`Event::Failed`].
-pub async fn run(mut task: SubtaskTask) {
+pub async fn run(mut task: SubtaskLoop) {
     let tag = task.tag.clone();
     let events = task.events.clone();
     let result = if task.input.is_some() { task.run_operator().await } else { task.run_source().await };
@@ -104,7 +104,7 @@ enum Next {
     Shutdown,
 }
 
-impl SubtaskTask {
+impl SubtaskLoop {
     async fn emit(&mut self, batch: Batch) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
@@ -171,7 +171,7 @@ impl SubtaskTask {
         loop {
             let finished = self.progress.finished;
             // Control first: a checkpoint falls between two polls, never inside one, so a
-            // snapshot never sees a record emitted without its offset (§2.1, checkpoint lock).
+            // snapshot never sees a record emitted without its offset (docs/architecture.md, checkpoint path, checkpoint lock).
             while let Ok(c) = self.control.try_recv() {
                 if let Next::Shutdown = self.handle(c).await? {
                     return self.shutdown().await;

@@ -24,30 +24,12 @@ fn yes() -> bool {
 pub struct Counter {
     config: CounterConfig,
     count: u64,
-    state: Option<ListState<u64>>,
+    state: ListState<u64>,
 }
 
-impl CheckpointedFunction for Counter {
-    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
-        let state = ctx.get_list_state::<u64>("count")?;
-        self.count = state.get()?.iter().sum();
-        if ctx.is_restored() {
-            info!("restored count {}", self.count);
-        }
-        self.state = Some(state);
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
-        self.state.as_ref().context("state not initialized")?.update(&[self.count])
-    }
-}
-
-impl CheckpointListener for Counter {}
-
-impl Operator for Counter {
+impl Transform for Counter {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
-        Ok(Counter { config: ctx.config()?, count: 0, state: None })
+        Ok(Counter { config: ctx.config()?, count: 0, state: ListState::default() })
     }
 
     fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
@@ -64,9 +46,23 @@ impl Operator for Counter {
         }
         Ok(())
     }
+
+    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+        let state = ctx.get_list_state::<u64>("count")?;
+        self.count = state.get()?.iter().sum();
+        if ctx.is_restored() {
+            info!("restored count {}", self.count);
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
+        self.state.update(&[self.count])
+    }
 }
 
-export_operator!(Counter);
+export_transform!(Counter);
 
 #[cfg(test)]
 mod tests {

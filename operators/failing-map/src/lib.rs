@@ -39,10 +39,7 @@ pub struct FailingMap {
     armed: bool,
 }
 
-impl CheckpointedFunction for FailingMap {}
-impl CheckpointListener for FailingMap {}
-
-impl Operator for FailingMap {
+impl Transform for FailingMap {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
         let config: FailingConfig = ctx.config()?;
         let armed = ctx.attempt() == config.fail_in_attempt;
@@ -63,12 +60,12 @@ impl Operator for FailingMap {
     }
 }
 
-export_operator!(FailingMap);
+export_transform!(FailingMap);
 
 #[cfg(test)]
 mod tests {
-    use wasmflow_guest_sdk::harness::{OperatorHarness, OwnedRecord};
     use wasmflow_guest_sdk::RuntimeContext;
+    use wasmflow_guest_sdk::harness::{OperatorHarness, OwnedRecord};
     use wasmflow_state::{OperatorStateStore, StateLimits};
 
     use super::WasmflowOperator;

@@ -47,7 +47,7 @@ pub struct Generator {
     restored: Vec<Progress>,
     /// Next candidate number for this subtask (always `≡ index mod parallelism`).
     next: u64,
-    state: Option<ListState<Progress>>,
+    state: ListState<Progress>,
     last_poll_millis: i64,
 }
 
@@ -56,28 +56,6 @@ impl Generator {
         self.restored.iter().any(|&(sub, p, next)| n % p as u64 == sub as u64 && n < next)
     }
 }
-
-impl CheckpointedFunction for Generator {
-    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
-        let state = ctx.get_union_list_state::<Progress>("progress")?;
-        self.restored = state.get()?;
-        ensure!(self.restored.iter().all(|&(_, p, _)| p > 0), "corrupt generator progress: parallelism 0");
-        self.state = Some(state);
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
-        // Written as progress under the *current* parallelism; restored progress that covers
-        // numbers above `next` is carried too, so nothing is emitted twice after another restore.
-        let mut progress: Vec<Progress> = vec![(self.index as u32, self.parallelism as u32, self.next)];
-        if self.index == 0 {
-            progress.extend(self.restored.iter().copied());
-        }
-        self.state.as_ref().context("state not initialized")?.update(&progress)
-    }
-}
-
-impl CheckpointListener for Generator {}
 
 impl Source for Generator {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
@@ -88,7 +66,7 @@ impl Source for Generator {
             parallelism: ctx.parallelism() as u64,
             restored: Vec::new(),
             next: ctx.subtask_index() as u64,
-            state: None,
+            state: ListState::default(),
             last_poll_millis: 0,
         })
     }
@@ -125,14 +103,32 @@ impl Source for Generator {
         }
         Ok(if self.next >= self.config.count { PollStatus::Finished } else { PollStatus::Ready })
     }
+
+    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+        let state = ctx.get_union_list_state::<Progress>("progress")?;
+        self.restored = state.get()?;
+        ensure!(self.restored.iter().all(|&(_, p, _)| p > 0), "corrupt generator progress: parallelism 0");
+        self.state = state;
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
+        // Written as progress under the *current* parallelism; restored progress that covers
+        // numbers above `next` is carried too, so nothing is emitted twice after another restore.
+        let mut progress: Vec<Progress> = vec![(self.index as u32, self.parallelism as u32, self.next)];
+        if self.index == 0 {
+            progress.extend(self.restored.iter().copied());
+        }
+        self.state.update(&progress)
+    }
 }
 
 export_source!(Generator);
 
 #[cfg(test)]
 mod tests {
-    use wasmflow_guest_sdk::harness::{OwnedRecord, ParallelHarness};
     use wasmflow_guest_sdk::PollStatus;
+    use wasmflow_guest_sdk::harness::{OwnedRecord, ParallelHarness};
 
     use super::WasmflowOperator;
 
@@ -168,7 +164,7 @@ mod tests {
         assert_eq!(seen, (0..10).collect::<Vec<_>>());
     }
 
-    /// §1.4.3: union state gives every new subtask all old progress, so a rescale from 3 to 2
+    /// docs/state.md, union lists: union state gives every new subtask all old progress, so a rescale from 3 to 2
     /// and then to 5 emits every remaining number exactly once.
     #[test]
     fn each_number_once_across_rescales() {

@@ -16,7 +16,7 @@ pub struct HostileConfig {
 /// See the crate documentation.
 pub struct Hostile {
     behavior: String,
-    state: Option<ListState<Vec<u8>>>,
+    state: ListState<Vec<u8>>,
     hoard: Vec<Vec<u8>>,
 }
 
@@ -29,34 +29,10 @@ fn recurse(depth: u64, trail: &mut [u64; 16]) -> u64 {
     local.iter().sum()
 }
 
-impl CheckpointedFunction for Hostile {
-    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
-        if self.behavior == "many-states" {
-            for i in 0..100_000 {
-                ctx.get_list_state::<u8>(&format!("state-{i}"))?;
-            }
-        }
-        self.state = Some(ctx.get_list_state::<Vec<u8>>("blob")?);
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
-        match self.behavior.as_str() {
-            "loop-in-snapshot" => loop {
-                std::hint::black_box(&mut self.hoard);
-            },
-            "panic-in-snapshot" => panic!("hostile operator panics in snapshot_state"),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl CheckpointListener for Hostile {}
-
-impl Operator for Hostile {
+impl Transform for Hostile {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
         let config: HostileConfig = ctx.config()?;
-        Ok(Hostile { behavior: config.behavior, state: None, hoard: Vec::new() })
+        Ok(Hostile { behavior: config.behavior, state: ListState::default(), hoard: Vec::new() })
     }
 
     fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
@@ -71,7 +47,7 @@ impl Operator for Hostile {
                 let mut trail = [0u64; 16];
                 out.emit(None, recurse(0, &mut trail).to_string().as_bytes(), 0);
             }
-            "huge-state-entry" => self.state.as_ref().context("no state")?.add(&vec![7u8; 32 << 20])?,
+            "huge-state-entry" => self.state.add(&vec![7u8; 32 << 20])?,
             "log-flood" => {
                 for i in 0..20_000 {
                     info!("flood line {i} {}", "x".repeat(10_000));
@@ -109,6 +85,26 @@ impl Operator for Hostile {
         }
         Ok(())
     }
+
+    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+        if self.behavior == "many-states" {
+            for i in 0..100_000 {
+                ctx.get_list_state::<u8>(&format!("state-{i}"))?;
+            }
+        }
+        self.state = ctx.get_list_state::<Vec<u8>>("blob")?;
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
+        match self.behavior.as_str() {
+            "loop-in-snapshot" => loop {
+                std::hint::black_box(&mut self.hoard);
+            },
+            "panic-in-snapshot" => panic!("hostile operator panics in snapshot_state"),
+            _ => Ok(()),
+        }
+    }
 }
 
-export_operator!(Hostile);
+export_transform!(Hostile);

@@ -36,14 +36,6 @@ pub struct KafkaSink {
     producer: Option<wasmflow_guest_sdk::kafka::Producer>,
 }
 
-impl CheckpointedFunction for KafkaSink {
-    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
-        self.flush()
-    }
-}
-
-impl CheckpointListener for KafkaSink {}
-
 impl KafkaSink {
     fn flush(&mut self) -> Result<()> {
         #[cfg(target_arch = "wasm32")]
@@ -85,6 +77,10 @@ impl Sink for KafkaSink {
     }
 
     fn close(&mut self) -> Result<()> {
+        self.flush()
+    }
+
+    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
         self.flush()
     }
 }

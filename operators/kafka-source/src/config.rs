@@ -110,19 +110,11 @@ impl SourceConfig {
     /// §3.4 `OffsetCommitModes.fromConfiguration`.
     pub fn commit_mode(&self, checkpointing_enabled: bool) -> OffsetCommitMode {
         if checkpointing_enabled {
-            if self.commit_offsets_on_checkpoints {
-                OffsetCommitMode::OnCheckpoints
-            } else {
-                OffsetCommitMode::Disabled
-            }
+            if self.commit_offsets_on_checkpoints { OffsetCommitMode::OnCheckpoints } else { OffsetCommitMode::Disabled }
         } else {
             let auto = self.properties.get("enable.auto.commit").is_none_or(|v| v == "true");
             let interval = self.auto_commit_interval_ms();
-            if auto && interval > 0 {
-                OffsetCommitMode::KafkaPeriodic
-            } else {
-                OffsetCommitMode::Disabled
-            }
+            if auto && interval > 0 { OffsetCommitMode::KafkaPeriodic } else { OffsetCommitMode::Disabled }
         }
     }
 

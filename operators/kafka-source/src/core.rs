@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::assigner::assign;
-use crate::commit::{to_commit, Offsets, PendingCommits};
-use crate::config::{parse_topic_partition, OffsetCommitMode, SourceConfig, StartupMode};
+use crate::commit::{Offsets, PendingCommits, to_commit};
+use crate::config::{OffsetCommitMode, SourceConfig, StartupMode, parse_topic_partition};
 use crate::sentinel::{EARLIEST_OFFSET, GROUP_OFFSET, LATEST_OFFSET, OFFSET_NOT_SET};
 
 /// A topic partition.

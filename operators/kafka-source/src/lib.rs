@@ -29,33 +29,8 @@ pub struct KafkaSource {
     core: KafkaSourceCore,
     config: SourceConfig,
     ctx: RuntimeContext,
-    state: Option<ListState<(String, i32, i64)>>,
+    state: ListState<(String, i32, i64)>,
     client: Option<Box<dyn KafkaClient>>,
-}
-
-impl CheckpointedFunction for KafkaSource {
-    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
-        let state = ctx.get_union_list_state::<(String, i32, i64)>(OFFSETS_STATE_NAME)?;
-        // §3.6: restored (possibly empty) is not the same as a fresh start.
-        let restored = if ctx.is_restored() { Some(state.get()?) } else { None };
-        self.core = KafkaSourceCore::new(self.config.clone(), self.ctx.subtask_index(), self.ctx.parallelism(), self.ctx.checkpointing_enabled(), restored);
-        self.state = Some(state);
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, ctx: &FunctionSnapshotContext) -> Result<()> {
-        let entries = self.core.snapshot(ctx.checkpoint_id());
-        self.state.as_ref().context("state not initialized")?.update(&entries)
-    }
-}
-
-impl CheckpointListener for KafkaSource {
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        if let Some(client) = self.client.as_deref_mut() {
-            self.core.notify_checkpoint_complete(client, checkpoint_id).map_err(|e| anyhow!(e))?;
-        }
-        Ok(())
-    }
 }
 
 impl KafkaSource {
@@ -71,7 +46,7 @@ impl Source for KafkaSource {
         let config: SourceConfig = ctx.config()?;
         config.validate(wasmflow_guest_sdk::log::now_millis()).map_err(|e| anyhow!("kafka source config: {e}"))?;
         let core = KafkaSourceCore::new(config.clone(), ctx.subtask_index(), ctx.parallelism(), ctx.checkpointing_enabled(), None);
-        Ok(KafkaSource { core, config, ctx: ctx.clone(), state: None, client: None })
+        Ok(KafkaSource { core, config, ctx: ctx.clone(), state: ListState::default(), client: None })
     }
 
     fn open(&mut self) -> Result<()> {
@@ -95,6 +70,27 @@ impl Source for KafkaSource {
             Polled::Idle => Ok(PollStatus::Idle(self.config.partition_discovery_interval_ms.unwrap_or(1000).clamp(1, 60_000) as u32)),
             Polled::Finished => Ok(PollStatus::Finished),
         }
+    }
+
+    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+        let state = ctx.get_union_list_state::<(String, i32, i64)>(OFFSETS_STATE_NAME)?;
+        // §3.6: restored (possibly empty) is not the same as a fresh start.
+        let restored = if ctx.is_restored() { Some(state.get()?) } else { None };
+        self.core = KafkaSourceCore::new(self.config.clone(), self.ctx.subtask_index(), self.ctx.parallelism(), self.ctx.checkpointing_enabled(), restored);
+        self.state = state;
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, ctx: &FunctionSnapshotContext) -> Result<()> {
+        let entries = self.core.snapshot(ctx.checkpoint_id());
+        self.state.update(&entries)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        if let Some(client) = self.client.as_deref_mut() {
+            self.core.notify_checkpoint_complete(client, checkpoint_id).map_err(|e| anyhow!(e))?;
+        }
+        Ok(())
     }
 }
 

@@ -8,9 +8,6 @@ pub struct NullSink {
     discarded: u64,
 }
 
-impl CheckpointedFunction for NullSink {}
-impl CheckpointListener for NullSink {}
-
 impl Sink for NullSink {
     fn create(_ctx: &RuntimeContext) -> Result<Self> {
         Ok(NullSink { discarded: 0 })
@@ -32,7 +29,7 @@ export_sink!(NullSink);
 #[cfg(test)]
 mod tests {
     use wasmflow_guest_sdk::harness::{OperatorHarness, OwnedRecord};
-    use wasmflow_guest_sdk::log::{take_captured, Level};
+    use wasmflow_guest_sdk::log::{Level, take_captured};
 
     use super::WasmflowOperator;
 

@@ -5,7 +5,7 @@
 //! * At a checkpoint (`snapshot_state`) the pending file is made durable and closed, and its name
 //!   is kept in **union list state** with the checkpoint id.
 //! * When that checkpoint completes (`notify_checkpoint_complete`) the file is committed: renamed
-//!   atomically to its final, visible name. A completed id commits every older file too (§2.2).
+//!   atomically to its final, visible name. A completed id commits every older file too (docs/architecture.md, checkpoint path).
 //! * After a crash, the restored state names the files of the checkpoint restored from; those
 //!   are committed (idempotently). Pending files of earlier attempts that no checkpoint names
 //!   hold records that will be replayed, so they are discarded.
@@ -37,7 +37,7 @@ pub struct FileSink {
     seq: u64,
     current: Option<String>,
     awaiting_commit: Vec<PendingFile>,
-    state: Option<ListState<PendingFile>>,
+    state: ListState<PendingFile>,
 }
 
 fn attempt_of(name: &str) -> Option<u64> {
@@ -55,51 +55,6 @@ impl FileSink {
     }
 }
 
-impl CheckpointedFunction for FileSink {
-    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
-        let state = ctx.get_union_list_state::<PendingFile>("pending-files")?;
-        let restored = state.get()?;
-        // Pending files are not moved with a savepoint: they are in the output directory the
-        // savepoint was taken with. Restoring with another one cannot commit them — say so.
-        let pending = files::list_pending()?;
-        for (_, name) in &restored {
-            if !pending.contains(name) && !files::is_committed(name)? {
-                bail!(
-                    "the restored checkpoint names pending file '{name}', which is not in this operator's output directory: restore with the same output directory (grants.files) the savepoint was taken with"
-                );
-            }
-        }
-        // The checkpoint we restore from is complete, so its files are part of the output.
-        for (_, name) in &restored {
-            files::commit_pending(name).with_context(|| format!("recovering pending file {name}"))?;
-        }
-        if self.subtask == 0 {
-            for name in files::list_pending()? {
-                let named = restored.iter().any(|(_, n)| *n == name);
-                if !named && attempt_of(&name) != Some(self.attempt) {
-                    files::discard_pending(&name)?;
-                }
-            }
-        }
-        self.state = Some(state);
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, ctx: &FunctionSnapshotContext) -> Result<()> {
-        if let Some(name) = self.current.take() {
-            files::flush_pending(&name)?;
-            self.awaiting_commit.push((ctx.checkpoint_id(), name));
-        }
-        self.state.as_ref().context("state not initialized")?.update(&self.awaiting_commit)
-    }
-}
-
-impl CheckpointListener for FileSink {
-    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        self.commit_up_to(checkpoint_id)
-    }
-}
-
 impl Sink for FileSink {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
         Ok(FileSink {
@@ -110,7 +65,7 @@ impl Sink for FileSink {
             seq: 0,
             current: None,
             awaiting_commit: Vec::new(),
-            state: None,
+            state: ListState::default(),
         })
     }
 
@@ -147,6 +102,47 @@ impl Sink for FileSink {
         }
         Ok(())
     }
+
+    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+        let state = ctx.get_union_list_state::<PendingFile>("pending-files")?;
+        let restored = state.get()?;
+        // Pending files are not moved with a savepoint: they are in the output directory the
+        // savepoint was taken with. Restoring with another one cannot commit them — say so.
+        let pending = files::list_pending()?;
+        for (_, name) in &restored {
+            if !pending.contains(name) && !files::is_committed(name)? {
+                bail!(
+                    "the restored checkpoint names pending file '{name}', which is not in this operator's output directory: restore with the same output directory (grants.files) the savepoint was taken with"
+                );
+            }
+        }
+        // The checkpoint we restore from is complete, so its files are part of the output.
+        for (_, name) in &restored {
+            files::commit_pending(name).with_context(|| format!("recovering pending file {name}"))?;
+        }
+        if self.subtask == 0 {
+            for name in files::list_pending()? {
+                let named = restored.iter().any(|(_, n)| *n == name);
+                if !named && attempt_of(&name) != Some(self.attempt) {
+                    files::discard_pending(&name)?;
+                }
+            }
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, ctx: &FunctionSnapshotContext) -> Result<()> {
+        if let Some(name) = self.current.take() {
+            files::flush_pending(&name)?;
+            self.awaiting_commit.push((ctx.checkpoint_id(), name));
+        }
+        self.state.update(&self.awaiting_commit)
+    }
+
+    fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.commit_up_to(checkpoint_id)
+    }
 }
 
 export_sink!(FileSink);
@@ -154,7 +150,7 @@ export_sink!(FileSink);
 #[cfg(test)]
 mod tests {
     use wasmflow_guest_sdk::harness::{OperatorHarness, OwnedRecord};
-    use wasmflow_guest_sdk::{files, RuntimeContext};
+    use wasmflow_guest_sdk::{RuntimeContext, files};
     use wasmflow_state::{OperatorStateStore, StateLimits};
 
     use super::WasmflowOperator;

@@ -22,7 +22,7 @@ const CHUNK_BYTES: usize = 64 << 10;
 pub struct StateBallast {
     config: BallastConfig,
     chunks: Vec<String>,
-    state: Option<ListState<String>>,
+    state: ListState<String>,
 }
 
 fn chunks_of(total: usize) -> Vec<String> {
@@ -36,24 +36,9 @@ fn chunks_of(total: usize) -> Vec<String> {
     chunks
 }
 
-impl CheckpointedFunction for StateBallast {
-    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
-        let state = ctx.get_list_state::<String>("ballast")?;
-        self.chunks = if ctx.is_restored() { state.get()? } else { chunks_of(self.config.state_bytes) };
-        self.state = Some(state);
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
-        self.state.as_ref().context("state not initialized")?.update(&self.chunks)
-    }
-}
-
-impl CheckpointListener for StateBallast {}
-
-impl Operator for StateBallast {
+impl Transform for StateBallast {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
-        Ok(StateBallast { config: ctx.config()?, chunks: Vec::new(), state: None })
+        Ok(StateBallast { config: ctx.config()?, chunks: Vec::new(), state: ListState::default() })
     }
 
     fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
@@ -62,9 +47,20 @@ impl Operator for StateBallast {
         }
         Ok(())
     }
+
+    fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
+        let state = ctx.get_list_state::<String>("ballast")?;
+        self.chunks = if ctx.is_restored() { state.get()? } else { chunks_of(self.config.state_bytes) };
+        self.state = state;
+        Ok(())
+    }
+
+    fn snapshot_state(&mut self, _ctx: &FunctionSnapshotContext) -> Result<()> {
+        self.state.update(&self.chunks)
+    }
 }
 
-export_operator!(StateBallast);
+export_transform!(StateBallast);
 
 #[cfg(test)]
 mod tests {

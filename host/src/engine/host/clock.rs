@@ -1,9 +1,9 @@
 //! The `clock` interface: the only time source a guest has.
 
-use super::SubtaskData;
+use super::StoreData;
 use crate::engine::bindings::wasmflow::operator::clock::Host;
 
-impl Host for SubtaskData {
+impl Host for StoreData {
     fn now_millis(&mut self) -> anyhow::Result<i64> {
         Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0))
     }
@@ -14,4 +14,4 @@ impl Host for SubtaskData {
 }
 
 /// `types` declares only types; its (empty) host trait still needs an impl to be linked.
-impl crate::engine::bindings::wasmflow::operator::types::Host for SubtaskData {}
+impl crate::engine::bindings::wasmflow::operator::types::Host for StoreData {}

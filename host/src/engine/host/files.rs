@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use super::SubtaskData;
+use super::StoreData;
 use crate::engine::bindings::wasmflow::operator::files::Host;
 
 /// The directory an operator was granted.
@@ -105,14 +105,14 @@ fn io<T>(what: &str, name: &str, r: std::io::Result<T>) -> Result<T, String> {
     r.map_err(|e| format!("{what} '{name}': {e}"))
 }
 
-impl SubtaskData {
+impl StoreData {
     fn files_dir(&mut self) -> Result<&mut FilesDir> {
         // The linker only links `files` for operators granted it, so this is a host bug if hit.
         self.files.as_mut().ok_or_else(|| anyhow::anyhow!("files capability used but not granted"))
     }
 }
 
-impl Host for SubtaskData {
+impl Host for StoreData {
     fn write_pending(&mut self, name: String, data: Vec<u8>) -> Result<Result<(), String>> {
         let dir = self.files_dir()?;
         if data.len() > dir.max_write {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use wasmtime::component::Resource;
 
-use super::{ConsumerHandle, ProducerHandle, SubtaskData};
+use super::{ConsumerHandle, ProducerHandle, StoreData};
 use crate::connectors::kafka::{KafkaConsumer, KafkaError, KafkaProducer, StartPosition as Start};
 use crate::engine::bindings::wasmflow::operator::kafka::{
     Assignment, FetchedBatch, Header, Host, HostConsumer, HostProducer, KafkaRecordMeta, PartitionOffset, StartPosition, TopicPartition,
@@ -29,7 +29,7 @@ fn guest<T, E: std::fmt::Display>(r: Result<T, E>) -> GuestResult<T> {
     Ok(r.map_err(|e| e.to_string()))
 }
 
-impl SubtaskData {
+impl StoreData {
     fn consumer(&mut self, h: &Resource<ConsumerHandle>) -> Result<&mut KafkaConsumer> {
         Ok(&mut self.table.get_mut(h)?.0)
     }
@@ -58,7 +58,7 @@ impl SubtaskData {
     }
 }
 
-impl HostConsumer for SubtaskData {
+impl HostConsumer for StoreData {
     async fn new(&mut self, properties: Vec<(String, String)>) -> Result<Resource<ConsumerHandle>> {
         let properties = self.kafka_client_properties(&properties)?;
         let consumer = KafkaConsumer::new(&properties, self.kafka_limits.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
@@ -163,7 +163,7 @@ impl HostConsumer for SubtaskData {
     }
 }
 
-impl HostProducer for SubtaskData {
+impl HostProducer for StoreData {
     async fn new(&mut self, properties: Vec<(String, String)>) -> Result<Resource<ProducerHandle>> {
         let properties = self.kafka_client_properties(&properties)?;
         let producer = KafkaProducer::new(&properties, self.kafka_limits.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
@@ -173,22 +173,14 @@ impl HostProducer for SubtaskData {
 
     async fn send(&mut self, h: Resource<ProducerHandle>, topic: String, batch: Batch) -> GuestResult<()> {
         let producer = &self.table.get(&h)?.0;
-        // The batch comes straight from the guest: every length is checked against the data
-        // before it is used, so a malformed batch is an error for the guest, not a host panic.
-        let n = batch.key_lens.len();
-        if batch.value_lens.len() != n || batch.timestamps.len() != n {
-            return Ok(Err(format!("malformed batch: {n} key lengths, {} value lengths, {} timestamps", batch.value_lens.len(), batch.timestamps.len())));
-        }
-        let mut pos = 0usize;
-        for i in 0..n {
-            let (key_len, value_len) = (batch.key_lens[i], batch.value_lens[i] as usize);
-            let key_bytes = key_len.max(0) as usize;
-            let Some(bytes) = pos.checked_add(key_bytes + value_len).and_then(|end| batch.data.get(pos..end)) else {
-                return Ok(Err(format!("malformed batch: record {i} runs past the end of the data")));
-            };
-            let key = (key_len >= 0).then(|| &bytes[..key_bytes]);
-            pos += bytes.len();
-            if let Err(e) = producer.send(&topic, None, key, &bytes[key_bytes..], batch.timestamps[i]) {
+        // The batch comes straight from the guest: checked before any length in it is used, so a
+        // malformed batch is an error for the guest, not a host panic.
+        let batch = match crate::engine::wire::batch_from_guest(batch) {
+            Ok(b) => b,
+            Err(e) => return Ok(Err(format!("malformed batch: {e}"))),
+        };
+        for r in &batch {
+            if let Err(e) = producer.send(&topic, None, r.key, r.value, r.timestamp) {
                 return Ok(Err(e.to_string()));
             }
         }
@@ -207,4 +199,4 @@ impl HostProducer for SubtaskData {
     }
 }
 
-impl Host for SubtaskData {}
+impl Host for StoreData {}

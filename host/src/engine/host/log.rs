@@ -3,8 +3,10 @@
 
 use std::time::Instant;
 
-use super::SubtaskData;
-use crate::engine::bindings::wasmflow::operator::log::{Host, Level};
+use super::StoreData;
+use wasmflow_types::{Level, SubtaskTag};
+
+use crate::engine::bindings::wasmflow::operator::log::{Host, Level as WireLevel};
 
 /// A token bucket of log lines per second, and the longest line kept.
 pub struct LogBudget {
@@ -73,18 +75,18 @@ fn cut(message: &str, max: usize) -> &str {
     &message[..end]
 }
 
-impl Host for SubtaskData {
-    fn log(&mut self, level: Level, message: String) -> anyhow::Result<()> {
+impl Host for StoreData {
+    fn log(&mut self, level: WireLevel, message: String) -> anyhow::Result<()> {
         if !self.log.admit() {
             return Ok(());
         }
-        emit(&self.tag, level, &sanitize(&message, self.log.max_line));
+        emit(&self.tag, crate::engine::wire::level(level), &sanitize(&message, self.log.max_line));
         Ok(())
     }
 }
 
 /// Writes one operator log line to the host's log (target `guest`, with operator and subtask).
-pub(crate) fn emit(tag: &super::SubtaskTag, level: Level, msg: &str) {
+pub(crate) fn emit(tag: &SubtaskTag, level: Level, msg: &str) {
     let (op, sub) = (tag.operator.as_str(), tag.subtask);
     match level {
         Level::Trace => tracing::trace!(target: "guest", operator = op, subtask = sub, "{msg}"),

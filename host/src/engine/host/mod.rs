@@ -1,6 +1,6 @@
 //! The per-subtask data behind a wasmtime `Store`, and the host side of the contract's imports.
 //!
-//! One [`SubtaskData`] per (operator, subtask) attempt. It owns that subtask's operator state,
+//! One [`StoreData`] per (operator, subtask) attempt. It owns that subtask's operator state,
 //! so a guest can only ever reach its own state: there is no API that names another subtask.
 
 mod clock;
@@ -12,6 +12,7 @@ mod state;
 use std::time::Instant;
 
 use wasmflow_state::{OperatorStateStore, StateLimits};
+use wasmflow_types::SubtaskTag;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
@@ -38,21 +39,8 @@ pub enum Phase {
     Closed,
 }
 
-/// Names a subtask in logs and errors: `operator[subtask]`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SubtaskTag {
-    pub operator: String,
-    pub subtask: u32,
-}
-
-impl std::fmt::Display for SubtaskTag {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}[{}]", self.operator, self.subtask)
-    }
-}
-
 /// Everything one subtask's `Store` holds.
-pub struct SubtaskData {
+pub struct StoreData {
     pub(crate) tag: SubtaskTag,
     pub(crate) table: ResourceTable,
     pub(crate) state: OperatorStateStore,
@@ -84,7 +72,7 @@ pub struct SubtaskLimits {
     pub kafka: crate::connectors::kafka::KafkaLimits,
 }
 
-impl SubtaskData {
+impl StoreData {
     /// Data for a new subtask attempt. `state` is empty or restored.
     /// The tag and the state store, for a subtask that runs natively (no store, no sandbox).
     pub fn into_parts(self) -> (SubtaskTag, OperatorStateStore) {
@@ -92,7 +80,7 @@ impl SubtaskData {
     }
 
     pub fn new(tag: SubtaskTag, state: OperatorStateStore, limits: &SubtaskLimits, files: Option<FilesDir>) -> Self {
-        SubtaskData {
+        StoreData {
             tag,
             table: ResourceTable::new(),
             state,
@@ -132,7 +120,7 @@ impl SubtaskData {
     }
 }
 
-impl ResourceLimiter for SubtaskData {
+impl ResourceLimiter for StoreData {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             return Err(wasmtime::Error::msg(format!(

@@ -7,12 +7,12 @@ use anyhow::Result;
 use wasmflow_state::{Mode, TypeInfo};
 use wasmtime::component::Resource;
 
-use super::{BroadcastStateHandle, ListStateHandle, Phase, SubtaskData};
+use super::{BroadcastStateHandle, ListStateHandle, Phase, StoreData};
 use crate::engine::bindings::wasmflow::operator::state::{Host, HostBroadcastState, HostListState};
 
 type GuestResult<T> = Result<Result<T, String>>;
 
-impl SubtaskData {
+impl StoreData {
     fn check_registration(&self, name: &str) -> Result<(), String> {
         if self.phase != Phase::InitializeState {
             return Err(format!("state '{name}' registered during {:?}: register state in initialize_state (Flink's initializeState)", self.phase));
@@ -39,7 +39,7 @@ impl SubtaskData {
     }
 }
 
-impl Host for SubtaskData {
+impl Host for StoreData {
     fn get_list_state(&mut self, name: String, type_name: String, schema: String) -> GuestResult<Resource<ListStateHandle>> {
         self.register_list(name, Mode::SplitDistribute, type_name, schema)
     }
@@ -72,7 +72,7 @@ fn guest<T, E: ToString>(r: Result<T, E>) -> GuestResult<T> {
     Ok(r.map_err(|e| e.to_string()))
 }
 
-impl HostListState for SubtaskData {
+impl HostListState for StoreData {
     fn get(&mut self, h: Resource<ListStateHandle>) -> Result<Vec<Vec<u8>>> {
         let id = self.list_id(&h)?;
         Ok(self.state.list_get(id)?)
@@ -106,7 +106,7 @@ impl HostListState for SubtaskData {
     }
 }
 
-impl HostBroadcastState for SubtaskData {
+impl HostBroadcastState for StoreData {
     fn get(&mut self, h: Resource<BroadcastStateHandle>, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
         let id = self.map_id(&h)?;
         Ok(self.state.map_get(id, &key)?)

@@ -1,0 +1,53 @@
+//! What a subtask runs: the one lifecycle every operator goes through, whatever runs it.
+//!
+//! [`OperatorInstance`] has two implementations: [`WasmInstance`](crate::engine::WasmInstance),
+//! a sandboxed component in its own store, and [`NativeInstance`](crate::native::NativeInstance),
+//! operator code compiled into the host. The runtime holds a `Box<dyn OperatorInstance>` and
+//! never asks which.
+//!
+//! The calls come in the contract's order (`wit/wasmflow.wit`): `create`, `initialize_state`,
+//! `open`, then `process` (transforms and sinks) or `poll` (sources) interleaved with
+//! `snapshot_state` and the notifications, and `close` at most once.
+
+use async_trait::async_trait;
+use wasmflow_state::SubtaskSnapshot;
+use wasmflow_types::{Batch, OperatorKind, PollStatus, TaskInfo};
+
+use crate::engine::GuestError;
+
+/// One subtask's operator.
+#[async_trait]
+pub trait OperatorInstance: Send {
+    /// Source, transform or sink.
+    fn kind(&self) -> OperatorKind;
+
+    /// Builds the operator from its task info and its `config` table as JSON.
+    async fn create(&mut self, info: TaskInfo, config: String) -> Result<(), GuestError>;
+
+    /// Flink's `initializeState`: the operator registers its state and reads what was restored.
+    /// `restored_checkpoint_id` is set when the job was restored, even if this subtask got no
+    /// state.
+    async fn initialize_state(&mut self, restored_checkpoint_id: Option<u64>) -> Result<(), GuestError>;
+
+    /// Acquire resources.
+    async fn open(&mut self) -> Result<(), GuestError>;
+
+    /// A transform or sink consumes one batch; what it emits comes back.
+    async fn process(&mut self, input: Batch) -> Result<Batch, GuestError>;
+
+    /// A source produces up to `max_records` records.
+    async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError>;
+
+    /// `snapshot_state`, then a copy of the subtask's state as it is now (Flink's synchronous
+    /// phase).
+    async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot, GuestError>;
+
+    /// The checkpoint is complete and durable everywhere.
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError>;
+
+    /// The checkpoint was aborted.
+    async fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<(), GuestError>;
+
+    /// End of input or a stop: what a transform still emits comes back.
+    async fn close(&mut self) -> Result<Batch, GuestError>;
+}

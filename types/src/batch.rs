@@ -1,0 +1,314 @@
+//! Records and batches.
+//!
+//! Records travel in batches, stored as columns (the encoding `wit/wasmflow.wit` documents):
+//! one buffer with every record's key and value back to back, and one list each of key lengths,
+//! value lengths and timestamps. A record's bytes start where the previous record's ended, so
+//! offsets are implied. Reading a [`Batch`] borrows from its buffer and a [`Collector`] appends
+//! to one, so a record costs no allocation on either side.
+//!
+//! A batch from outside (a guest's output, a Kafka producer call) is checked once, by
+//! [`Batch::from_columns`]; everything after that trusts it.
+
+use serde::{Deserialize, Serialize};
+
+/// One record, borrowed from a [`Batch`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// The key, or `None` for a record without key (an empty key is `Some(&[])`).
+    pub key: Option<&'a [u8]>,
+    /// The value.
+    pub value: &'a [u8],
+    /// Event time, milliseconds since the Unix epoch.
+    pub timestamp: i64,
+}
+
+impl Record<'_> {
+    /// The value as UTF-8 text, if it is.
+    pub fn value_str(&self) -> Option<&str> {
+        std::str::from_utf8(self.value).ok()
+    }
+}
+
+/// A batch's columns, as they cross the host/guest boundary. `key_lens[i] = -1` means record
+/// `i` has no key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Columns {
+    /// Every record's key (if any) and value, back to back.
+    pub data: Vec<u8>,
+    /// Key length per record, -1 for none.
+    pub key_lens: Vec<i32>,
+    /// Value length per record.
+    pub value_lens: Vec<u32>,
+    /// Event time per record, milliseconds since the Unix epoch.
+    pub timestamps: Vec<i64>,
+}
+
+/// Why [`Batch::from_columns`] refused a batch.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The per-record columns differ in length.
+    #[error("{keys} key lengths, {values} value lengths and {timestamps} timestamps (one of each per record)")]
+    ColumnLengths {
+        /// Entries in `key_lens`.
+        keys: usize,
+        /// Entries in `value_lens`.
+        values: usize,
+        /// Entries in `timestamps`.
+        timestamps: usize,
+    },
+    /// A key length below -1.
+    #[error("record {record} has key length {key_len}")]
+    KeyLength {
+        /// Index of the record.
+        record: usize,
+        /// Its key length.
+        key_len: i32,
+    },
+    /// The record lengths do not add up to the data.
+    #[error("record lengths add up to {lengths} bytes but the data has {data}")]
+    DataLength {
+        /// Sum of the records' key and value lengths.
+        lengths: u64,
+        /// Bytes of data.
+        data: usize,
+    },
+}
+
+/// A batch of records.
+///
+/// ```
+/// use wasmflow_types::{Batch, Record};
+/// let batch = Batch::from_records([Record { key: None, value: b"a", timestamp: 1 }]);
+/// assert_eq!(batch.len(), 1);
+/// assert_eq!(batch.iter().next().unwrap().value, b"a");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    data: Vec<u8>,
+    key_lens: Vec<i32>,
+    value_lens: Vec<u32>,
+    timestamps: Vec<i64>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Batch {
+        Batch::default()
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.key_lens.len()
+    }
+
+    /// Whether the batch has no record.
+    pub fn is_empty(&self) -> bool {
+        self.key_lens.is_empty()
+    }
+
+    /// Bytes of keys and values.
+    pub fn data_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Bytes the batch holds in memory, counting 16 bytes of lengths and timestamp per record
+    /// (what channel budgets and limits count).
+    pub fn size_bytes(&self) -> usize {
+        self.data.len() + self.len() * 16
+    }
+
+    /// The records, in order.
+    pub fn iter(&self) -> BatchIter<'_> {
+        BatchIter { batch: self, index: 0, pos: 0 }
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+        let key_len = match key {
+            Some(k) => {
+                self.data.extend_from_slice(k);
+                k.len() as i32
+            }
+            None => -1,
+        };
+        self.data.extend_from_slice(value);
+        self.key_lens.push(key_len);
+        self.value_lens.push(value.len() as u32);
+        self.timestamps.push(timestamp);
+    }
+
+    /// Removes every record, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.key_lens.clear();
+        self.value_lens.clear();
+        self.timestamps.clear();
+    }
+
+    /// Builds a batch from records (convenient in tests).
+    pub fn from_records<'a>(records: impl IntoIterator<Item = Record<'a>>) -> Batch {
+        let mut batch = Batch::new();
+        for r in records {
+            batch.push(r.key, r.value, r.timestamp);
+        }
+        batch
+    }
+
+    /// Checks columns that come from outside (a guest, a client) and makes them a batch: one
+    /// entry per record in each list, key lengths of -1 or more, lengths that add up to the data.
+    ///
+    /// ```
+    /// use wasmflow_types::{Batch, BatchError, Columns};
+    /// let bad = Columns { data: b"ab".to_vec(), key_lens: vec![-1], value_lens: vec![3], timestamps: vec![0] };
+    /// assert_eq!(Batch::from_columns(bad), Err(BatchError::DataLength { lengths: 3, data: 2 }));
+    /// ```
+    pub fn from_columns(columns: Columns) -> Result<Batch, BatchError> {
+        let Columns { data, key_lens, value_lens, timestamps } = columns;
+        let n = key_lens.len();
+        if value_lens.len() != n || timestamps.len() != n {
+            return Err(BatchError::ColumnLengths { keys: n, values: value_lens.len(), timestamps: timestamps.len() });
+        }
+        let mut total: u64 = 0;
+        for (record, (&key_len, &value_len)) in key_lens.iter().zip(&value_lens).enumerate() {
+            if key_len < -1 {
+                return Err(BatchError::KeyLength { record, key_len });
+            }
+            total += key_len.max(0) as u64 + value_len as u64;
+        }
+        if total != data.len() as u64 {
+            return Err(BatchError::DataLength { lengths: total, data: data.len() });
+        }
+        Ok(Batch { data, key_lens, value_lens, timestamps })
+    }
+
+    /// Makes columns a batch without checking them: for columns the host has already checked
+    /// (a guest receives only batches that passed [`Batch::from_columns`]). Columns that do not
+    /// add up make iteration panic; they can never read outside the batch.
+    pub fn from_checked_columns(columns: Columns) -> Batch {
+        let Columns { data, key_lens, value_lens, timestamps } = columns;
+        Batch { data, key_lens, value_lens, timestamps }
+    }
+
+    /// The batch's columns (moved, not copied).
+    pub fn into_columns(self) -> Columns {
+        let Batch { data, key_lens, value_lens, timestamps } = self;
+        Columns { data, key_lens, value_lens, timestamps }
+    }
+}
+
+impl<'a> IntoIterator for &'a Batch {
+    type Item = Record<'a>;
+    type IntoIter = BatchIter<'a>;
+    fn into_iter(self) -> BatchIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the records of a [`Batch`].
+pub struct BatchIter<'a> {
+    batch: &'a Batch,
+    index: usize,
+    pos: usize,
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = Record<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Record<'a>> {
+        let b = self.batch;
+        let key_len = *b.key_lens.get(self.index)?;
+        let (value_len, timestamp) = (b.value_lens[self.index], b.timestamps[self.index]);
+        self.index += 1;
+        let key_bytes = key_len.max(0) as usize;
+        let bytes = &b.data[self.pos..self.pos + key_bytes + value_len as usize];
+        self.pos += bytes.len();
+        let (key, value) = bytes.split_at(key_bytes);
+        Some(Record { key: (key_len >= 0).then_some(key), value, timestamp })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.batch.len() - self.index;
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for BatchIter<'_> {}
+
+/// Collects the records an operator emits (Flink's `Collector`); becomes its output batch.
+#[derive(Debug, Default)]
+pub struct Collector {
+    batch: Batch,
+}
+
+impl Collector {
+    /// An empty collector.
+    pub fn new() -> Collector {
+        Collector::default()
+    }
+
+    /// Emits one record.
+    pub fn emit(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
+        self.batch.push(key, value, timestamp);
+    }
+
+    /// Emits a copy of `record`.
+    pub fn emit_record(&mut self, record: &Record<'_>) {
+        self.batch.push(record.key, record.value, record.timestamp);
+    }
+
+    /// Number of records emitted so far.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Whether nothing was emitted.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+
+    /// The emitted records as a batch.
+    pub fn into_batch(self) -> Batch {
+        self.batch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn columns(data: &[u8], key_lens: &[i32], value_lens: &[u32], timestamps: &[i64]) -> Columns {
+        Columns { data: data.to_vec(), key_lens: key_lens.to_vec(), value_lens: value_lens.to_vec(), timestamps: timestamps.to_vec() }
+    }
+
+    #[test]
+    fn records_read_back_in_order_with_absent_and_empty_keys() {
+        let mut b = Batch::new();
+        b.push(Some(b"k1"), b"v1", 1);
+        b.push(None, b"v2", 2);
+        b.push(Some(b""), b"", 3);
+        let got: Vec<_> = b.iter().map(|r| (r.key.map(<[u8]>::to_vec), r.value.to_vec(), r.timestamp)).collect();
+        assert_eq!(got, vec![(Some(b"k1".to_vec()), b"v1".to_vec(), 1), (None, b"v2".to_vec(), 2), (Some(vec![]), vec![], 3)]);
+        assert_eq!(b.size_bytes(), 6 + 3 * 16);
+    }
+
+    #[test]
+    fn columns_round_trip_through_the_validator() {
+        let b = Batch::from_records([Record { key: Some(b"a"), value: b"bc", timestamp: 9 }]);
+        assert_eq!(Batch::from_columns(b.clone().into_columns()), Ok(b));
+    }
+
+    #[test]
+    fn the_validator_names_what_is_wrong() {
+        assert_eq!(Batch::from_columns(columns(b"", &[1], &[], &[0])), Err(BatchError::ColumnLengths { keys: 1, values: 0, timestamps: 1 }));
+        assert_eq!(Batch::from_columns(columns(b"x", &[-2], &[1], &[0])), Err(BatchError::KeyLength { record: 0, key_len: -2 }));
+        assert_eq!(Batch::from_columns(columns(b"xyz", &[1], &[1], &[0])), Err(BatchError::DataLength { lengths: 2, data: 3 }));
+        assert_eq!(BatchError::DataLength { lengths: 2, data: 3 }.to_string(), "record lengths add up to 2 bytes but the data has 3");
+    }
+
+    #[test]
+    fn huge_lengths_do_not_overflow_the_check() {
+        let bad = columns(b"", &[i32::MAX, i32::MAX], &[u32::MAX, u32::MAX], &[0, 0]);
+        assert!(matches!(Batch::from_columns(bad), Err(BatchError::DataLength { .. })));
+    }
+}
