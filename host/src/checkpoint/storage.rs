@@ -10,6 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use wasmflow_state::SubtaskSnapshot;
 
+use super::control_file::{CONTROL_FILE, ControlFile};
 use super::metadata::{CheckpointMetadata, METADATA_FILE, StateFileRef};
 use super::state_file::{decode_state_file, encode_state_file};
 use crate::untrusted::{Symlinks, read_regular_file};
@@ -56,6 +57,10 @@ pub trait CheckpointStorage: Send + Sync {
     fn next_attempt(&self, floor: u64) -> Result<u64>;
     /// Where this storage lives, for messages.
     fn describe(&self, dir: &str) -> String;
+    /// Publishes how to reach the running job (`_control`, readable by its user only).
+    fn publish_control(&self, control: &ControlFile) -> Result<()>;
+    /// How to reach the job running on this storage.
+    fn read_control(&self) -> Result<ControlFile>;
 }
 
 /// A checkpoint read back: metadata plus every subtask's snapshot, by operator id.
@@ -368,6 +373,14 @@ impl CheckpointStorage for LocalStorage {
 
     fn describe(&self, dir: &str) -> String {
         self.root.join(dir).display().to_string()
+    }
+
+    fn publish_control(&self, control: &ControlFile) -> Result<()> {
+        control.write(&self.root.join(CONTROL_FILE))
+    }
+
+    fn read_control(&self) -> Result<ControlFile> {
+        ControlFile::read(&self.root.join(CONTROL_FILE))
     }
 }
 

@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::job::JobSpec;
-use crate::runtime::control::{Command, ControlFile, Request, request};
+use crate::checkpoint::CheckpointStorage;
+use crate::runtime::control::{Command, Request, request};
 
 /// Which job to talk to.
 #[derive(Debug, Args)]
@@ -49,7 +50,7 @@ fn address(t: &Target) -> Result<(String, String, Option<JobSpec>)> {
     let Some(job_path) = &t.job else { bail!("name the job: --job JOB.toml, or --address HOST:PORT --token TOKEN") };
     let job = JobSpec::load(job_path)?;
     let storage = crate::runtime::job::job_storage(&job)?;
-    let control = ControlFile::read(&storage.root().join("_control"))?;
+    let control = storage.read_control()?;
     Ok((control.address, control.token, Some(job)))
 }
 

@@ -54,6 +54,10 @@ pub enum Command {
         /// Where to create it (default: the current directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The guest-sdk directory to depend on (default: $WASMFLOW_SDK, else the checkout this
+        /// wasmflow was built in).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
     },
     /// Build an operator crate to a validated component `.wasm`.
     Build {
@@ -69,9 +73,9 @@ pub fn main() -> Result<()> {
         Command::Run(args) => run::run(args),
         Command::Validate { module, grant } => validate::validate(&module, &grant),
         Command::Build { dir } => build(dir),
-        Command::New { name, kind, dir } => {
+        Command::New { name, kind, dir, sdk } => {
             let parent = dir.unwrap_or_else(|| PathBuf::from("."));
-            let path = crate::scaffold::new_operator(&name, kind, &parent, &crate::scaffold::default_sdk_path())?;
+            let path = crate::scaffold::new_operator(&name, kind, &parent, &crate::scaffold::find_sdk(sdk.as_deref())?)?;
             println!("created {} ({kind:?}); next: cd {} && cargo test && wasmflow build", path.display(), path.display());
             Ok(())
         }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::sync::mpsc;
 
+use crate::checkpoint::{CheckpointStorage, ControlFile};
 use crate::engine::Engine;
 use crate::job::JobSpec;
 use crate::runtime::control;
@@ -67,7 +68,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         std::fs::create_dir_all(&policy.root).with_context(|| format!("cannot create savepoint directory {}", policy.root.display()))?;
         let server = control::serve(&address, token.clone(), policy, tx.clone()).await?;
         let local = server.address;
-        control::ControlFile { address: local.to_string(), token }.write(&storage.root().join("_control"))?;
+        storage.publish_control(&ControlFile { address: local.to_string(), token })?;
         eprintln!("wasmflow: job '{}' control endpoint at {local}", job.job.name.as_deref().unwrap_or("unnamed"));
         let metrics = Arc::new(Mutex::new(BTreeMap::new()));
         let progress = tokio::spawn(show_progress(metrics.clone()));

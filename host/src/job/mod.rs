@@ -27,6 +27,8 @@
 //!
 //! Errors name the file, the line and the key (serde's `deny_unknown_fields` plus toml's spans).
 
+mod defaults;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

@@ -6,17 +6,17 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use tokio::sync::mpsc;
+use wasmflow_types::{OperatorKind, SubtaskTag, TaskInfo};
 
 use super::channel::{EdgeOutput, InputGate};
 use super::job::{JobReport, RunOptions};
-use super::limits::{DEFAULT_CHANNEL_BYTES, subtask_limits};
+use super::limits::subtask_limits;
 use super::operator::OperatorCode;
 use super::restore::{self, Assignment};
-use super::subtask::{self, Control, Event, OperatorMetrics, Progress, SubtaskTask};
+use super::subtask::{self, Control, Event, OperatorMetrics, Progress, SubtaskLoop};
 use crate::checkpoint::{LoadedCheckpoint, LocalStorage};
 use crate::engine::Engine;
-use crate::engine::bindings::wasmflow::operator::types::{OperatorKind, TaskInfo};
-use crate::engine::host::{FilesDir, SubtaskData, SubtaskTag};
+use crate::engine::host::{FilesDir, StoreData};
 use crate::job::{JobSpec, Partitioning};
 
 pub(super) enum AttemptEnd {
@@ -57,11 +57,11 @@ impl<'a> Attempt<'a> {
         opts: &RunOptions,
     ) -> Result<Attempt<'a>> {
         let mut assignment: Option<Assignment> = restore.map(|c| restore::assign(job, c, opts.allow_non_restored_state)).transpose()?;
-        let capacity = job.job.channel_capacity.unwrap_or(16).max(1);
-        let batch_size = job.job.batch_size.unwrap_or(1024).max(1);
+        let capacity = job.job.channel_capacity();
+        let batch_size = job.job.batch_size();
 
         // Channels: one per (edge, upstream subtask, downstream subtask) that can talk.
-        let budget = job.job.channel_bytes.unwrap_or(DEFAULT_CHANNEL_BYTES);
+        let budget = job.job.channel_bytes();
         let mut inputs: HashMap<(String, usize), Vec<super::channel::ChannelReceiver>> = HashMap::new();
         let mut outputs: HashMap<(String, usize), Vec<EdgeOutput>> = HashMap::new();
         for edge in &job.edges {
@@ -109,7 +109,7 @@ impl<'a> Attempt<'a> {
                     None => None,
                 };
                 let store = restore::store_for(assignment.as_mut(), &op.id, index, limits.state.clone());
-                let data = SubtaskData::new(tag.clone(), store, &limits, files);
+                let data = StoreData::new(tag.clone(), store, &limits, files);
                 let mut instance = module.instantiate(engine, data, call_timeout).await?;
                 match (instance.kind(), has_inputs) {
                     (OperatorKind::Source, true) => bail!("operator '{}' is a source but an edge leads into it", op.id),
@@ -133,7 +133,7 @@ impl<'a> Attempt<'a> {
                 instance.open().await?;
                 let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
                 a.controls.push((tag.clone(), ctl_tx));
-                let task = SubtaskTask {
+                let task = SubtaskLoop {
                     tag: tag.clone(),
                     instance,
                     control: ctl_rx,

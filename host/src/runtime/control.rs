@@ -82,33 +82,6 @@ impl SavepointPolicy {
     }
 }
 
-/// What `<checkpoint dir>/_control` holds.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ControlFile {
-    pub address: String,
-    pub token: String,
-}
-
-impl ControlFile {
-    /// Writes the file readable by the job's user only (created with mode 0600, never widened).
-    pub fn write(&self, path: &Path) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::remove_file(path);
-        let mut f =
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("cannot write {}", path.display()))?;
-        f.write_all(serde_json::to_string(self)?.as_bytes())?;
-        Ok(())
-    }
-
-    /// Reads the file.
-    pub fn read(path: &Path) -> Result<ControlFile> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("{}: not found: is the job running? (it writes this file at start)", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: not a control file of this wasmflow version", path.display()))
-    }
-}
-
 /// A new random token (128 bits from the OS).
 pub fn new_token() -> Result<String> {
     let mut bytes = [0u8; 16];

@@ -31,7 +31,7 @@ fn counter_totals(savepoint: &Path) -> Vec<u64> {
     wasmflow_tests::counter_totals(&wasmflow_host::checkpoint::load_dir(savepoint).unwrap())
 }
 
-/// §1.4.2: a savepoint at counter parallelism 3, restored at 2 and at 5: the split list state
+/// docs/state.md, split lists: a savepoint at counter parallelism 3, restored at 2 and at 5: the split list state
 /// is redistributed and the counts still add up to exactly the number of records.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn savepoint_at_3_restores_at_2_and_at_5_with_exact_totals() {

@@ -8,7 +8,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use wasmflow_host::runtime::control::{Command as ControlCommand, ControlFile, Request, request};
+use wasmflow_host::checkpoint::ControlFile;
+use wasmflow_host::runtime::control::{Command as ControlCommand, Request, request};
 use wasmflow_tests::job::PipelineJob;
 use wasmflow_tests::wasmflow_bin;
 
