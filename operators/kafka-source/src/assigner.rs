@@ -18,7 +18,7 @@ pub fn assign(topic: &str, partition: i32, parallelism: i32) -> i32 {
 mod tests {
     use super::*;
 
-    /// §3.5 test vectors: topic, hashCode, start index for P = 1..10.
+    /// Test vectors (docs/kafka-source.md §5): topic, hashCode, start index for P = 1..10.
     const VECTORS: &[(&str, i32, [i32; 10])] = &[
         ("test-topic", 639758388, [0, 0, 0, 0, 1, 0, 5, 4, 3, 6]),
         ("topic", 110546223, [0, 1, 1, 1, 0, 1, 3, 1, 4, 5]),
@@ -48,7 +48,7 @@ mod tests {
 
     #[test]
     fn partitions_go_round_robin_from_the_start_index() {
-        // §3.5 contract: clockwise from startIndex, each subtask gets ⌊n/P⌋ or ⌊n/P⌋+1.
+        // docs/kafka-source.md §5: clockwise from startIndex, each subtask gets ⌊n/P⌋ or ⌊n/P⌋+1.
         for (topic, _, starts) in VECTORS {
             for p in 1..=10 {
                 let mut per_subtask = vec![0; p as usize];

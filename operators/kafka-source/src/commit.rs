@@ -1,4 +1,4 @@
-//! Offsets waiting for their checkpoint to complete (§3.10, §3.11).
+//! Offsets waiting for their checkpoint to complete (docs/kafka-source.md §10, §11).
 
 use std::collections::BTreeMap;
 
@@ -57,7 +57,7 @@ mod tests {
         Some(v.iter().map(|(t, p, o)| ((t.to_string(), *p), *o)).collect())
     }
 
-    /// §3.11: snapshots 138, 140, 141 and notifications 138 then 141 → 140 is never committed.
+    /// docs/kafka-source.md §11: snapshots 138, 140, 141 and notifications 138 then 141 → 140 is never committed.
     #[test]
     fn a_completed_id_subsumes_older_ones() {
         let mut p = PendingCommits::default();
@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn at_most_100_pending_keeping_the_newest() {
-        // §3.10: while size > 100 remove the oldest.
+        // docs/kafka-source.md §10: while size > 100 remove the oldest.
         let mut p = PendingCommits::default();
         for id in 1..=150 {
             p.put(id, None);
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn commits_offset_plus_one_without_sentinels_or_minus_one() {
-        // §3.11 filterOutSentinels drops sentinels and -1; committed = last processed + 1.
+        // docs/kafka-source.md §11: sentinels and -1 are dropped; committed = last processed + 1.
         let o = offsets(&[("t", 0, 49), ("t", 1, -1), ("t", 2, crate::sentinel::EARLIEST_OFFSET), ("u", 0, 7)]).unwrap();
         assert_eq!(to_commit(&o, |tp| tp.0 == "t"), vec![("t".to_string(), 0, 50)]);
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-/// Where a fresh start begins (§3.3). A restore ignores it (§3.7).
+/// Where a fresh start begins (docs/kafka-source.md §3). A restore ignores it (docs/kafka-source.md §7).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum StartupMode {
@@ -16,7 +16,7 @@ pub enum StartupMode {
     Timestamp,
 }
 
-/// When offsets are committed to Kafka (§3.4).
+/// When offsets are committed to Kafka (docs/kafka-source.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OffsetCommitMode {
     OnCheckpoints,
@@ -107,7 +107,7 @@ impl SourceConfig {
         Ok(())
     }
 
-    /// §3.4 `OffsetCommitModes.fromConfiguration`.
+    /// `OffsetCommitModes.fromConfiguration` (docs/kafka-source.md §4).
     pub fn commit_mode(&self, checkpointing_enabled: bool) -> OffsetCommitMode {
         if checkpointing_enabled {
             if self.commit_offsets_on_checkpoints { OffsetCommitMode::OnCheckpoints } else { OffsetCommitMode::Disabled }
@@ -143,7 +143,7 @@ impl SourceConfig {
         self.properties.get("auto.offset.reset").is_some_and(|v| v == "earliest" || v == "smallest" || v == "beginning")
     }
 
-    /// `KafkaTopicsDescriptor.isMatchingTopic` (§3.1): list membership or full regex match.
+    /// `KafkaTopicsDescriptor.isMatchingTopic` (docs/kafka-source.md §1): list membership or full regex match.
     pub fn matches_topic(&self, topic: &str) -> bool {
         match &self.topic_pattern {
             Some(p) => regex::Regex::new(&format!("^(?:{p})$")).is_ok_and(|r| r.is_match(topic)),
@@ -171,7 +171,7 @@ mod tests {
 
     #[test]
     fn commit_mode_table() {
-        // §3.4 table.
+        // docs/kafka-source.md §4 table.
         assert_eq!(config(serde_json::json!({})).commit_mode(true), OffsetCommitMode::OnCheckpoints);
         assert_eq!(config(serde_json::json!({"commit-offsets-on-checkpoints": false})).commit_mode(true), OffsetCommitMode::Disabled);
         assert_eq!(config(serde_json::json!({})).commit_mode(false), OffsetCommitMode::KafkaPeriodic);

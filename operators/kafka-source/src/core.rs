@@ -41,7 +41,7 @@ pub trait KafkaClient {
 pub enum Polled {
     /// Records to emit (possibly none).
     Records(Vec<KafkaRecord>),
-    /// No partitions: the subtask is idle (§3.8 step 3).
+    /// No partitions: the subtask is idle (docs/kafka-source.md §8 step 5).
     Idle,
     /// Bounded mode reached the end offsets.
     Finished,
@@ -53,12 +53,12 @@ pub struct KafkaSourceCore {
     index: i32,
     parallelism: i32,
     commit_mode: OffsetCommitMode,
-    /// `restoredState` of §3.6: `None` on a fresh start, `Some` (maybe empty) when restored.
+    /// `restoredState` (docs/kafka-source.md §6): `None` on a fresh start, `Some` (maybe empty) when restored.
     restored: Option<Offsets>,
     /// `subscribedPartitionsToStartOffsets` then the fetcher's partition states: last emitted
     /// offset, or a sentinel while unresolved.
     subscribed: Offsets,
-    /// Partitions ever seen by discovery (§3.12), plus restored ones (HOST fix).
+    /// Partitions ever seen by discovery (docs/kafka-source.md §12), plus restored ones (HOST fix).
     discovered: BTreeSet<Tp>,
     /// Whether the "fetcher" exists: partitions have been assigned to the client.
     running: bool,
@@ -74,7 +74,7 @@ fn to_map(v: Vec<(String, i32, i64)>) -> BTreeMap<Tp, i64> {
 }
 
 impl KafkaSourceCore {
-    /// Creates the core; `restored` is the full union list when the job is restored (§3.6).
+    /// Creates the core; `restored` is the full union list when the job is restored (docs/kafka-source.md §6).
     pub fn new(config: SourceConfig, index: u32, parallelism: u32, checkpointing: bool, restored: Option<Vec<(String, i32, i64)>>) -> Self {
         let commit_mode = config.commit_mode(checkpointing);
         KafkaSourceCore {
@@ -93,7 +93,7 @@ impl KafkaSourceCore {
         }
     }
 
-    /// The commit mode decided from the configuration (§3.4).
+    /// The commit mode decided from the configuration (docs/kafka-source.md §4).
     pub fn commit_mode(&self) -> OffsetCommitMode {
         self.commit_mode
     }
@@ -102,8 +102,8 @@ impl KafkaSourceCore {
         assign(&tp.0, tp.1, self.parallelism) == self.index
     }
 
-    /// `discoverPartitions` (§3.12): every current partition is marked seen; returns the unseen
-    /// ones this subtask owns. No partition at all is an error.
+    /// `discoverPartitions` (docs/kafka-source.md §12): every current partition is marked seen;
+    /// returns the unseen ones this subtask owns. No partition at all is an error.
     fn discover(&mut self, client: &mut dyn KafkaClient) -> Result<Vec<Tp>, String> {
         let topics = match &self.config.topic_pattern {
             None => self.config.topics.clone(),
@@ -125,7 +125,7 @@ impl KafkaSourceCore {
         Ok(new)
     }
 
-    /// `open()` (§3.7): the partitions and start offsets of this subtask.
+    /// `open()` (docs/kafka-source.md §7): the partitions and start offsets of this subtask.
     pub fn open(&mut self, client: &mut dyn KafkaClient) -> Result<(), String> {
         let mine = self.discover(client)?;
         if let Some(restored) = self.restored.clone() {
@@ -134,7 +134,7 @@ impl KafkaSourceCore {
                 state.entry(tp.clone()).or_insert(EARLIEST_OFFSET);
             }
             for (tp, off) in state {
-                // HOST fix of the §3.12 quirk: restored partitions count as discovered.
+                // HOST fix (docs/kafka-source.md §7, §12): restored partitions count as discovered.
                 self.discovered.insert(tp.clone());
                 if self.owns(&tp) {
                     self.subscribed.insert(tp, off);
@@ -178,7 +178,7 @@ impl KafkaSourceCore {
         Ok(())
     }
 
-    /// Resolves sentinels to `position - 1` and assigns the partitions (§3.9 `reassignPartitions`).
+    /// Resolves sentinels to `position - 1` and assigns the partitions (docs/kafka-source.md §9; Flink's `reassignPartitions`).
     fn assign_partitions(&mut self, client: &mut dyn KafkaClient, partitions: &[Tp]) -> Result<(), String> {
         if partitions.is_empty() {
             return Ok(());
@@ -226,8 +226,8 @@ impl KafkaSourceCore {
                 self.last_discovery_ms = now_ms;
                 let new = self.discover(client)?;
                 for tp in &new {
-                    // Discovered partitions start from EARLIEST (§3.9) and are in the state
-                    // before they are assigned.
+                    // Discovered partitions start from EARLIEST (docs/kafka-source.md §9, §12) and
+                    // are in the state before they are assigned.
                     self.subscribed.entry(tp.clone()).or_insert(EARLIEST_OFFSET);
                 }
                 self.assign_partitions(client, &new)?;
@@ -264,7 +264,7 @@ impl KafkaSourceCore {
         Ok(Polled::Records(out))
     }
 
-    /// `snapshotState` (§3.10): the union list entries to write, and the pending commit.
+    /// `snapshotState` (docs/kafka-source.md §10): the union list entries to write, and the pending commit.
     pub fn snapshot(&mut self, checkpoint_id: u64) -> Vec<(String, i32, i64)> {
         if self.commit_mode == OffsetCommitMode::OnCheckpoints {
             let offsets = if self.running { Some(self.subscribed.clone()) } else { self.restored.clone() };
@@ -273,8 +273,8 @@ impl KafkaSourceCore {
         self.subscribed.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect()
     }
 
-    /// `notifyCheckpointComplete` (§3.11): commits offset + 1 of the owned partitions recorded
-    /// for `checkpoint_id`; older pending ids are subsumed.
+    /// `notifyCheckpointComplete` (docs/kafka-source.md §11): commits offset + 1 of the owned
+    /// partitions recorded for `checkpoint_id`; older pending ids are subsumed.
     pub fn notify_checkpoint_complete(&mut self, client: &mut dyn KafkaClient, checkpoint_id: u64) -> Result<(), String> {
         if !self.running || self.commit_mode != OffsetCommitMode::OnCheckpoints {
             return Ok(());

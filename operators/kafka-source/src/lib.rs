@@ -1,14 +1,17 @@
 //! A Kafka source with the exact semantics of Flink's legacy `FlinkKafkaConsumerBase`
-//! (README.md, "The Kafka source"), as a wasmflow operator.
+//! (docs/kafka-source.md), as a wasmflow operator.
 //!
 //! * Partition offsets live in **union list state** `topic-partition-offset-states`, one element
-//!   `(topic, partition, last emitted offset)` per owned partition (§3.2).
-//! * Partitions are owned by the subtask given by Flink's assignment formula (§3.5), so a
-//!   restore at any parallelism re-filters the full union list locally (§3.7).
+//!   `(topic, partition, last emitted offset)` per owned partition (docs/kafka-source.md §2).
+//! * Partitions are owned by the subtask given by Flink's assignment formula
+//!   (docs/kafka-source.md §5), so a restore at any parallelism re-filters the full union list
+//!   locally (docs/kafka-source.md §7).
 //! * Startup modes apply to fresh starts only; offsets are committed (+1) when a checkpoint
-//!   completes (§3.4, §3.11); new partitions are discovered at an interval (§3.12).
+//!   completes (docs/kafka-source.md §4, §11); new partitions are discovered at an interval
+//!   (docs/kafka-source.md §12).
 //!
-//! Needs `grants = { kafka = true }`. Configuration: see [`config::SourceConfig`].
+//! Needs `grants = { kafka = { bootstrap-servers = "host:port" } }` in the job file.
+//! Configuration: see [`config::SourceConfig`] and docs/kafka-source.md.
 
 pub mod assigner;
 pub mod commit;
@@ -21,7 +24,7 @@ use wasmflow_guest_sdk::prelude::*;
 use crate::config::SourceConfig;
 use crate::core::{KafkaClient, KafkaSourceCore, Polled};
 
-/// `OFFSETS_STATE_NAME` (§3.1).
+/// `OFFSETS_STATE_NAME` (docs/kafka-source.md §1).
 pub const OFFSETS_STATE_NAME: &str = "topic-partition-offset-states";
 
 /// The operator.
@@ -74,7 +77,7 @@ impl Source for KafkaSource {
 
     fn initialize_state(&mut self, ctx: &mut FunctionInitializationContext) -> Result<()> {
         let state = ctx.get_union_list_state::<(String, i32, i64)>(OFFSETS_STATE_NAME)?;
-        // §3.6: restored (possibly empty) is not the same as a fresh start.
+        // docs/kafka-source.md §6: restored (possibly empty) is not the same as a fresh start.
         let restored = if ctx.is_restored() { Some(state.get()?) } else { None };
         self.core = KafkaSourceCore::new(self.config.clone(), self.ctx.subtask_index(), self.ctx.parallelism(), self.ctx.checkpointing_enabled(), restored);
         self.state = state;

@@ -36,7 +36,7 @@ fn drain(core: &mut KafkaSourceCore, kafka: &mut FakeKafka) -> Vec<String> {
 
 #[test]
 fn fresh_start_subscribes_own_partitions_with_startup_sentinels() {
-    // §3.7 fresh path, §3.3 table.
+    // docs/kafka-source.md §7 fresh path, §3 table.
     for (mode, sentinel) in [("earliest", EARLIEST_OFFSET), ("latest", LATEST_OFFSET), ("group-offsets", GROUP_OFFSET)] {
         let mut kafka = FakeKafka::default().with_topic("t", 8, 5);
         let mut core = KafkaSourceCore::new(config(serde_json::json!({"startup-mode": mode})), 1, 3, true, None);
@@ -48,7 +48,7 @@ fn fresh_start_subscribes_own_partitions_with_startup_sentinels() {
 
 #[test]
 fn startup_modes_read_from_the_right_offset() {
-    // §3.3/§3.9: sentinels resolve to position - 1 on assignment.
+    // docs/kafka-source.md §3, §9: sentinels resolve to position - 1 on assignment.
     let read = |extra: serde_json::Value, committed: Option<i64>| {
         let mut kafka = FakeKafka::default().with_topic("t", 1, 5);
         kafka.earliest.insert(("t".into(), 0), 100); // offsets 100..105
@@ -75,8 +75,8 @@ fn startup_modes_read_from_the_right_offset() {
 
 #[test]
 fn restore_ignores_the_startup_mode_and_refilters_the_union() {
-    // §3.7 restore path: the full union list, filtered by assign(tp, P) == me; new partitions
-    // start from EARLIEST; the startup mode is ignored.
+    // docs/kafka-source.md §7 restore path: the full union list, filtered by assign(tp, P) == me;
+    // new partitions start from EARLIEST; the startup mode is ignored.
     let mut kafka = FakeKafka::default().with_topic("t", 6, 5);
     let restored: Vec<(String, i32, i64)> = (0..4).map(|p| ("t".to_string(), p, 2)).collect(); // partitions 4, 5 are new
     for index in 0..2 {
@@ -89,7 +89,7 @@ fn restore_ignores_the_startup_mode_and_refilters_the_union() {
 
 #[test]
 fn restored_but_empty_is_not_a_fresh_start() {
-    // §3.6: restored with an empty union list → every partition is "new" → EARLIEST.
+    // docs/kafka-source.md §6: restored with an empty union list → every partition is "new" → EARLIEST.
     let mut kafka = FakeKafka::default().with_topic("t", 2, 1);
     let mut core = KafkaSourceCore::new(config(serde_json::json!({"startup-mode": "latest"})), 0, 1, true, Some(vec![]));
     core.open(&mut kafka).unwrap();
@@ -98,7 +98,7 @@ fn restored_but_empty_is_not_a_fresh_start() {
 
 #[test]
 fn unsubscribed_topics_are_dropped_and_unlisted_partitions_kept() {
-    // §3.7: descriptor filter (default on); partitions in state but missing from metadata stay.
+    // docs/kafka-source.md §7: descriptor filter (default on); partitions in state but missing from metadata stay.
     let mut kafka = FakeKafka::default().with_topic("t", 1, 1).with_topic("old", 1, 1);
     let restored = vec![("t".to_string(), 0, 0), ("t".to_string(), 7, 3), ("old".to_string(), 0, 5)];
     let mut core = KafkaSourceCore::new(config(serde_json::json!({})), 0, 1, true, Some(restored.clone()));
@@ -111,7 +111,7 @@ fn unsubscribed_topics_are_dropped_and_unlisted_partitions_kept() {
 
 #[test]
 fn no_partitions_at_all_fails_open() {
-    // §3.7/§3.12: discoverPartitions throws when metadata has no partitions.
+    // docs/kafka-source.md §7, §12: discoverPartitions throws when metadata has no partitions.
     let mut kafka = FakeKafka::default();
     let mut core = KafkaSourceCore::new(config(serde_json::json!({"topics": [], "topic-pattern": "nothing-.*"})), 0, 1, true, None);
     assert!(core.open(&mut kafka).unwrap_err().starts_with("Unable to retrieve any partitions with KafkaTopicsDescriptor"));
@@ -119,8 +119,9 @@ fn no_partitions_at_all_fails_open() {
 
 #[test]
 fn snapshot_before_the_first_poll_writes_planned_offsets_and_never_commits() {
-    // §2.3/§3.10: before the fetcher exists the snapshot holds the restored/startup values, and
-    // a notification for that checkpoint is ignored (§3.11 "fetcher == null: return").
+    // docs/kafka-source.md §10: before the fetcher exists the snapshot holds the restored/startup
+    // values, and a notification for that checkpoint is ignored (docs/kafka-source.md §11 step 1:
+    // nothing before the first poll).
     let mut kafka = FakeKafka::default().with_topic("t", 1, 3);
     let mut core = KafkaSourceCore::new(config(serde_json::json!({})), 0, 1, true, Some(vec![("t".into(), 0, 1)]));
     core.open(&mut kafka).unwrap();
@@ -131,7 +132,7 @@ fn snapshot_before_the_first_poll_writes_planned_offsets_and_never_commits() {
 
 #[test]
 fn commits_last_emitted_plus_one_only_for_completed_checkpoints() {
-    // §3.10/§3.11 with subsumption.
+    // docs/kafka-source.md §10, §11 with subsumption.
     let mut kafka = FakeKafka::default().with_topic("t", 2, 50);
     let mut core = KafkaSourceCore::new(config(serde_json::json!({"startup-mode": "earliest"})), 0, 1, true, None);
     core.open(&mut kafka).unwrap();
@@ -147,7 +148,7 @@ fn commits_last_emitted_plus_one_only_for_completed_checkpoints() {
 
 #[test]
 fn commit_mode_disabled_and_periodic() {
-    // §3.4: checkpointing on + commit-on-checkpoints false → never; checkpointing off → periodic.
+    // docs/kafka-source.md §4: checkpointing on + commit-on-checkpoints false → never; checkpointing off → periodic.
     let mut kafka = FakeKafka::default().with_topic("t", 1, 5);
     let mut core = KafkaSourceCore::new(config(serde_json::json!({"startup-mode": "earliest", "commit-offsets-on-checkpoints": false})), 0, 1, true, None);
     core.open(&mut kafka).unwrap();
@@ -168,7 +169,7 @@ fn commit_mode_disabled_and_periodic() {
 
 #[test]
 fn discovery_adds_new_partitions_from_earliest_once() {
-    // §3.12: new partitions start from EARLIEST, owner by formula, never one partition twice.
+    // docs/kafka-source.md §12: new partitions start from EARLIEST, owner by formula, never one partition twice.
     let mut kafka = FakeKafka::default().with_topic("t", 2, 3);
     let mut core = KafkaSourceCore::new(config(serde_json::json!({"startup-mode": "latest", "partition-discovery-interval-ms": 100})), 0, 1, true, None);
     core.open(&mut kafka).unwrap();
@@ -186,7 +187,7 @@ fn discovery_adds_new_partitions_from_earliest_once() {
 
 #[test]
 fn a_subtask_without_partitions_is_idle_and_bounded_mode_finishes() {
-    // §3.8 step 3: no partitions → idle.
+    // docs/kafka-source.md §8 step 5: no partitions → idle.
     let mut kafka = FakeKafka::default().with_topic("t", 1, 3);
     let idle_index = if assign("t", 0, 2) == 0 { 1 } else { 0 };
     let mut core = KafkaSourceCore::new(config(serde_json::json!({})), idle_index, 2, true, None);

@@ -34,7 +34,7 @@ fn output(dir: &Path) -> (Vec<String>, Vec<u64>) {
     data_and_counts(&committed_lines(&dir.join("out")))
 }
 
-/// §3.11: committed offset = last emitted + 1 once the (final) checkpoint completed.
+/// docs/kafka-source.md §11: committed offset = last emitted + 1 once the (final) checkpoint completed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounded_read_of_8_partitions_is_exactly_once_and_commits_offsets() {
     let b = TestBroker::start();
@@ -73,8 +73,9 @@ async fn run_until_then_savepoint(spec: &JobSpec, restore: Option<RestoreFrom>, 
     path
 }
 
-/// §1.4.3 + §3.7: a savepoint at parallelism 4 restored at 3 and at 6: every subtask re-filters
-/// the whole union list with the assignment formula; no record lost or read twice.
+/// §1.4.3 + docs/kafka-source.md §7: a savepoint at parallelism 4 restored at 3 and at 6: every
+/// subtask re-filters the whole union list with the assignment formula; no record lost or read
+/// twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn savepoint_at_4_restored_at_3_and_6_reads_everything_once() {
     for new_p in [3u32, 6] {
@@ -101,7 +102,7 @@ async fn savepoint_at_4_restored_at_3_and_6_reads_everything_once() {
     }
 }
 
-/// §3.12: with discovery on, partitions that appear while the job runs (here: a new topic
+/// docs/kafka-source.md §12: with discovery on, partitions that appear while the job runs (here: a new topic
 /// matching the subscription pattern — tansu cannot add partitions to a topic) are read from
 /// EARLIEST, each by exactly one subtask (the formula owner), exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,7 +151,7 @@ async fn partitions_discovered_while_running_are_read_from_earliest_once() {
 }
 
 /// A crashed process (kill -9) resumes from the latest complete checkpoint: every record once,
-/// and no offset was ever committed past what a completed checkpoint covered (§3.11).
+/// and no offset was ever committed past what a completed checkpoint covered (docs/kafka-source.md §11).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_mid_run_then_resume_reads_everything_once() {
     let b = TestBroker::start();
@@ -268,8 +269,8 @@ fn tagged(values: &[String], partition: i32, from: usize) -> Vec<String> {
     values.iter().filter(|v| v.starts_with(&format!("p{partition}-"))).filter(|v| v[v.len() - 5..].parse::<usize>().unwrap() >= from).cloned().collect()
 }
 
-/// §3.3 on a real broker: group-offsets (committed offsets), specific-offsets (others fall back
-/// to the group offset, then `auto.offset.reset`), latest (only new records).
+/// docs/kafka-source.md §3 on a real broker: group-offsets (committed offsets), specific-offsets
+/// (others fall back to the group offset, then `auto.offset.reset`), latest (only new records).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn startup_modes_read_from_the_right_offset() {
     let b = TestBroker::start();

@@ -114,7 +114,7 @@ fn timestamp_millis(m: &rdkafka::message::BorrowedMessage<'_>) -> i64 {
 impl KafkaConsumer {
     /// Creates the client and starts its poll thread. Properties are checked first
     /// ([`super::check_properties`]); `enable.auto.commit` is the guest's choice (the Kafka
-    /// source turns it off for checkpoint commits, §3.4).
+    /// source turns it off for checkpoint commits, docs/kafka-source.md §4).
     pub fn new(properties: &[(String, String)], limits: KafkaLimits) -> Result<KafkaConsumer, KafkaError> {
         check_properties(properties)?;
         let mut config = client_config(properties);
@@ -306,7 +306,7 @@ impl KafkaConsumer {
     }
 
     /// Commits `offsets` (each the next record to read) for the group, asynchronously; a
-    /// failure is logged by librdkafka and does not fail the job (§3.11).
+    /// failure is logged by librdkafka and does not fail the job (docs/kafka-source.md §11).
     pub fn commit(&self, offsets: &[(String, i32, i64)]) -> Result<(), KafkaError> {
         let mut tpl = TopicPartitionList::new();
         for (t, p, o) in offsets {
