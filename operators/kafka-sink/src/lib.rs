@@ -3,7 +3,7 @@
 //! `FlinkKafkaProducer` does with `AT_LEAST_ONCE`). A checkpoint therefore never completes with
 //! records still in flight; after a failure, records since the last checkpoint are sent again.
 //!
-//! Needs `grants = { kafka = true }` in the job file.
+//! Needs `grants = { kafka = { bootstrap-servers = "host:port" } }` in the job file.
 
 use std::collections::BTreeMap;
 

@@ -73,7 +73,7 @@ async fn run_until_then_savepoint(spec: &JobSpec, restore: Option<RestoreFrom>, 
     path
 }
 
-/// §1.4.3 + docs/kafka-source.md §7: a savepoint at parallelism 4 restored at 3 and at 6: every
+/// docs/state.md (union lists) + docs/kafka-source.md §7: a savepoint at parallelism 4 restored at 3 and at 6: every
 /// subtask re-filters the whole union list with the assignment formula; no record lost or read
 /// twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
