@@ -11,12 +11,13 @@ OPERATORS := $(patsubst %/Cargo.toml,%,$(wildcard operators/*/Cargo.toml))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export WASMFLOW_TOOLS := $(TOOLS)
 
-.PHONY: help host guest-toolchain operators tools test lint run example bench clean
+.PHONY: help host guest-toolchain operators tools test lint audit run example bench clean
 
 help:
 	@echo "make run      build, start a local broker, run the demo job (Kafka -> counter -> exactly-once files)"
 	@echo "make test     build and run every test (unit, harness, end-to-end with a real broker)"
-	@echo "make lint     cargo fmt --check and cargo clippy, warnings are errors"
+	@echo "make lint     cargo fmt --check, cargo clippy (warnings are errors), cargo deny (licenses, bans, sources)"
+	@echo "make audit    cargo deny check advisories (needs the RustSec database from GitHub)"
 	@echo "make example  build and run jobs/example.toml (no broker needed)"
 	@echo "make bench    benchmarks, report in bench/REPORT.md"
 
@@ -43,10 +44,17 @@ tools:
 test: operators tools
 	$(CARGO) test --workspace --release
 
-# A formatted tree, and warnings are errors (CI runs this before the tests).
+# A formatted tree, warnings are errors, dependencies within deny.toml (CI runs this before the tests).
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	@scripts/install-cargo-deny.sh "$(TOOLS)"
+	$(TOOLS)/bin/cargo-deny check licenses bans sources
+
+# Security advisories (RustSec); needs network access to GitHub for the advisory database.
+audit:
+	@scripts/install-cargo-deny.sh "$(TOOLS)"
+	$(TOOLS)/bin/cargo-deny check advisories
 
 example: operators
 	$(WASMFLOW) run jobs/example.toml

@@ -14,7 +14,7 @@ extern "C" fn spin_forever() {
 /// A static constructor (wasm-ld runs `.init_array` entries before the first export runs).
 #[cfg(target_arch = "wasm32")]
 #[used]
-#[link_section = ".init_array"]
+#[unsafe(link_section = ".init_array")]
 static SPIN_AT_START: extern "C" fn() = spin_forever;
 
 /// Would pass records through, if it ever started.
