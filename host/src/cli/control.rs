@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::job::JobSpec;
 use crate::checkpoint::CheckpointStorage;
+use crate::job::JobSpec;
 use crate::runtime::control::{Command, Request, request};
 
 /// Which job to talk to.

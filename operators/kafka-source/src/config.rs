@@ -85,10 +85,10 @@ impl SourceConfig {
         if let Some(p) = &self.topic_pattern {
             regex::Regex::new(p).map_err(|e| format!("`topic-pattern` is not a valid regex: {e}"))?;
         }
-        if let Some(i) = self.partition_discovery_interval_ms {
-            if i < 0 {
-                return Err("Cannot define a negative value for the topic / partition discovery interval.".into());
-            }
+        if let Some(i) = self.partition_discovery_interval_ms
+            && i < 0
+        {
+            return Err("Cannot define a negative value for the topic / partition discovery interval.".into());
         }
         match self.startup_mode {
             StartupMode::Timestamp => match self.startup_timestamp_ms {

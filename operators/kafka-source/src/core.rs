@@ -221,26 +221,26 @@ impl KafkaSourceCore {
             self.last_discovery_ms = now_ms;
             self.last_periodic_commit_ms = now_ms;
         }
-        if let Some(interval) = self.config.partition_discovery_interval_ms.filter(|_| !self.config.bounded) {
-            if now_ms - self.last_discovery_ms >= interval {
-                self.last_discovery_ms = now_ms;
-                let new = self.discover(client)?;
-                for tp in &new {
-                    // Discovered partitions start from EARLIEST (docs/kafka-source.md §9, §12) and
-                    // are in the state before they are assigned.
-                    self.subscribed.entry(tp.clone()).or_insert(EARLIEST_OFFSET);
-                }
-                self.assign_partitions(client, &new)?;
+        if let Some(interval) = self.config.partition_discovery_interval_ms.filter(|_| !self.config.bounded)
+            && now_ms - self.last_discovery_ms >= interval
+        {
+            self.last_discovery_ms = now_ms;
+            let new = self.discover(client)?;
+            for tp in &new {
+                // Discovered partitions start from EARLIEST (docs/kafka-source.md §9, §12) and
+                // are in the state before they are assigned.
+                self.subscribed.entry(tp.clone()).or_insert(EARLIEST_OFFSET);
             }
+            self.assign_partitions(client, &new)?;
         }
         if self.commit_mode == OffsetCommitMode::KafkaPeriodic && now_ms - self.last_periodic_commit_ms >= self.config.auto_commit_interval_ms() {
             self.last_periodic_commit_ms = now_ms;
             client.commit(&to_commit(&self.subscribed, |_| true))?;
         }
-        if let Some(end) = &self.end_offsets {
-            if self.subscribed.iter().all(|(tp, o)| o + 1 >= end.get(tp).copied().unwrap_or(0)) {
-                return Ok(Polled::Finished);
-            }
+        if let Some(end) = &self.end_offsets
+            && self.subscribed.iter().all(|(tp, o)| o + 1 >= end.get(tp).copied().unwrap_or(0))
+        {
+            return Ok(Polled::Finished);
         }
         if self.subscribed.is_empty() {
             return Ok(Polled::Idle);
@@ -253,10 +253,10 @@ impl KafkaSourceCore {
             if r.offset <= current {
                 continue; // already emitted
             }
-            if let Some(end) = self.end_offsets.as_ref().and_then(|e| e.get(&tp)) {
-                if r.offset >= *end {
-                    continue;
-                }
+            if let Some(end) = self.end_offsets.as_ref().and_then(|e| e.get(&tp))
+                && r.offset >= *end
+            {
+                continue;
             }
             self.subscribed.insert(tp, r.offset);
             out.push(r);

@@ -94,11 +94,11 @@ impl Sink for FileSink {
     }
 
     fn close(&mut self) -> Result<()> {
-        if !self.checkpointing {
-            if let Some(name) = self.current.take() {
-                files::flush_pending(&name)?;
-                files::commit_pending(&name)?;
-            }
+        if !self.checkpointing
+            && let Some(name) = self.current.take()
+        {
+            files::flush_pending(&name)?;
+            files::commit_pending(&name)?;
         }
         Ok(())
     }
