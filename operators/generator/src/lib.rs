@@ -9,8 +9,6 @@
 //! Record: key = the number in decimal, value = `prefix` + number (zero-padded to `value-bytes`
 //! if set), timestamp = the number.
 
-use std::fmt::Write as _;
-
 use wasmflow_guest_sdk::prelude::*;
 
 /// Configuration (`[operators.config]` in the job file).
@@ -82,23 +80,23 @@ impl Source for Generator {
             self.last_poll_millis = now;
             budget = budget.min(((rate as u64 * elapsed) / 1000).max(1) as usize);
         }
-        // Key and value are built in buffers reused across records: the generator is the
-        // benchmarks' source, so it should cost little next to the operators being measured.
-        let (mut key, mut value) = (String::new(), String::new());
+        // Key and value are built in buffers reused across records, the number formatted by
+        // `itoa` rather than `fmt`: the generator is the benchmarks' source, so it should cost
+        // little next to the operators being measured.
+        let (mut digits, mut value) = (itoa::Buffer::new(), Vec::new());
         while budget > 0 && self.next < self.config.count {
             let n = self.next;
             self.next += self.parallelism;
             if self.already_emitted(n) {
                 continue;
             }
-            key.clear();
-            write!(key, "{n}")?;
+            let key = digits.format(n).as_bytes();
             value.clear();
-            value.push_str(&self.config.prefix);
+            value.extend_from_slice(self.config.prefix.as_bytes());
             let padding = self.config.value_bytes.unwrap_or(0).saturating_sub(self.config.prefix.len() + key.len());
-            value.extend(std::iter::repeat_n('0', padding));
-            value.push_str(&key);
-            out.emit(Some(key.as_bytes()), value.as_bytes(), n as i64);
+            value.resize(value.len() + padding, b'0');
+            value.extend_from_slice(key);
+            out.emit(Some(key), &value, n as i64);
             budget -= 1;
         }
         Ok(if self.next >= self.config.count { PollStatus::Finished } else { PollStatus::Ready })
