@@ -22,6 +22,11 @@ pub struct PipelineJob {
     /// Operators (by crate name: `generator`, `counter`, …) to run as `native:` modules instead
     /// of wasm; the run needs [`crate::native_operators`] in its options.
     pub native: Vec<&'static str>,
+    /// `[job] chaining` (default: the runtime's, on).
+    pub chaining: Option<bool>,
+    /// Partitioning of the counter → sink edge (default `rebalance`; `forward` needs equal
+    /// parallelisms and chains the two).
+    pub counter_to_sink: &'static str,
 }
 
 impl Default for PipelineJob {
@@ -37,6 +42,8 @@ impl Default for PipelineJob {
             fail_on_key: None,
             channel_capacity: None,
             native: Vec::new(),
+            chaining: None,
+            counter_to_sink: "rebalance",
         }
     }
 }
@@ -47,6 +54,9 @@ impl PipelineJob {
         let mut t = String::from("[job]\nname = \"pipeline\"\nbatch-size = 64\n");
         if let Some(c) = self.channel_capacity {
             writeln!(t, "channel-capacity = {c}").unwrap();
+        }
+        if let Some(on) = self.chaining {
+            writeln!(t, "chaining = {on}").unwrap();
         }
         t.push('\n');
         if let Some(ms) = self.checkpoint_interval_ms {
@@ -70,7 +80,7 @@ impl PipelineJob {
         }
         op(&mut t, "counter", "counter", self.counter_parallelism, "");
         op(&mut t, "out", "sink", self.sink_parallelism, "grants = { files = \"out\" }\n");
-        chain.push(("counter", "out", "rebalance"));
+        chain.push(("counter", "out", self.counter_to_sink));
         for (from, to, p) in chain {
             writeln!(t, "[[edges]]\nfrom = \"{from}\"\nto = \"{to}\"\npartitioning = \"{p}\"\n").unwrap();
         }

@@ -70,6 +70,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let local = server.address;
         storage.publish_control(&ControlFile { address: local.to_string(), token })?;
         eprintln!("wasmflow: job '{}' control endpoint at {local}", job.job.name.as_deref().unwrap_or("unnamed"));
+        eprintln!("wasmflow: {}", describe_tasks(&job));
         let metrics = Arc::new(Mutex::new(BTreeMap::new()));
         let progress = tokio::spawn(show_progress(metrics.clone()));
         // Ctrl-C / SIGTERM stop the job cleanly (like `wasmflow stop`).
@@ -147,4 +148,11 @@ async fn show_progress(metrics: Arc<Mutex<BTreeMap<String, Arc<OperatorMetrics>>
         bar.set_message(parts.join(" | "));
         bar.tick();
     }
+}
+
+/// The tasks the job runs, one per chain and subtask index: `tasks: numbers -> upper (x2), …`.
+fn describe_tasks(job: &JobSpec) -> String {
+    let chains: Vec<String> = job.chains().iter().map(|c| format!("{c} (x{})", job.operator(c.head()).map_or(0, |o| o.parallelism))).collect();
+    let note = if job.job.chaining() { "" } else { " (chaining off)" };
+    format!("tasks{note}: {}", chains.join(", "))
 }

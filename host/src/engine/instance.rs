@@ -28,6 +28,15 @@ pub enum GuestError {
     Trapped { tag: SubtaskTag, call: &'static str, message: String },
 }
 
+impl GuestError {
+    /// The subtask whose call failed.
+    pub fn tag(&self) -> &SubtaskTag {
+        match self {
+            GuestError::Failed { tag, .. } | GuestError::Trapped { tag, .. } => tag,
+        }
+    }
+}
+
 /// A subtask's wasm operator: one store, one instance of the module.
 pub struct WasmInstance {
     store: Store<StoreData>,

@@ -22,6 +22,11 @@ impl JobSection {
     pub fn channel_bytes(&self) -> usize {
         self.channel_bytes.unwrap_or(8 << 20)
     }
+
+    /// `[job] chaining`: whether chainable edges are chained (default true, as in Flink).
+    pub fn chaining(&self) -> bool {
+        self.chaining.unwrap_or(true)
+    }
 }
 
 impl LimitsSpec {

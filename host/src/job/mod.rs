@@ -27,7 +27,10 @@
 //!
 //! Errors name the file, the line and the key (serde's `deny_unknown_fields` plus toml's spans).
 
+mod chains;
 mod defaults;
+
+pub use chains::Chain;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -91,6 +94,10 @@ pub struct JobSection {
     /// larger than this still passes, alone. Bounds what the host holds for a guest's output.
     #[serde(default)]
     pub channel_bytes: Option<usize>,
+    /// Operator chaining (default true): operators joined by a chainable edge run in one task,
+    /// handing batches over without a channel. See [`JobSpec::chains`].
+    #[serde(default)]
+    pub chaining: Option<bool>,
 }
 
 /// `[checkpoints]`
@@ -357,6 +364,14 @@ pub struct EdgeSpec {
     pub to: String,
     #[serde(default)]
     pub partitioning: Partitioning,
+    /// Whether this edge may be chained (default true; see [`JobSpec::chains`]). `chain = false`
+    /// keeps the two operators in separate tasks, e.g. to give a slow operator its own thread.
+    #[serde(default = "chain_by_default")]
+    pub chain: bool,
+}
+
+fn chain_by_default() -> bool {
+    true
 }
 
 impl JobSpec {

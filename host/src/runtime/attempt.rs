@@ -13,11 +13,11 @@ use super::job::{JobReport, RunOptions};
 use super::limits::subtask_limits;
 use super::operator::OperatorCode;
 use super::restore::{self, Assignment};
-use super::subtask::{self, Control, Event, OperatorMetrics, Progress, SubtaskLoop};
+use super::subtask::{self, ChainMember, Control, Event, OperatorMetrics, Progress, SubtaskLoop};
 use crate::checkpoint::{LoadedCheckpoint, LocalStorage};
 use crate::engine::Engine;
 use crate::engine::host::{FilesDir, StoreData};
-use crate::job::{JobSpec, Partitioning};
+use crate::job::{JobSpec, OperatorSpec, Partitioning};
 
 pub(super) enum AttemptEnd {
     Finished,
@@ -60,11 +60,12 @@ impl<'a> Attempt<'a> {
         let capacity = job.job.channel_capacity();
         let batch_size = job.job.batch_size();
 
-        // Channels: one per (edge, upstream subtask, downstream subtask) that can talk.
+        // Channels: one per (edge, upstream subtask, downstream subtask) that can talk, except
+        // on chained edges, where batches go from one operator to the next inside one task.
         let budget = job.job.channel_bytes();
         let mut inputs: HashMap<(String, usize), Vec<super::channel::ChannelReceiver>> = HashMap::new();
         let mut outputs: HashMap<(String, usize), Vec<EdgeOutput>> = HashMap::new();
-        for edge in &job.edges {
+        for (_, edge) in job.edges.iter().enumerate().filter(|(i, _)| !job.is_chained(*i)) {
             let (pa, pb) = (job.operator(&edge.from).unwrap().parallelism as usize, job.operator(&edge.to).unwrap().parallelism as usize);
             for i in 0..pa {
                 let targets: Vec<usize> = if edge.partitioning == Partitioning::Forward { vec![i] } else { (0..pb).collect() };
@@ -91,61 +92,37 @@ impl<'a> Attempt<'a> {
             total: 0,
             metrics: BTreeMap::new(),
         };
+        // The operators, once each: code, limits, metrics, configuration, restore.
+        let mut ops = BTreeMap::new();
         for op in &job.operators {
-            let module = &modules[&op.id];
-            let (limits, call_timeout) = subtask_limits(&op.limits.or(&job.limits), op.grants.kafka.as_ref());
             let metrics = Arc::new(OperatorMetrics::default());
             a.metrics.insert(op.id.clone(), metrics.clone());
-            let has_inputs = job.edges.iter().any(|e| e.to == op.id);
-            let config = serde_json::to_string(&op.config.clone().unwrap_or_default())?;
-            // Restored only if the checkpoint knows this operator (even with empty state): an
-            // operator added since starts fresh, and a Kafka source applies its startup mode.
-            let restored = restore.and_then(|c| c.metadata.operators.get(&op.id).map(|m| (c.metadata.checkpoint_id, m)));
-            let restored_id = restored.map(|(id, _)| id);
-            for index in 0..op.parallelism as usize {
-                let tag = SubtaskTag { operator: op.id.clone(), subtask: index as u32 };
-                let files = match &op.grants.files {
-                    Some(dir) => Some(FilesDir::open(job.resolve(dir))?),
-                    None => None,
-                };
-                let store = restore::store_for(assignment.as_mut(), &op.id, index, limits.state.clone());
-                let data = StoreData::new(tag.clone(), store, &limits, files);
-                let mut instance = module.instantiate(engine, data, call_timeout).await?;
-                match (instance.kind(), has_inputs) {
-                    (OperatorKind::Source, true) => bail!("operator '{}' is a source but an edge leads into it", op.id),
-                    (OperatorKind::Transform | OperatorKind::Sink, false) => {
-                        bail!("operator '{}' needs input but no edge leads into it; add an [[edges]] entry", op.id)
-                    }
-                    _ => {}
+            ops.insert(op.id.as_str(), op);
+        }
+        for chain in job.chains() {
+            let parallelism = ops[chain.head()].parallelism as usize;
+            for index in 0..parallelism {
+                let mut members = Vec::with_capacity(chain.operators.len());
+                for id in &chain.operators {
+                    let op = ops[id.as_str()];
+                    members.push(a.start_member(engine, &modules[id], op, index, restore, assignment.as_mut()).await?);
                 }
-                if instance.kind() == OperatorKind::Source {
-                    a.sources.insert(tag.clone());
-                }
-                let info = TaskInfo {
-                    operator_id: op.id.clone(),
-                    subtask_index: index as u32,
-                    parallelism: op.parallelism,
-                    checkpointing_enabled: job.checkpoints.is_some(),
-                    attempt,
-                };
-                instance.create(info, config.clone()).await?;
-                instance.initialize_state(restored_id).await?;
-                instance.open().await?;
                 let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
-                a.controls.push((tag.clone(), ctl_tx));
+                let head = &members[0];
+                if head.instance.kind() == OperatorKind::Source {
+                    a.sources.insert(head.tag.clone());
+                }
+                a.controls.push((head.tag.clone(), ctl_tx));
+                a.total += members.len();
                 let task = SubtaskLoop {
-                    tag: tag.clone(),
-                    instance,
+                    chain: members,
                     control: ctl_rx,
                     events: event_tx.clone(),
-                    outputs: outputs.remove(&(op.id.clone(), index)).unwrap_or_default(),
-                    input: inputs.remove(&(op.id.clone(), index)).map(InputGate::new),
+                    outputs: outputs.remove(&(chain.tail().to_string(), index)).unwrap_or_default(),
+                    input: inputs.remove(&(chain.head().to_string(), index)).map(InputGate::new),
                     storage: storage.clone(),
                     batch_size,
-                    metrics: metrics.clone(),
-                    progress: Progress::at_start(restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism)), has_inputs),
                 };
-                a.total += 1;
                 a.tasks.push(tokio::spawn(subtask::run(task)));
             }
         }
@@ -153,6 +130,52 @@ impl<'a> Attempt<'a> {
             *m.lock().expect("metrics lock") = a.metrics.clone();
         }
         Ok(a)
+    }
+
+    /// Subtask `index` of `op`: instantiated, restored, created, initialized and opened.
+    async fn start_member(
+        &self,
+        engine: &Engine,
+        module: &OperatorCode,
+        op: &OperatorSpec,
+        index: usize,
+        restore: Option<&LoadedCheckpoint>,
+        assignment: Option<&mut Assignment>,
+    ) -> Result<ChainMember> {
+        let job = self.job;
+        let (limits, call_timeout) = subtask_limits(&op.limits.or(&job.limits), op.grants.kafka.as_ref());
+        let has_inputs = job.edges.iter().any(|e| e.to == op.id);
+        let config = serde_json::to_string(&op.config.clone().unwrap_or_default())?;
+        // Restored only if the checkpoint knows this operator (even with empty state): an
+        // operator added since starts fresh, and a Kafka source applies its startup mode.
+        let restored = restore.and_then(|c| c.metadata.operators.get(&op.id).map(|m| (c.metadata.checkpoint_id, m)));
+        let tag = SubtaskTag { operator: op.id.clone(), subtask: index as u32 };
+        let files = match &op.grants.files {
+            Some(dir) => Some(FilesDir::open(job.resolve(dir))?),
+            None => None,
+        };
+        let store = restore::store_for(assignment, &op.id, index, limits.state.clone());
+        let data = StoreData::new(tag.clone(), store, &limits, files);
+        let mut instance = module.instantiate(engine, data, call_timeout).await?;
+        match (instance.kind(), has_inputs) {
+            (OperatorKind::Source, true) => bail!("operator '{}' is a source but an edge leads into it", op.id),
+            (OperatorKind::Transform | OperatorKind::Sink, false) => {
+                bail!("operator '{}' needs input but no edge leads into it; add an [[edges]] entry", op.id)
+            }
+            _ => {}
+        }
+        let info = TaskInfo {
+            operator_id: op.id.clone(),
+            subtask_index: index as u32,
+            parallelism: op.parallelism,
+            checkpointing_enabled: job.checkpoints.is_some(),
+            attempt: self.number,
+        };
+        instance.create(info, config).await?;
+        instance.initialize_state(restored.map(|(id, _)| id)).await?;
+        instance.open().await?;
+        let finished_on_restore = restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism));
+        Ok(ChainMember { tag, instance, metrics: self.metrics[&op.id].clone(), progress: Progress::at_start(finished_on_restore, has_inputs) })
     }
 
     pub(super) fn send_all(&self, c: Control) {

@@ -1,5 +1,12 @@
-//! One subtask's loop, a task on tokio: drives the guest through its lifecycle, moves batches between
-//! channels, aligns barriers and snapshots state.
+//! One subtask's loop, a task on tokio: drives its operators through their lifecycle, moves
+//! batches between channels, aligns barriers and snapshots state.
+//!
+//! The loop runs a **chain** (`crate::job::Chain`): one or more operators of the same subtask
+//! index, each handing its output batch straight to the next (no channel, no copy, no task
+//! switch). Barriers, notifications and end of input are handled once per loop and passed to the
+//! members head to tail. Each member keeps its own tag, state, metrics and progress, and
+//! acknowledges checkpoints under its own tag, so the coordinator and the checkpoint format do
+//! not know whether operators were chained.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,10 +17,11 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::channel::{EdgeOutput, InputEvent, InputGate};
-use wasmflow_types::{Batch, PollStatus, SubtaskTag};
+use wasmflow_types::{Batch, OperatorKind, PollStatus, SubtaskTag};
 
 use super::message::{Barrier, Message};
 use crate::checkpoint::{CheckpointStorage, StateFileRef};
+use crate::engine::GuestError;
 use crate::instance::OperatorInstance;
 
 /// Commands from the coordinator to a subtask (a control channel, not in-band).
@@ -52,23 +60,31 @@ pub struct OperatorMetrics {
     pub records_out: AtomicU64,
 }
 
-/// Everything a subtask task needs.
-pub struct SubtaskLoop {
+/// One operator of a chain, with everything that is its own.
+pub struct ChainMember {
     pub tag: SubtaskTag,
     pub instance: Box<dyn OperatorInstance>,
-    pub control: UnboundedReceiver<Control>,
-    pub events: UnboundedSender<Event>,
-    pub outputs: Vec<EdgeOutput>,
-    /// `None` for sources.
-    pub input: Option<InputGate>,
-    pub storage: Arc<dyn CheckpointStorage>,
-    pub batch_size: u32,
     pub metrics: Arc<OperatorMetrics>,
-    /// Where the subtask starts: [`Progress::at_start`].
+    /// Where the member starts: [`Progress::at_start`].
     pub progress: Progress,
 }
 
-/// Where a subtask is in its life, for close-once and the `finished` flag of its snapshots.
+/// Everything a subtask loop needs.
+pub struct SubtaskLoop {
+    /// The chain's operators, head first (one for an unchained operator).
+    pub chain: Vec<ChainMember>,
+    pub control: UnboundedReceiver<Control>,
+    pub events: UnboundedSender<Event>,
+    /// The tail's outputs.
+    pub outputs: Vec<EdgeOutput>,
+    /// The head's inputs; `None` when the head is a source.
+    pub input: Option<InputGate>,
+    pub storage: Arc<dyn CheckpointStorage>,
+    pub batch_size: u32,
+}
+
+/// Where an operator's subtask is in its life, for close-once and the `finished` flag of its
+/// snapshots.
 pub struct Progress {
     /// Emitted everything (source) or processed all input (operator).
     finished: bool,
@@ -85,15 +101,17 @@ impl Progress {
     }
 }
 
-/// Runs a subtask to its end and reports failures as [`Event::Failed`].
+/// Runs a subtask loop to its end and reports failures as [`Event::Failed`], under the tag of
+/// the member that failed.
 pub async fn run(mut task: SubtaskLoop) {
-    let tag = task.tag.clone();
+    let head = task.chain[0].tag.clone();
     let events = task.events.clone();
     let result = if task.input.is_some() { task.run_operator().await } else { task.run_source().await };
     if let Err(e) = result {
         // A closed downstream channel only happens while the job is torn down (stop, restart):
         // the subtask was blocked on back-pressure when its consumer exited. Not a failure.
         if e.downcast_ref::<super::channel::ChannelClosed>().is_none() {
+            let tag = e.downcast_ref::<GuestError>().map(GuestError::tag).cloned().unwrap_or(head);
             let _ = events.send(Event::Failed(tag, format!("{e:#}")));
         }
     }
@@ -105,11 +123,21 @@ enum Next {
 }
 
 impl SubtaskLoop {
-    async fn emit(&mut self, batch: Batch) -> Result<()> {
+    /// Hands `batch`, emitted by member `from`, to the members after it and then to the tail's
+    /// outputs.
+    async fn emit_from(&mut self, from: usize, mut batch: Batch) -> Result<()> {
+        self.chain[from].metrics.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        for member in &mut self.chain[from + 1..] {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            member.metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            batch = member.instance.process(batch).await?;
+            member.metrics.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
         if batch.is_empty() {
             return Ok(());
         }
-        self.metrics.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
         let Some(last) = self.outputs.len().checked_sub(1) else { return Ok(()) };
         for out in &mut self.outputs[..last] {
             out.send_batch(batch.clone()).await?;
@@ -125,27 +153,30 @@ impl SubtaskLoop {
         Ok(())
     }
 
-    /// Snapshot (synchronous, like Flink's sync phase), then write and ack in the background.
+    /// Every member's snapshot, head to tail (synchronous, like Flink's sync phase: no record
+    /// moves between them), then each is written and acknowledged in the background.
     async fn snapshot(&mut self, barrier: Barrier) -> Result<()> {
-        let started = Instant::now();
-        let snapshot = match self.instance.snapshot_state(barrier.checkpoint_id, barrier.timestamp).await {
-            Ok(s) => s,
-            Err(e) => {
-                // The guest is in an unknown state after a failed snapshot: decline and fail.
-                let _ = self.events.send(Event::Declined { checkpoint_id: barrier.checkpoint_id, tag: self.tag.clone(), reason: e.to_string() });
-                return Err(e.into());
-            }
-        };
-        let sync = started.elapsed();
-        let finished = self.progress.finished;
-        let (storage, events, tag) = (self.storage.clone(), self.events.clone(), self.tag.clone());
-        tokio::task::spawn_blocking(move || {
-            let event = match storage.write_state(barrier.checkpoint_id, &tag.operator, tag.subtask, &snapshot) {
-                Ok(file) => Event::Ack { checkpoint_id: barrier.checkpoint_id, tag, file, sync, finished },
-                Err(e) => Event::Declined { checkpoint_id: barrier.checkpoint_id, tag, reason: format!("{e:#}") },
+        for member in &mut self.chain {
+            let started = Instant::now();
+            let snapshot = match member.instance.snapshot_state(barrier.checkpoint_id, barrier.timestamp).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // The guest is in an unknown state after a failed snapshot: decline and fail.
+                    let _ = self.events.send(Event::Declined { checkpoint_id: barrier.checkpoint_id, tag: member.tag.clone(), reason: e.to_string() });
+                    return Err(e.into());
+                }
             };
-            let _ = events.send(event);
-        });
+            let sync = started.elapsed();
+            let finished = member.progress.finished;
+            let (storage, events, tag) = (self.storage.clone(), self.events.clone(), member.tag.clone());
+            tokio::task::spawn_blocking(move || {
+                let event = match storage.write_state(barrier.checkpoint_id, &tag.operator, tag.subtask, &snapshot) {
+                    Ok(file) => Event::Ack { checkpoint_id: barrier.checkpoint_id, tag, file, sync, finished },
+                    Err(e) => Event::Declined { checkpoint_id: barrier.checkpoint_id, tag, reason: format!("{e:#}") },
+                };
+                let _ = events.send(event);
+            });
+        }
         Ok(())
     }
 
@@ -155,23 +186,49 @@ impl SubtaskLoop {
                 self.snapshot(barrier).await?;
                 self.broadcast(Message::Barrier(barrier)).await?;
             }
-            Control::Complete(id) => self.instance.notify_checkpoint_complete(id).await?,
-            Control::Aborted(id) => self.instance.notify_checkpoint_aborted(id).await?,
+            Control::Complete(id) => {
+                for member in &mut self.chain {
+                    member.instance.notify_checkpoint_complete(id).await?;
+                }
+            }
+            Control::Aborted(id) => {
+                for member in &mut self.chain {
+                    member.instance.notify_checkpoint_aborted(id).await?;
+                }
+            }
             Control::Shutdown => return Ok(Next::Shutdown),
         }
         Ok(Next::Continue)
     }
 
+    /// The chain's input has ended (the head source finished, or every input channel ended):
+    /// each member in turn reaches the end of its input — a transform or sink is closed and what
+    /// it emits flows on down the chain; a source is only marked finished (it is closed at
+    /// shutdown). Then the tail's consumers learn it.
+    async fn end_of_input(&mut self) -> Result<()> {
+        for k in 0..self.chain.len() {
+            let member = &mut self.chain[k];
+            if member.instance.kind() != OperatorKind::Source && !member.progress.closed {
+                member.progress.closed = true;
+                let out = member.instance.close().await?;
+                self.emit_from(k, out).await?;
+            }
+            let member = &mut self.chain[k];
+            member.progress.finished = true;
+            let _ = self.events.send(Event::Finished(member.tag.clone()));
+        }
+        self.broadcast(Message::EndOfInput).await
+    }
+
     async fn run_source(&mut self) -> Result<()> {
         let mut idle_until: Option<Instant> = None;
-        if self.progress.finished {
-            self.broadcast(Message::EndOfInput).await?;
-            let _ = self.events.send(Event::Finished(self.tag.clone()));
+        if self.chain[0].progress.finished {
+            self.end_of_input().await?;
         }
         loop {
-            let finished = self.progress.finished;
+            let finished = self.chain[0].progress.finished;
             // Control first: a checkpoint falls between two polls, never inside one, so a
-            // snapshot never sees a record emitted without its offset (docs/architecture.md, checkpoint path, checkpoint lock).
+            // snapshot never sees a record emitted without its offset (the checkpoint lock).
             while let Ok(c) = self.control.try_recv() {
                 if let Next::Shutdown = self.handle(c).await? {
                     return self.shutdown().await;
@@ -188,15 +245,14 @@ impl SubtaskLoop {
                 }
                 continue;
             }
-            let (batch, status) = self.instance.poll(self.batch_size).await?;
-            self.emit(batch).await?;
+            let (batch, status) = self.chain[0].instance.poll(self.batch_size).await?;
+            self.emit_from(0, batch).await?;
             match status {
                 PollStatus::Ready => {}
                 PollStatus::Idle(ms) => idle_until = Some(Instant::now() + Duration::from_millis(ms.max(1) as u64)),
                 PollStatus::Finished => {
-                    self.progress.finished = true;
-                    self.broadcast(Message::EndOfInput).await?;
-                    let _ = self.events.send(Event::Finished(self.tag.clone()));
+                    self.chain[0].progress.finished = true;
+                    self.end_of_input().await?;
                 }
             }
         }
@@ -214,36 +270,30 @@ impl SubtaskLoop {
                 ev = gate.next() => match ev {
                     None => return Ok(()),
                     Some(InputEvent::Records(batch)) => {
-                        self.metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        let out = self.instance.process(batch).await?;
-                        self.emit(out).await?;
+                        let head = &mut self.chain[0];
+                        head.metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                        let out = head.instance.process(batch).await?;
+                        self.emit_from(0, out).await?;
                     }
                     Some(InputEvent::BarrierAligned(barrier)) => {
                         self.snapshot(barrier).await?;
                         self.broadcast(Message::Barrier(barrier)).await?;
                     }
-                    Some(InputEvent::AllEnded) => {
-                        if !self.progress.closed {
-                            self.progress.closed = true;
-                            let out = self.instance.close().await?;
-                            self.emit(out).await?;
-                        }
-                        self.progress.finished = true;
-                        self.broadcast(Message::EndOfInput).await?;
-                        let _ = self.events.send(Event::Finished(self.tag.clone()));
-                    }
+                    Some(InputEvent::AllEnded) => self.end_of_input().await?,
                 },
             }
         }
     }
 
-    /// `close`, unless it already ran: operators are closed at end of input; sources, and
-    /// operators that did not reach it (a stop), are closed here. What `close` returns here is
-    /// dropped: the job is being torn down.
+    /// `close` on every member where it has not run: operators are closed at end of input;
+    /// sources, and operators that did not reach it (a stop), are closed here. What `close`
+    /// returns here is dropped: the job is being torn down.
     async fn shutdown(&mut self) -> Result<()> {
-        if !self.progress.closed {
-            self.progress.closed = true;
-            let _ = self.instance.close().await?;
+        for member in &mut self.chain {
+            if !member.progress.closed {
+                member.progress.closed = true;
+                let _ = member.instance.close().await?;
+            }
         }
         Ok(())
     }

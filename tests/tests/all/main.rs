@@ -4,6 +4,7 @@
 //!
 //! Run one feature with `cargo test -p wasmflow-tests --release -- kafka_source::`.
 
+mod chaining;
 mod checkpoints;
 mod control;
 mod durability;
