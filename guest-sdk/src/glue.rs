@@ -200,7 +200,7 @@ pub mod exports {
         Batch::from_checked_columns(Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
     }
 
-    fn to_wire(b: Batch) -> wire::Batch {
+    pub(crate) fn to_wire(b: Batch) -> wire::Batch {
         let c = b.into_columns();
         wire::Batch { data: c.data, key_lens: c.key_lens, value_lens: c.value_lens, timestamps: c.timestamps }
     }

@@ -7,3 +7,11 @@
 //! as `operators/kafka-source` does.
 
 pub use crate::bindings::wasmflow::operator::kafka::*;
+
+#[cfg(target_arch = "wasm32")]
+impl Producer {
+    /// Sends every record of `batch` to `topic` (partitioned by key).
+    pub fn send_batch(&self, topic: &str, batch: &crate::Batch) -> Result<(), String> {
+        self.send(topic, &crate::glue::exports::to_wire(batch.clone()))
+    }
+}

@@ -68,8 +68,7 @@ impl Sink for KafkaSink {
     fn invoke(&mut self, input: &Batch) -> Result<()> {
         #[cfg(target_arch = "wasm32")]
         if let Some(p) = &self.producer {
-            let wire = input.clone().into_wire();
-            p.send(&self.config.topic, &wire).map_err(|e| anyhow!("sending to topic '{}': {e}", self.config.topic))?;
+            p.send_batch(&self.config.topic, input).map_err(|e| anyhow!("sending to topic '{}': {e}", self.config.topic))?;
         }
         #[cfg(not(target_arch = "wasm32"))]
         let _ = input;
