@@ -17,7 +17,7 @@ use crate::{Batch, Collector, FunctionInitializationContext, FunctionSnapshotCon
 pub trait DynOperator {
     fn initialize_state(&mut self, restored: Option<u64>, backend: Backend) -> Result<()>;
     fn open(&mut self) -> Result<()>;
-    fn process(&mut self, input: &Batch) -> Result<Batch>;
+    fn process(&mut self, input: Batch) -> Result<Batch>;
     fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)>;
     fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<()>;
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
@@ -57,6 +57,14 @@ struct SourceBox<T>(T);
 struct TransformBox<T>(T);
 struct SinkBox<T>(T);
 
+/// What was emitted where there is no input batch: forwarding one is a mistake, said so.
+fn no_input_to_forward(out: Collector, call: &str) -> Result<Batch> {
+    if out.forwards_input() {
+        return Err(anyhow::anyhow!("`forward_input` called in `{call}`, which has no input batch; emit the records instead"));
+    }
+    Ok(out.into_batch())
+}
+
 fn wrong_kind(call: &str, kind: &str) -> anyhow::Error {
     anyhow::anyhow!("`{call}` called on a {kind}; the host only calls it on other operator kinds")
 }
@@ -66,13 +74,13 @@ impl<T: Source> DynOperator for SourceBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, _input: &Batch) -> Result<Batch> {
+    fn process(&mut self, _input: Batch) -> Result<Batch> {
         Err(wrong_kind("process", "source"))
     }
     fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)> {
         let mut out = Collector::new();
         let status = self.0.poll(&mut out, max_records)?;
-        Ok((out.into_batch(), status))
+        Ok((no_input_to_forward(out, "poll")?, status))
     }
     fn close(&mut self) -> Result<Batch> {
         self.0.close()?;
@@ -85,10 +93,12 @@ impl<T: Transform> DynOperator for TransformBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, input: &Batch) -> Result<Batch> {
-        let mut out = Collector::new();
-        self.0.process(input, &mut out)?;
-        Ok(out.into_batch())
+    fn process(&mut self, input: Batch) -> Result<Batch> {
+        // Room for as much as came in: a map emits about that much, and its buffers do not grow
+        // record by record. A forwarding transform leaves it unused.
+        let mut out = Collector::with_capacity(input.len(), input.data_bytes());
+        self.0.process(&input, &mut out)?;
+        Ok(out.finish(input))
     }
     fn poll(&mut self, _max_records: usize) -> Result<(Batch, PollStatus)> {
         Err(wrong_kind("poll", "transform"))
@@ -96,7 +106,7 @@ impl<T: Transform> DynOperator for TransformBox<T> {
     fn close(&mut self) -> Result<Batch> {
         let mut out = Collector::new();
         self.0.close(&mut out)?;
-        Ok(out.into_batch())
+        no_input_to_forward(out, "close")
     }
 }
 
@@ -105,8 +115,8 @@ impl<T: Sink> DynOperator for SinkBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, input: &Batch) -> Result<Batch> {
-        self.0.invoke(input)?;
+    fn process(&mut self, input: Batch) -> Result<Batch> {
+        self.0.invoke(&input)?;
         Ok(Batch::default())
     }
     fn poll(&mut self, _max_records: usize) -> Result<(Batch, PollStatus)> {
@@ -238,7 +248,7 @@ pub mod exports {
 
     pub fn process(input: wire::Batch) -> Result<wire::Batch, String> {
         let input = from_wire(input);
-        with(|op| op.process(&input)).map(to_wire)
+        with(|op| op.process(input)).map(to_wire)
     }
 
     pub fn poll(max_records: u32) -> Result<(wire::Batch, wire::PollStatus), String> {
@@ -382,4 +392,31 @@ macro_rules! export_map {
         }
         $crate::export_transform!(WasmflowMapFn);
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmflow_state::{OperatorStateStore, StateLimits};
+
+    use crate::native::NativeSubtask;
+    use crate::prelude::*;
+
+    struct Forwarder;
+    impl Source for Forwarder {
+        fn create(_ctx: &RuntimeContext) -> Result<Self> {
+            Ok(Forwarder)
+        }
+        fn poll(&mut self, out: &mut Collector, _max_records: usize) -> Result<PollStatus> {
+            out.forward_input();
+            Ok(PollStatus::Ready)
+        }
+    }
+
+    #[test]
+    fn forwarding_where_there_is_no_input_is_an_error_that_says_so() {
+        let ctx = RuntimeContext::new("f", 0, 1, serde_json::json!({}));
+        let mut subtask = NativeSubtask::create::<super::SourceFactory<Forwarder>>(&ctx, OperatorStateStore::new(StateLimits::default())).unwrap();
+        let err = subtask.poll(10).unwrap_err().to_string();
+        assert_eq!(err, "`forward_input` called in `poll`, which has no input batch; emit the records instead");
+    }
 }

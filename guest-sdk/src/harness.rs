@@ -102,7 +102,7 @@ impl<F: Factory> OperatorHarness<F> {
 
     /// Feeds one batch; returns what the operator emitted.
     pub fn process(&mut self, input: &[OwnedRecord]) -> Result<Vec<OwnedRecord>> {
-        Ok(from_batch(&self.subtask.process(&to_batch(input))?))
+        Ok(from_batch(&self.subtask.process(to_batch(input))?))
     }
 
     /// Polls a source once.

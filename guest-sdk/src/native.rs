@@ -23,7 +23,7 @@
 //! let mut subtask = NativeSubtask::create::<WasmflowOperator>(&ctx, store).unwrap();
 //! subtask.initialize_state(None).unwrap();
 //! subtask.open().unwrap();
-//! let out = subtask.process(&Batch::from_records([Record { key: None, value: b"hi", timestamp: 0 }])).unwrap();
+//! let out = subtask.process(Batch::from_records([Record { key: None, value: b"hi", timestamp: 0 }])).unwrap();
 //! assert_eq!(out.iter().next().unwrap().value, b"HI");
 //! ```
 
@@ -103,7 +103,7 @@ impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
     }
 
     /// `process`: one batch in, what the operator emitted out.
-    pub fn process(&mut self, input: &Batch) -> Result<Batch> {
+    pub fn process(&mut self, input: Batch) -> Result<Batch> {
         self.op.process(input)
     }
 

@@ -150,7 +150,7 @@ impl OperatorInstance for NativeInstance {
 
     /// `process`: one batch in, one batch out.
     async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
-        self.call("process", |s| s.process(&input))
+        self.call("process", |s| s.process(input))
     }
 
     /// `poll`: a source produces up to `max_records` records.

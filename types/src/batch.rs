@@ -137,6 +137,28 @@ impl Batch {
         self.timestamps.push(timestamp);
     }
 
+    /// An empty batch with room for `records` records of `bytes` bytes in all.
+    pub fn with_capacity(records: usize, bytes: usize) -> Batch {
+        Batch {
+            data: Vec::with_capacity(bytes),
+            key_lens: Vec::with_capacity(records),
+            value_lens: Vec::with_capacity(records),
+            timestamps: Vec::with_capacity(records),
+        }
+    }
+
+    /// Moves every record of `other` to the end of this batch.
+    pub fn append(&mut self, mut other: Batch) {
+        if self.is_empty() {
+            *self = other;
+            return;
+        }
+        self.data.append(&mut other.data);
+        self.key_lens.append(&mut other.key_lens);
+        self.value_lens.append(&mut other.value_lens);
+        self.timestamps.append(&mut other.timestamps);
+    }
+
     /// Removes every record, keeping the buffers' capacity.
     pub fn clear(&mut self) {
         self.data.clear();
@@ -236,15 +258,60 @@ impl<'a> Iterator for BatchIter<'a> {
 impl ExactSizeIterator for BatchIter<'_> {}
 
 /// Collects the records an operator emits (Flink's `Collector`); becomes its output batch.
+///
+/// An operator that passes its whole input on unchanged (a counter, a filter that keeps a batch)
+/// says so with [`forward_input`](Collector::forward_input) instead of emitting each record: the
+/// input batch itself becomes the output, with no record copied.
+///
+/// ```
+/// use wasmflow_types::{Batch, Collector, Record};
+/// let input = Batch::from_records([Record { key: None, value: b"a", timestamp: 1 }]);
+/// let mut out = Collector::new();
+/// out.forward_input();
+/// out.emit(None, b"b", 2);
+/// let output = out.finish(input);
+/// assert_eq!(output.iter().map(|r| r.value).collect::<Vec<_>>(), [b"a", b"b"]);
+/// ```
 #[derive(Debug, Default)]
 pub struct Collector {
     batch: Batch,
+    forward: bool,
 }
 
 impl Collector {
     /// An empty collector.
     pub fn new() -> Collector {
         Collector::default()
+    }
+
+    /// An empty collector with room for `records` records of `bytes` bytes, so emitting does not
+    /// grow its buffers record by record.
+    pub fn with_capacity(records: usize, bytes: usize) -> Collector {
+        Collector { batch: Batch::with_capacity(records, bytes), forward: false }
+    }
+
+    /// Emits every record of the input batch, unchanged and in order, ahead of anything else
+    /// emitted for it — without copying them: the input batch becomes the output. Only
+    /// transforms have an input; elsewhere this is an error when the call returns.
+    pub fn forward_input(&mut self) {
+        self.forward = true;
+    }
+
+    /// Whether [`forward_input`](Collector::forward_input) was called.
+    pub fn forwards_input(&self) -> bool {
+        self.forward
+    }
+
+    /// The output for `input`: the input itself followed by what was emitted, if the input was
+    /// forwarded, else what was emitted.
+    pub fn finish(self, input: Batch) -> Batch {
+        if self.forward {
+            let mut out = input;
+            out.append(self.batch);
+            out
+        } else {
+            self.batch
+        }
     }
 
     /// Emits one record.
@@ -257,17 +324,17 @@ impl Collector {
         self.batch.push(record.key, record.value, record.timestamp);
     }
 
-    /// Number of records emitted so far.
+    /// Number of records emitted so far (not counting a forwarded input).
     pub fn len(&self) -> usize {
         self.batch.len()
     }
 
-    /// Whether nothing was emitted.
+    /// Whether nothing was emitted (not counting a forwarded input).
     pub fn is_empty(&self) -> bool {
         self.batch.is_empty()
     }
 
-    /// The emitted records as a batch.
+    /// The emitted records as a batch (where there is no input to forward).
     pub fn into_batch(self) -> Batch {
         self.batch
     }
@@ -304,6 +371,27 @@ mod tests {
         assert_eq!(Batch::from_columns(columns(b"x", &[-2], &[1], &[0])), Err(BatchError::KeyLength { record: 0, key_len: -2 }));
         assert_eq!(Batch::from_columns(columns(b"xyz", &[1], &[1], &[0])), Err(BatchError::DataLength { lengths: 2, data: 3 }));
         assert_eq!(BatchError::DataLength { lengths: 2, data: 3 }.to_string(), "record lengths add up to 2 bytes but the data has 3");
+    }
+
+    #[test]
+    fn a_forwarded_input_is_the_output_and_emits_follow_it() {
+        let input = Batch::from_records([Record { key: Some(b"k"), value: b"a", timestamp: 1 }, Record { key: None, value: b"bb", timestamp: 2 }]);
+        let copy = input.clone();
+        let data_ptr = copy.data.as_ptr();
+        let mut out = Collector::new();
+        out.forward_input();
+        let forwarded = out.finish(copy);
+        assert_eq!(forwarded, input);
+        assert_eq!(forwarded.data.as_ptr(), data_ptr, "the input's buffer is the output's, not a copy");
+        let mut out = Collector::with_capacity(2, 8);
+        out.forward_input();
+        out.emit(None, b"c", 3);
+        let output = out.finish(input);
+        let values: Vec<&[u8]> = output.iter().map(|r| r.value).collect();
+        assert_eq!(values, [&b"a"[..], b"bb", b"c"]);
+        let mut out = Collector::new();
+        out.emit(None, b"only", 0);
+        assert_eq!(out.finish(Batch::from_records([Record { key: None, value: b"x", timestamp: 0 }])).len(), 1, "not forwarded: input dropped");
     }
 
     #[test]

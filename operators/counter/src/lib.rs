@@ -33,10 +33,9 @@ impl Transform for Counter {
     }
 
     fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
-        for record in input {
-            self.count += 1;
-            out.emit_record(&record);
-        }
+        self.count += input.len() as u64;
+        // Every record passes unchanged: hand the batch on instead of copying it record by record.
+        out.forward_input();
         Ok(())
     }
 
