@@ -1,13 +1,14 @@
 //! `make bench`: every benchmark of issue #6, each a side-by-side comparison taken in one run,
 //! and `bench/REPORT.md` (tables, targets, the plot `bench/throughput.png`).
 //!
-//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka]`
+//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [flink]`
 //! runs only the named parts (all by default) and still writes the report with what ran.
 //! Timings are medians of repeated runs; memory is measured with a counting allocator, so it is
 //! exact for the host's heap.
 
 mod alloc;
 mod checkpoint;
+mod flink;
 mod kafka;
 mod pipeline;
 mod plot;
@@ -18,7 +19,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-const PARTS: [&str; 5] = ["startup", "restore", "pipeline", "checkpoints", "kafka"];
+const PARTS: [&str; 6] = ["startup", "restore", "pipeline", "checkpoints", "kafka", "flink"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +60,18 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("kafka") {
         report.push_str(&kafka::report(&kafka::measure(&rt)?)?);
+    }
+    if wanted("flink") {
+        let points = flink::measure()?;
+        let png = root.join("flink.png");
+        let plotted = match plot::flink_side_by_side(&points, &png) {
+            Ok(()) => Some("flink.png"),
+            Err(e) => {
+                eprintln!("no plot: {e:#}");
+                None
+            }
+        };
+        report.push_str(&flink::report(&points, plotted)?);
     }
     let out = root.join("REPORT.md");
     std::fs::write(&out, &report)?;

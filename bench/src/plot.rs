@@ -67,3 +67,53 @@ pub fn throughput_by_batch_size(points: &[Point], out: &Path) -> Result<()> {
     root.present().with_context(|| format!("cannot write {}", out.display()))?;
     Ok(())
 }
+
+/// Draws wall time of wasmflow and Flink per configuration (bars side by side) into `out`.
+pub fn flink_side_by_side(points: &[crate::flink::Point], out: &Path) -> Result<()> {
+    register_sans()?;
+    let max = points.iter().map(|p| p.wasmflow.wall.max(p.flink.wall)).fold(1.0, f64::max);
+    let root = BitMapBackend::new(out, (960, 600)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
+    let labels: Vec<String> = points.iter().map(|p| format!("N={}M p={}", p.records / 1_000_000, p.parallelism)).collect();
+    let mut chart = ChartBuilder::on(&root)
+        .caption("whole-process wall time, same job: wasmflow vs Apache Flink 2.3", ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..points.len() as f64, 0.0..max * 1.15)
+        .map_err(|e| anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(points.len() * 2 + 1)
+        .x_label_formatter(&|x| {
+            let i = (x - 0.5).round();
+            if (x - 0.5 - i).abs() < 0.01 && i >= 0.0 { labels.get(i as usize).cloned().unwrap_or_default() } else { String::new() }
+        })
+        .y_desc("seconds")
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    let ours = Palette99::pick(0).to_rgba();
+    let theirs = Palette99::pick(1).to_rgba();
+    for (k, (name, color)) in [("wasmflow", ours), ("Flink", theirs)].into_iter().enumerate() {
+        let bars: Vec<Rectangle<(f64, f64)>> = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let x0 = i as f64 + 0.12 + k as f64 * 0.38;
+                let v = if k == 0 { p.wasmflow.wall } else { p.flink.wall };
+                Rectangle::new([(x0, 0.0), (x0 + 0.36, v)], color.filled())
+            })
+            .collect();
+        chart.draw_series(bars).map_err(|e| anyhow!("{e}"))?.label(name).legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 16, y + 5)], color.filled()));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| anyhow!("{e}"))?;
+    root.present().with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(())
+}
