@@ -78,7 +78,8 @@ impl<T: Source> DynOperator for SourceBox<T> {
         Err(wrong_kind("process", "source"))
     }
     fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)> {
-        let mut out = Collector::new();
+        // Room for the records asked for, so the per-record columns never grow during a poll.
+        let mut out = Collector::with_capacity(max_records.min(1 << 16), 0);
         let status = self.0.poll(&mut out, max_records)?;
         Ok((no_input_to_forward(out, "poll")?, status))
     }
