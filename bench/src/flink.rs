@@ -79,7 +79,7 @@ fn run(cmd: &mut Command) -> Result<Run> {
 
 fn job_file(dir: &Path, records: u64, parallelism: u32) -> Result<PathBuf> {
     let module = |name: &str| wasmflow_tests::operator(name).display().to_string();
-    let mut t = format!("[job]\nname = \"count\"\n\n[checkpoints]\ninterval-ms = 1000\ndir = \"checkpoints\"\n\n");
+    let mut t = String::from("[job]\nname = \"count\"\n\n[checkpoints]\ninterval-ms = 1000\ndir = \"checkpoints\"\n\n");
     for (id, name, extra) in [
         ("numbers", "generator", format!("config = {{ count = {records} }}")),
         ("count", "counter", "config = { emit-count-on-close = false }".into()),
