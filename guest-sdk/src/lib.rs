@@ -81,7 +81,7 @@ pub use anyhow::{Context, Error, Result, anyhow, bail, ensure};
 pub use context::{FunctionInitializationContext, FunctionSnapshotContext, RuntimeContext};
 pub use operator::{Sink, Source, Transform};
 pub use state::{BroadcastState, ListState};
-pub use wasmflow_types::{Batch, BatchIter, Collector, Columns, OperatorKind, PollStatus, Record, TaskInfo};
+pub use wasmflow_types::{Batch, BatchIter, Collector, Columns, OperatorKind, PollStatus, Record, TaskInfo, ValueWriter};
 
 /// Everything an operator author usually needs.
 ///

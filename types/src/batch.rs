@@ -159,6 +159,22 @@ impl Batch {
         self.timestamps.append(&mut other.timestamps);
     }
 
+    /// Appends one record whose value `write` appends in place.
+    pub fn push_with(&mut self, key: Option<&[u8]>, timestamp: i64, write: impl FnOnce(&mut ValueWriter<'_>)) {
+        let key_len = match key {
+            Some(k) => {
+                self.data.extend_from_slice(k);
+                k.len() as i32
+            }
+            None => -1,
+        };
+        let start = self.data.len();
+        write(&mut ValueWriter(&mut self.data));
+        self.key_lens.push(key_len);
+        self.value_lens.push((self.data.len() - start) as u32);
+        self.timestamps.push(timestamp);
+    }
+
     /// Removes every record, keeping the buffers' capacity.
     pub fn clear(&mut self) {
         self.data.clear();
@@ -223,6 +239,28 @@ impl<'a> IntoIterator for &'a Batch {
     type IntoIter = BatchIter<'a>;
     fn into_iter(self) -> BatchIter<'a> {
         self.iter()
+    }
+}
+
+/// Appends a record's value in place ([`Collector::emit_with`]); it can only add bytes, so the
+/// records before it stay intact.
+pub struct ValueWriter<'a>(&'a mut Vec<u8>);
+
+impl ValueWriter<'_> {
+    /// Appends `bytes`.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// Appends one byte.
+    pub fn push(&mut self, byte: u8) {
+        self.0.push(byte);
+    }
+}
+
+impl Extend<u8> for ValueWriter<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
     }
 }
 
@@ -322,6 +360,19 @@ impl Collector {
         self.batch.push(key, value, timestamp);
     }
 
+    /// Emits one record whose value `write` produces in place, straight into the output batch
+    /// (no buffer of the operator's own, no second copy).
+    ///
+    /// ```
+    /// use wasmflow_types::Collector;
+    /// let mut out = Collector::new();
+    /// out.emit_with(None, 0, |v| v.extend(b"abc".iter().map(u8::to_ascii_uppercase)));
+    /// assert_eq!(out.into_batch().iter().next().unwrap().value, b"ABC");
+    /// ```
+    pub fn emit_with(&mut self, key: Option<&[u8]>, timestamp: i64, write: impl FnOnce(&mut ValueWriter<'_>)) {
+        self.batch.push_with(key, timestamp, write);
+    }
+
     /// Emits a copy of `record`.
     pub fn emit_record(&mut self, record: &Record<'_>) {
         self.batch.push(record.key, record.value, record.timestamp);
@@ -395,6 +446,21 @@ mod tests {
         let mut out = Collector::new();
         out.emit(None, b"only", 0);
         assert_eq!(out.finish(Batch::from_records([Record { key: None, value: b"x", timestamp: 0 }])).len(), 1, "not forwarded: input dropped");
+    }
+
+    #[test]
+    fn values_written_in_place_are_whole_records() {
+        let mut b = Batch::new();
+        b.push(Some(b"k0"), b"v0", 0);
+        b.push_with(Some(b"k1"), 1, |v| {
+            v.extend_from_slice(b"ab");
+            v.push(b'c');
+            v.extend([b'd']);
+        });
+        b.push_with(None, 2, |_| {});
+        let got: Vec<_> = b.iter().map(|r| (r.key, r.value, r.timestamp)).collect();
+        assert_eq!(got, vec![(Some(&b"k0"[..]), &b"v0"[..], 0), (Some(&b"k1"[..]), &b"abcd"[..], 1), (None, &b""[..], 2)]);
+        assert_eq!(Batch::from_columns(b.clone().into_columns()), Ok(b), "still a valid batch");
     }
 
     #[test]

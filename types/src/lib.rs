@@ -24,5 +24,5 @@ pub mod batch;
 pub mod codec;
 pub mod task;
 
-pub use batch::{Batch, BatchError, BatchIter, Collector, Columns, Record};
+pub use batch::{Batch, BatchError, BatchIter, Collector, Columns, Record, ValueWriter};
 pub use task::{Level, OperatorKind, PollStatus, SubtaskTag, TaskInfo};

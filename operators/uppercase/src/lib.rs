@@ -5,7 +5,7 @@ use wasmflow_guest_sdk::prelude::*;
 
 /// Emits the record with its value upper-cased.
 pub fn uppercase(record: Record<'_>, out: &mut Collector) -> Result<()> {
-    out.emit(record.key, &record.value.to_ascii_uppercase(), record.timestamp);
+    out.emit_with(record.key, record.timestamp, |value| value.extend(record.value.iter().map(u8::to_ascii_uppercase)));
     Ok(())
 }
 
