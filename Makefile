@@ -6,7 +6,9 @@ SHELL := /bin/bash
 
 TOOLS    ?= $(or $(WASMFLOW_TOOLS),$(CURDIR)/.tools)
 CARGO    ?= cargo
-WASMFLOW := target/release/wasmflow
+# Where cargo builds (honours CARGO_TARGET_DIR, like the tests do).
+TARGET   := $(or $(CARGO_TARGET_DIR),target)
+WASMFLOW := $(TARGET)/release/wasmflow
 OPERATORS := $(patsubst %/Cargo.toml,%,$(wildcard operators/*/Cargo.toml))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export WASMFLOW_TOOLS := $(TOOLS)
