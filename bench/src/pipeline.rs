@@ -108,16 +108,16 @@ pub fn report(points: &[Point], plot: Option<&str>) -> Result<String> {
     if points.iter().any(|p| p.ratio() < 0.8) {
         writeln!(
             s,
-            "\n**Target missed.** Why, from `perf record` of the wasm pipeline (16 B values, batch 1024): first, wasmtime \
-             lifted and lowered the batch's `list<record-meta>` record by record, about 30 % of all CPU time; the batch \
-             is now columns (`key-lens`, `value-lens`, `timestamps`: lists of integers, copied in bulk), which took \
-             wasm from 7.3 to 8.5 M records/s here and that share to about 2 %. Now about 68 % of the CPU time is \
-             inside the guests' own compiled code (formatting numbers, upper-casing, iterating and re-emitting \
-             records, dlmalloc growing buffers) and about 7 % is copying batches into and out of four guests; native \
-             code does neither copy and runs the same loops faster. Building guests with `+simd128` was tried and \
-             changed nothing. Next steps: reuse guest output buffers across calls (no growth per batch), let a map \
-             hand its input buffer back when it only rewrites values in place, and fuse chained stateless operators \
-             into one guest call (Flink's operator chaining).\n"
+            "\n**Target missed.** Why: native operators now hand batches on without touching them — a chain passes \
+             each batch by move, and the counter forwards its input (`Collector::forward_input`) — so the native \
+             pipeline does almost no per-record work besides upper-casing, while every wasm operator still receives its \
+             input copied into its linear memory and returns its output copied out (the component model's canonical \
+             ABI: lists are lowered and lifted, never shared). The gap therefore widened this session although wasm got \
+             faster in absolute terms. An earlier `perf record` of this pipeline found the per-record lifting of a \
+             `list<record>` at ~30 % of CPU, which the columnar batch removed (~2 % now). The profile of the Flink \
+             job below (20 M records, p = 1) puts 73 % of CPU in the guests' compiled code, 17 % in the host (lifting \
+             and lowering lists, checking batches) and 7 % in `memmove`. Next steps: attribute the guest share per \
+             operator (wasmtime's perf map), and avoid lowering a batch into a guest that only counts or drops it.\n"
         )?;
     }
     if let Some(png) = plot {
