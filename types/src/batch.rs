@@ -123,18 +123,9 @@ impl Batch {
     }
 
     /// Appends one record.
+    #[inline]
     pub fn push(&mut self, key: Option<&[u8]>, value: &[u8], timestamp: i64) {
-        let key_len = match key {
-            Some(k) => {
-                self.data.extend_from_slice(k);
-                k.len() as i32
-            }
-            None => -1,
-        };
-        self.data.extend_from_slice(value);
-        self.key_lens.push(key_len);
-        self.value_lens.push(value.len() as u32);
-        self.timestamps.push(timestamp);
+        self.push_with(key, timestamp, |v| v.extend_from_slice(value));
     }
 
     /// An empty batch with room for `records` records of `bytes` bytes in all.
@@ -160,6 +151,7 @@ impl Batch {
     }
 
     /// Appends one record whose value `write` appends in place.
+    #[inline]
     pub fn push_with(&mut self, key: Option<&[u8]>, timestamp: i64, write: impl FnOnce(&mut ValueWriter<'_>)) {
         let key_len = match key {
             Some(k) => {

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use tokio::sync::mpsc;
@@ -14,10 +15,40 @@ use super::limits::subtask_limits;
 use super::operator::OperatorCode;
 use super::restore::{self, Assignment};
 use super::subtask::{self, ChainMember, Control, Event, OperatorMetrics, Progress, SubtaskLoop};
-use crate::checkpoint::{LoadedCheckpoint, LocalStorage};
+use crate::checkpoint::{LoadedCheckpoint, LocalStorage, OperatorMetadata};
 use crate::engine::Engine;
-use crate::engine::host::{FilesDir, StoreData};
+use crate::engine::host::{FilesDir, StoreData, SubtaskLimits};
 use crate::job::{JobSpec, OperatorSpec, Partitioning};
+
+/// What every subtask of one operator shares in a deployment.
+struct OperatorSetup<'a> {
+    op: &'a OperatorSpec,
+    limits: SubtaskLimits,
+    call_timeout: Duration,
+    has_inputs: bool,
+    /// The operator's `config` table as JSON.
+    config: String,
+    /// The checkpoint id and the operator's metadata, if the checkpoint restored from knows the
+    /// operator (even with empty state): an operator added since starts fresh, and a Kafka source
+    /// applies its startup mode.
+    restored: Option<(u64, &'a OperatorMetadata)>,
+    metrics: Arc<OperatorMetrics>,
+}
+
+impl<'a> OperatorSetup<'a> {
+    fn new(job: &JobSpec, op: &'a OperatorSpec, restore: Option<&'a LoadedCheckpoint>) -> Result<Self> {
+        let (limits, call_timeout) = subtask_limits(&op.limits.or(&job.limits), op.grants.kafka.as_ref());
+        Ok(OperatorSetup {
+            op,
+            limits,
+            call_timeout,
+            has_inputs: job.edges.iter().any(|e| e.to == op.id),
+            config: serde_json::to_string(&op.config.clone().unwrap_or_default())?,
+            restored: restore.and_then(|c| c.metadata.operators.get(&op.id).map(|m| (c.metadata.checkpoint_id, m))),
+            metrics: Arc::new(OperatorMetrics::default()),
+        })
+    }
+}
 
 pub(super) enum AttemptEnd {
     Finished,
@@ -92,20 +123,19 @@ impl<'a> Attempt<'a> {
             total: 0,
             metrics: BTreeMap::new(),
         };
-        // The operators, once each: code, limits, metrics, configuration, restore.
-        let mut ops = BTreeMap::new();
+        // What every subtask of an operator shares, worked out once per operator.
+        let mut setups = BTreeMap::new();
         for op in &job.operators {
-            let metrics = Arc::new(OperatorMetrics::default());
-            a.metrics.insert(op.id.clone(), metrics.clone());
-            ops.insert(op.id.as_str(), op);
+            let setup = OperatorSetup::new(job, op, restore)?;
+            a.metrics.insert(op.id.clone(), setup.metrics.clone());
+            setups.insert(op.id.as_str(), setup);
         }
         for chain in job.chains() {
-            let parallelism = ops[chain.head()].parallelism as usize;
+            let parallelism = setups[chain.head()].op.parallelism as usize;
             for index in 0..parallelism {
                 let mut members = Vec::with_capacity(chain.operators.len());
                 for id in &chain.operators {
-                    let op = ops[id.as_str()];
-                    members.push(a.start_member(engine, &modules[id], op, index, restore, assignment.as_mut()).await?);
+                    members.push(a.start_member(engine, &modules[id], &setups[id.as_str()], index, assignment.as_mut()).await?);
                 }
                 let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
                 let head = &members[0];
@@ -132,32 +162,25 @@ impl<'a> Attempt<'a> {
         Ok(a)
     }
 
-    /// Subtask `index` of `op`: instantiated, restored, created, initialized and opened.
+    /// Subtask `index` of an operator: instantiated, restored, created, initialized and opened.
     async fn start_member(
         &self,
         engine: &Engine,
         module: &OperatorCode,
-        op: &OperatorSpec,
+        setup: &OperatorSetup<'_>,
         index: usize,
-        restore: Option<&LoadedCheckpoint>,
         assignment: Option<&mut Assignment>,
     ) -> Result<ChainMember> {
-        let job = self.job;
-        let (limits, call_timeout) = subtask_limits(&op.limits.or(&job.limits), op.grants.kafka.as_ref());
-        let has_inputs = job.edges.iter().any(|e| e.to == op.id);
-        let config = serde_json::to_string(&op.config.clone().unwrap_or_default())?;
-        // Restored only if the checkpoint knows this operator (even with empty state): an
-        // operator added since starts fresh, and a Kafka source applies its startup mode.
-        let restored = restore.and_then(|c| c.metadata.operators.get(&op.id).map(|m| (c.metadata.checkpoint_id, m)));
+        let op = setup.op;
         let tag = SubtaskTag { operator: op.id.clone(), subtask: index as u32 };
         let files = match &op.grants.files {
-            Some(dir) => Some(FilesDir::open(job.resolve(dir))?),
+            Some(dir) => Some(FilesDir::open(self.job.resolve(dir))?),
             None => None,
         };
-        let store = restore::store_for(assignment, &op.id, index, limits.state.clone());
-        let data = StoreData::new(tag.clone(), store, &limits, files);
-        let mut instance = module.instantiate(engine, data, call_timeout).await?;
-        match (instance.kind(), has_inputs) {
+        let store = restore::store_for(assignment, &op.id, index, setup.limits.state.clone());
+        let data = StoreData::new(tag.clone(), store, &setup.limits, files);
+        let mut instance = module.instantiate(engine, data, setup.call_timeout).await?;
+        match (instance.kind(), setup.has_inputs) {
             (OperatorKind::Source, true) => bail!("operator '{}' is a source but an edge leads into it", op.id),
             (OperatorKind::Transform | OperatorKind::Sink, false) => {
                 bail!("operator '{}' needs input but no edge leads into it; add an [[edges]] entry", op.id)
@@ -168,14 +191,14 @@ impl<'a> Attempt<'a> {
             operator_id: op.id.clone(),
             subtask_index: index as u32,
             parallelism: op.parallelism,
-            checkpointing_enabled: job.checkpoints.is_some(),
+            checkpointing_enabled: self.job.checkpoints.is_some(),
             attempt: self.number,
         };
-        instance.create(info, config).await?;
-        instance.initialize_state(restored.map(|(id, _)| id)).await?;
+        instance.create(info, setup.config.clone()).await?;
+        instance.initialize_state(setup.restored.map(|(id, _)| id)).await?;
         instance.open().await?;
-        let finished_on_restore = restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism));
-        Ok(ChainMember { tag, instance, metrics: self.metrics[&op.id].clone(), progress: Progress::at_start(finished_on_restore, has_inputs) })
+        let finished_on_restore = setup.restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism));
+        Ok(ChainMember { tag, instance, metrics: setup.metrics.clone(), progress: Progress::at_start(finished_on_restore, setup.has_inputs) })
     }
 
     pub(super) fn send_all(&self, c: Control) {
@@ -184,8 +207,8 @@ impl<'a> Attempt<'a> {
         }
     }
 
-    /// Starts checkpoint (or, with `savepoint`, savepoint) `id`: sources get the trigger.
-    /// A savepoint whose directory cannot be created is answered with the error right away.
+    /// The job's state as the control endpoint's `status` reports it: records per operator,
+    /// checkpoints, restarts.
     pub(super) fn status(&self, report: &JobReport) -> serde_json::Value {
         let ops: serde_json::Map<String, serde_json::Value> = self
             .metrics
