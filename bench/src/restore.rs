@@ -21,6 +21,7 @@ fn snapshots(entries: usize) -> Vec<Option<SubtaskSnapshot>> {
                     value_type: None,
                     value: StateValue::List(items),
                 }],
+                keyed: None,
             })
         })
         .collect()

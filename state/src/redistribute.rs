@@ -83,7 +83,7 @@ pub struct RestoredSubtask {
 /// let list = |items: &[&str]| SubtaskSnapshot { states: vec![NamedStateSnapshot {
 ///     name: "S".into(), mode: Mode::SplitDistribute, element_type: TypeInfo::default(), value_type: None,
 ///     value: StateValue::List(items.iter().map(|s| s.as_bytes().to_vec()).collect()),
-/// }]};
+/// }], keyed: None };
 /// let new = redistribute(vec![Some(list(&["a", "b"])), Some(list(&["c"])), Some(list(&["d", "e", "f"]))], 2);
 /// assert_eq!(new[0].list("S").unwrap(), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
 /// assert_eq!(new[1].list("S").unwrap(), vec![b"d".to_vec(), b"e".to_vec(), b"f".to_vec()]);

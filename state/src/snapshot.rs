@@ -43,9 +43,12 @@ pub struct NamedStateSnapshot {
 }
 
 /// Everything one (operator, subtask) snapshotted at one checkpoint: every registered state,
-/// including restored states the operator did not register again (docs/state.md, registration), sorted by name.
+/// including restored states the operator did not register again (docs/state.md, registration), sorted by name,
+/// and the keyed state and timers of a keyed operator.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubtaskSnapshot {
-    /// The named states, sorted by name.
+    /// The named operator states, sorted by name.
     pub states: Vec<NamedStateSnapshot>,
+    /// Keyed state and timers, by key group (keyed operators only).
+    pub keyed: Option<crate::KeyedSnapshot>,
 }

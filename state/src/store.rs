@@ -364,6 +364,6 @@ impl OperatorStateStore {
             })
             .collect();
         states.sort_by(|a, b| a.name.cmp(&b.name));
-        SubtaskSnapshot { states }
+        SubtaskSnapshot { states, keyed: None }
     }
 }

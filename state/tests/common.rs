@@ -24,7 +24,7 @@ pub fn map_state(name: &str, entries: &[(&str, &str)]) -> NamedStateSnapshot {
 }
 
 pub fn subtask(states: Vec<NamedStateSnapshot>) -> Option<SubtaskSnapshot> {
-    Some(SubtaskSnapshot { states })
+    Some(SubtaskSnapshot { states, keyed: None })
 }
 
 /// List `name` of a restored subtask as strings; `None` if the subtask did not receive it.

@@ -53,6 +53,7 @@ mod tests {
                 value_type: None,
                 value: StateValue::List(vec![vec![1, 2, 3]]),
             }],
+            keyed: None,
         }
     }
 

@@ -472,6 +472,7 @@ mod tests {
                 value_type: None,
                 value: StateValue::List(vec![count.to_le_bytes().to_vec()]),
             }],
+            keyed: None,
         }
     }
 

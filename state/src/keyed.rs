@@ -1,0 +1,688 @@
+//! Keyed state: Flink's `ValueState`, `ListState` and `MapState` scoped to the key of the record
+//! being processed, and the per-key timers of `KeyedProcessFunction` — the heap backend.
+//!
+//! One [`KeyedStateBackend`] per subtask of a keyed operator (one downstream of `key-hash`
+//! edges). It owns the key groups of its [`KeyGroupRange`] and refuses a key outside them: a
+//! guest can never write state a restore would hand to another subtask. Values are opaque bytes
+//! (the SDK encodes typed values); entries of a state with a TTL carry the processing time of
+//! their last write and are invisible once expired (Flink's `OnCreateAndWrite`,
+//! `NeverReturnExpired`), and dropped at the next snapshot.
+//!
+//! ```
+//! use wasmflow_state::{KeyGroupRange, KeyedStateBackend, StateLimits, TypeInfo};
+//! let mut keyed = KeyedStateBackend::new(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits::default());
+//! let count = keyed.register_value("count", TypeInfo::default(), None).unwrap();
+//! keyed.value_update(count, b"user-1", vec![3], 0).unwrap();
+//! assert_eq!(keyed.value_get(count, b"user-1", 0).unwrap(), Some(vec![3]));
+//! assert_eq!(keyed.value_get(count, b"user-2", 0).unwrap(), None);
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::keygroups::{KeyGroupRange, key_group};
+use crate::{StateLimits, TypeInfo};
+
+/// Handle to a registered keyed state.
+pub type KeyedStateId = usize;
+
+/// What kind of keyed state a name holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyedKind {
+    /// `ValueState`: one value per key.
+    Value,
+    /// `ListState`: a list per key.
+    List,
+    /// `MapState`: a map per key.
+    Map,
+}
+
+impl std::fmt::Display for KeyedKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeyedKind::Value => "value",
+            KeyedKind::List => "list",
+            KeyedKind::Map => "map",
+        })
+    }
+}
+
+/// A registered keyed state, as recorded in snapshots (Flink's `StateDescriptor`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedStateDescriptor {
+    /// The state's name, unique within the operator's keyed states.
+    pub name: String,
+    /// Value, list or map.
+    pub kind: KeyedKind,
+    /// Type of the value (value state), the elements (list) or the map values.
+    pub value_type: TypeInfo,
+    /// Type of the map's keys (map state only).
+    pub user_key_type: Option<TypeInfo>,
+    /// Time to live in milliseconds of processing time since the last write, if any.
+    pub ttl_ms: Option<u64>,
+}
+
+/// Which clock a timer follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TimeDomain {
+    /// Fires when the operator's watermark reaches the timestamp.
+    EventTime,
+    /// Fires when the wall clock reaches the timestamp.
+    ProcessingTime,
+}
+
+/// Why a keyed state operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyedStateError {
+    /// The key belongs to a key group another subtask owns.
+    #[error("key {key} belongs to key group {key_group}, which this subtask does not own (it owns {range}): keyed state and timers can only be used for the key of the record or timer being processed")]
+    ForeignKey { key: String, key_group: u32, range: KeyGroupRange },
+    /// A name registered with another kind.
+    #[error("keyed state '{name}' is {was} state and cannot be registered as {now} state")]
+    WrongKind { name: String, was: KeyedKind, now: KeyedKind },
+    /// The restored state's type is not the registered one.
+    #[error("keyed state '{name}' was saved holding {was} and is now registered holding {now}: the saved values cannot be read as the new type; register it under a new name, or restore with --allow-non-restored-state after removing it")]
+    TypeChanged { name: String, was: String, now: String },
+    /// TTL on list state is not supported.
+    #[error("keyed state '{name}': a TTL is supported on value and map state only")]
+    TtlOnList { name: String },
+    /// Over a limit.
+    #[error(transparent)]
+    Limit(#[from] crate::StateError),
+    /// A handle this backend never returned.
+    #[error("unknown keyed state handle {0}")]
+    UnknownHandle(KeyedStateId),
+    /// Restoring state written with another number of key groups.
+    #[error("the checkpoint's keyed state was written with max-parallelism {was}, but the job has max-parallelism {now}: max-parallelism is fixed for the life of keyed state; set `[job] max-parallelism = {was}`")]
+    MaxParallelismChanged { was: u32, now: u32 },
+}
+
+/// A value with the processing time it was last written at (for TTL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamped {
+    bytes: Vec<u8>,
+    written: i64,
+}
+
+#[derive(Clone, Debug)]
+enum Slot {
+    Value(Stamped),
+    List(Vec<Vec<u8>>),
+    Map(BTreeMap<Vec<u8>, Stamped>),
+}
+
+impl Slot {
+    fn bytes(&self) -> usize {
+        match self {
+            Slot::Value(v) => v.bytes.len(),
+            Slot::List(items) => items.iter().map(Vec::len).sum(),
+            Slot::Map(m) => m.iter().map(|(k, v)| k.len() + v.bytes.len()).sum(),
+        }
+    }
+}
+
+struct StateData {
+    descriptor: KeyedStateDescriptor,
+    /// Whether the running operator registered it (restored-only states are carried along).
+    registered: bool,
+    slots: HashMap<Vec<u8>, Slot>,
+}
+
+/// The timers of one subtask: deduplicated per (key, timestamp) and fired in timestamp order.
+#[derive(Default, Debug, Clone)]
+struct Timers {
+    event: BTreeSet<(i64, Vec<u8>)>,
+    processing: BTreeSet<(i64, Vec<u8>)>,
+}
+
+impl Timers {
+    fn queue(&mut self, domain: TimeDomain) -> &mut BTreeSet<(i64, Vec<u8>)> {
+        match domain {
+            TimeDomain::EventTime => &mut self.event,
+            TimeDomain::ProcessingTime => &mut self.processing,
+        }
+    }
+}
+
+/// Timers that are due, all with the same timestamp, in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DueTimers {
+    /// Event or processing time.
+    pub domain: TimeDomain,
+    /// The timestamp they were registered for.
+    pub timestamp: i64,
+    /// The key of each timer.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// One keyed entry in a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyedValue {
+    /// A value and the processing time of its last write.
+    Value(Vec<u8>, i64),
+    /// A list's elements.
+    List(Vec<Vec<u8>>),
+    /// A map's entries, sorted by map key, each with the time of its last write.
+    Map(Vec<(Vec<u8>, Vec<u8>, i64)>),
+}
+
+/// One key's value of one state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedEntry {
+    /// Index into [`KeyedSnapshot::states`].
+    pub state: u32,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Its value.
+    pub value: KeyedValue,
+}
+
+/// A registered timer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerEntry {
+    /// Its clock.
+    pub domain: TimeDomain,
+    /// When it fires.
+    pub timestamp: i64,
+    /// Its key.
+    pub key: Vec<u8>,
+}
+
+/// Everything of one key group: the unit a rescale moves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupSnapshot {
+    /// The key group.
+    pub key_group: u32,
+    /// Its entries, sorted by (state, key).
+    pub entries: Vec<KeyedEntry>,
+    /// Its timers, sorted by (domain, timestamp, key).
+    pub timers: Vec<TimerEntry>,
+}
+
+/// One subtask's keyed state at a checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedSnapshot {
+    /// The job's number of key groups when it was written.
+    pub max_parallelism: u32,
+    /// The key groups the subtask owned.
+    pub range: KeyGroupRange,
+    /// Every keyed state, registered or carried over from a restore, sorted by name.
+    pub states: Vec<KeyedStateDescriptor>,
+    /// The key groups that hold entries or timers, ascending.
+    pub groups: Vec<KeyGroupSnapshot>,
+}
+
+/// The keyed state and timers of one subtask of a keyed operator (heap backend).
+pub struct KeyedStateBackend {
+    max_parallelism: u32,
+    range: KeyGroupRange,
+    limits: StateLimits,
+    states: Vec<StateData>,
+    by_name: HashMap<String, KeyedStateId>,
+    timers: Timers,
+    total_bytes: usize,
+    /// The last key checked against the range (most calls repeat the record's key).
+    last_checked: Vec<u8>,
+}
+
+fn printable(key: &[u8]) -> String {
+    match std::str::from_utf8(key) {
+        Ok(s) if s.len() <= 64 && !s.chars().any(char::is_control) => format!("'{s}'"),
+        _ => format!("0x{}", key.iter().take(32).map(|b| format!("{b:02x}")).collect::<String>()),
+    }
+}
+
+/// What a registered timer counts against `state-bytes`: its key and its timestamp.
+fn timer_bytes(key: &[u8]) -> usize {
+    key.len() + 8
+}
+
+/// Whether two descriptions of a type are the same type: the serde format when both have one,
+/// else the Rust type name. Unknown (empty) matches anything.
+fn same_type(a: &TypeInfo, b: &TypeInfo) -> bool {
+    if !a.schema.is_empty() && !b.schema.is_empty() {
+        return a.schema == b.schema;
+    }
+    a.type_name.is_empty() || b.type_name.is_empty() || a.type_name == b.type_name
+}
+
+impl KeyedStateBackend {
+    /// An empty backend owning `range` of `max_parallelism` key groups.
+    pub fn new(max_parallelism: u32, range: KeyGroupRange, limits: StateLimits) -> Self {
+        KeyedStateBackend {
+            max_parallelism,
+            range,
+            limits,
+            states: Vec::new(),
+            by_name: HashMap::new(),
+            timers: Timers::default(),
+            total_bytes: 0,
+            last_checked: Vec::new(),
+        }
+    }
+
+    /// A backend for `range` restored from the snapshots of the old subtasks: every key group of
+    /// `range` comes from whichever snapshot holds it (whole groups, never re-hashed).
+    pub fn restore<'a>(
+        max_parallelism: u32,
+        range: KeyGroupRange,
+        limits: StateLimits,
+        snapshots: impl IntoIterator<Item = &'a KeyedSnapshot>,
+    ) -> Result<Self, KeyedStateError> {
+        let mut backend = Self::new(max_parallelism, range, limits);
+        for snapshot in snapshots {
+            if snapshot.max_parallelism != max_parallelism {
+                return Err(KeyedStateError::MaxParallelismChanged { was: snapshot.max_parallelism, now: max_parallelism });
+            }
+            // Map the snapshot's state indexes to ours (descriptors are merged by name).
+            let ids: Vec<KeyedStateId> = snapshot.states.iter().map(|d| backend.carry(d)).collect();
+            for group in snapshot.groups.iter().filter(|g| range.contains(g.key_group)) {
+                for e in &group.entries {
+                    let id = *ids.get(e.state as usize).ok_or(KeyedStateError::UnknownHandle(e.state as usize))?;
+                    let slot = match &e.value {
+                        KeyedValue::Value(v, t) => Slot::Value(Stamped { bytes: v.clone(), written: *t }),
+                        KeyedValue::List(items) => Slot::List(items.clone()),
+                        KeyedValue::Map(m) => Slot::Map(m.iter().map(|(k, v, t)| (k.clone(), Stamped { bytes: v.clone(), written: *t })).collect()),
+                    };
+                    backend.total_bytes += slot.bytes();
+                    backend.states[id].slots.insert(e.key.clone(), slot);
+                }
+                for t in &group.timers {
+                    if backend.timers.queue(t.domain).insert((t.timestamp, t.key.clone())) {
+                        backend.total_bytes += timer_bytes(&t.key);
+                    }
+                }
+            }
+        }
+        Ok(backend)
+    }
+
+    /// Adds a restored state's descriptor if the name is new; its id either way.
+    fn carry(&mut self, d: &KeyedStateDescriptor) -> KeyedStateId {
+        if let Some(&id) = self.by_name.get(&d.name) {
+            return id;
+        }
+        let id = self.states.len();
+        self.states.push(StateData { descriptor: d.clone(), registered: false, slots: HashMap::new() });
+        self.by_name.insert(d.name.clone(), id);
+        id
+    }
+
+    /// The key groups this subtask owns.
+    pub fn range(&self) -> KeyGroupRange {
+        self.range
+    }
+
+    /// The job's number of key groups.
+    pub fn max_parallelism(&self) -> u32 {
+        self.max_parallelism
+    }
+
+    /// Bytes held by all keyed states.
+    pub fn total_bytes(&self) -> usize {
+        self.total_bytes
+    }
+
+    /// Descriptors of every state (registered or restored), in registration order.
+    pub fn descriptors(&self) -> impl Iterator<Item = &KeyedStateDescriptor> {
+        self.states.iter().map(|s| &s.descriptor)
+    }
+
+    fn register(&mut self, d: KeyedStateDescriptor) -> Result<KeyedStateId, KeyedStateError> {
+        if d.name.is_empty() {
+            return Err(crate::StateError::EmptyName.into());
+        }
+        if d.ttl_ms.is_some() && d.kind == KeyedKind::List {
+            return Err(KeyedStateError::TtlOnList { name: d.name });
+        }
+        if let Some(&id) = self.by_name.get(&d.name) {
+            let state = &mut self.states[id];
+            let was = &state.descriptor;
+            if was.kind != d.kind {
+                return Err(KeyedStateError::WrongKind { name: d.name, was: was.kind, now: d.kind });
+            }
+            let key_types = match (&was.user_key_type, &d.user_key_type) {
+                (Some(a), Some(b)) => same_type(a, b),
+                _ => true,
+            };
+            if !same_type(&was.value_type, &d.value_type) || !key_types {
+                let show = |x: &KeyedStateDescriptor| match &x.user_key_type {
+                    Some(k) => format!("map<{}, {}>", k.type_name, x.value_type.type_name),
+                    None => x.value_type.type_name.clone(),
+                };
+                return Err(KeyedStateError::TypeChanged { name: d.name.clone(), was: show(was), now: show(&d) });
+            }
+            state.descriptor = d;
+            state.registered = true;
+            return Ok(id);
+        }
+        if self.states.len() >= self.limits.max_states {
+            return Err(crate::StateError::TooManyStates { max: self.limits.max_states }.into());
+        }
+        let id = self.states.len();
+        self.by_name.insert(d.name.clone(), id);
+        self.states.push(StateData { descriptor: d, registered: true, slots: HashMap::new() });
+        Ok(id)
+    }
+
+    /// `getState(ValueStateDescriptor)`.
+    pub fn register_value(&mut self, name: &str, value_type: TypeInfo, ttl_ms: Option<u64>) -> Result<KeyedStateId, KeyedStateError> {
+        self.register(KeyedStateDescriptor { name: name.into(), kind: KeyedKind::Value, value_type, user_key_type: None, ttl_ms })
+    }
+
+    /// `getListState(ListStateDescriptor)` on a keyed stream.
+    pub fn register_list(&mut self, name: &str, element_type: TypeInfo) -> Result<KeyedStateId, KeyedStateError> {
+        self.register(KeyedStateDescriptor { name: name.into(), kind: KeyedKind::List, value_type: element_type, user_key_type: None, ttl_ms: None })
+    }
+
+    /// `getMapState(MapStateDescriptor)`.
+    pub fn register_map(&mut self, name: &str, user_key_type: TypeInfo, value_type: TypeInfo, ttl_ms: Option<u64>) -> Result<KeyedStateId, KeyedStateError> {
+        self.register(KeyedStateDescriptor { name: name.into(), kind: KeyedKind::Map, value_type, user_key_type: Some(user_key_type), ttl_ms })
+    }
+
+    /// Refuses a key outside this subtask's key groups.
+    pub fn check_key(&mut self, key: &[u8]) -> Result<(), KeyedStateError> {
+        if key == self.last_checked.as_slice() && !self.last_checked.is_empty() {
+            return Ok(());
+        }
+        let kg = key_group(key, self.max_parallelism);
+        if !self.range.contains(kg) {
+            return Err(KeyedStateError::ForeignKey { key: printable(key), key_group: kg, range: self.range });
+        }
+        self.last_checked.clear();
+        self.last_checked.extend_from_slice(key);
+        Ok(())
+    }
+
+    fn state(&self, id: KeyedStateId, kind: KeyedKind) -> Result<&StateData, KeyedStateError> {
+        let s = self.states.get(id).ok_or(KeyedStateError::UnknownHandle(id))?;
+        if s.descriptor.kind != kind {
+            return Err(KeyedStateError::WrongKind { name: s.descriptor.name.clone(), was: s.descriptor.kind, now: kind });
+        }
+        Ok(s)
+    }
+
+    fn expired(ttl: Option<u64>, written: i64, now: i64) -> bool {
+        ttl.is_some_and(|ttl| written.saturating_add(ttl as i64) <= now)
+    }
+
+    /// Checks an entry size and the total after replacing `old` bytes by `new` bytes.
+    fn check_size(&self, entry: usize, old: usize, new: usize) -> Result<(), KeyedStateError> {
+        if entry > self.limits.max_entry_bytes {
+            return Err(crate::StateError::EntryTooLarge { size: entry, max: self.limits.max_entry_bytes }.into());
+        }
+        let after = self.total_bytes - old + new;
+        if after > self.limits.max_total_bytes {
+            return Err(crate::StateError::StoreTooLarge { size: after, max: self.limits.max_total_bytes }.into());
+        }
+        Ok(())
+    }
+
+    /// Replaces the slot of `key` (None removes it), keeping the byte count.
+    fn put_slot(&mut self, id: KeyedStateId, key: &[u8], slot: Option<Slot>) {
+        let data = &mut self.states[id];
+        let new = slot.as_ref().map(|s| s.bytes() + key.len()).unwrap_or(0);
+        let old = match slot {
+            Some(s) => data.slots.insert(key.to_vec(), s),
+            None => data.slots.remove(key),
+        };
+        let old = old.map(|s| s.bytes() + key.len()).unwrap_or(0);
+        self.total_bytes = self.total_bytes - old + new;
+    }
+
+    fn slot_bytes(&self, id: KeyedStateId, key: &[u8]) -> usize {
+        self.states[id].slots.get(key).map(|s| s.bytes() + key.len()).unwrap_or(0)
+    }
+
+    /// `ValueState.value()` for `key`, as of processing time `now`.
+    pub fn value_get(&mut self, id: KeyedStateId, key: &[u8], now: i64) -> Result<Option<Vec<u8>>, KeyedStateError> {
+        self.check_key(key)?;
+        let s = self.state(id, KeyedKind::Value)?;
+        Ok(match s.slots.get(key) {
+            Some(Slot::Value(v)) if !Self::expired(s.descriptor.ttl_ms, v.written, now) => Some(v.bytes.clone()),
+            _ => None,
+        })
+    }
+
+    /// `ValueState.update(value)` for `key`, written at processing time `now`.
+    pub fn value_update(&mut self, id: KeyedStateId, key: &[u8], value: Vec<u8>, now: i64) -> Result<(), KeyedStateError> {
+        self.check_key(key)?;
+        self.state(id, KeyedKind::Value)?;
+        self.check_size(value.len(), self.slot_bytes(id, key), key.len() + value.len())?;
+        self.put_slot(id, key, Some(Slot::Value(Stamped { bytes: value, written: now })));
+        Ok(())
+    }
+
+    /// `clear()` on any keyed state for `key`.
+    pub fn clear(&mut self, id: KeyedStateId, key: &[u8]) -> Result<(), KeyedStateError> {
+        self.check_key(key)?;
+        self.states.get(id).ok_or(KeyedStateError::UnknownHandle(id))?;
+        self.put_slot(id, key, None);
+        Ok(())
+    }
+
+    /// `ListState.get()` for `key` (empty when there is none).
+    pub fn list_get(&mut self, id: KeyedStateId, key: &[u8]) -> Result<Vec<Vec<u8>>, KeyedStateError> {
+        self.check_key(key)?;
+        Ok(match self.state(id, KeyedKind::List)?.slots.get(key) {
+            Some(Slot::List(items)) => items.clone(),
+            _ => Vec::new(),
+        })
+    }
+
+    /// `ListState.add(element)` for `key`.
+    pub fn list_add(&mut self, id: KeyedStateId, key: &[u8], element: Vec<u8>) -> Result<(), KeyedStateError> {
+        self.check_key(key)?;
+        self.state(id, KeyedKind::List)?;
+        let old = self.slot_bytes(id, key);
+        let added = if old == 0 { key.len() } else { 0 } + element.len();
+        self.check_size(element.len(), old, old + added)?;
+        let data = &mut self.states[id];
+        match data.slots.entry(key.to_vec()).or_insert_with(|| Slot::List(Vec::new())) {
+            Slot::List(items) => items.push(element),
+            _ => unreachable!("list state holds lists"),
+        }
+        self.total_bytes += added;
+        Ok(())
+    }
+
+    /// `ListState.update(elements)` for `key` (an empty list clears it).
+    pub fn list_update(&mut self, id: KeyedStateId, key: &[u8], elements: Vec<Vec<u8>>) -> Result<(), KeyedStateError> {
+        self.check_key(key)?;
+        self.state(id, KeyedKind::List)?;
+        let largest = elements.iter().map(Vec::len).max().unwrap_or(0);
+        let new = if elements.is_empty() { 0 } else { key.len() + elements.iter().map(Vec::len).sum::<usize>() };
+        self.check_size(largest, self.slot_bytes(id, key), new)?;
+        self.put_slot(id, key, if elements.is_empty() { None } else { Some(Slot::List(elements)) });
+        Ok(())
+    }
+
+    fn map_of(&self, id: KeyedStateId, key: &[u8]) -> Result<(Option<&BTreeMap<Vec<u8>, Stamped>>, Option<u64>), KeyedStateError> {
+        let s = self.state(id, KeyedKind::Map)?;
+        let map = match s.slots.get(key) {
+            Some(Slot::Map(m)) => Some(m),
+            _ => None,
+        };
+        Ok((map, s.descriptor.ttl_ms))
+    }
+
+    /// `MapState.get(userKey)` for `key`.
+    pub fn map_get(&mut self, id: KeyedStateId, key: &[u8], user_key: &[u8], now: i64) -> Result<Option<Vec<u8>>, KeyedStateError> {
+        self.check_key(key)?;
+        let (map, ttl) = self.map_of(id, key)?;
+        Ok(map.and_then(|m| m.get(user_key)).filter(|v| !Self::expired(ttl, v.written, now)).map(|v| v.bytes.clone()))
+    }
+
+    /// `MapState.put(userKey, value)` for `key`, written at processing time `now`.
+    pub fn map_put(&mut self, id: KeyedStateId, key: &[u8], user_key: Vec<u8>, value: Vec<u8>, now: i64) -> Result<(), KeyedStateError> {
+        self.check_key(key)?;
+        let (map, _) = self.map_of(id, key)?;
+        let old_entry = map.and_then(|m| m.get(&user_key)).map(|v| user_key.len() + v.bytes.len()).unwrap_or(0);
+        let key_bytes = if map.is_none() { key.len() } else { 0 };
+        let new_entry = user_key.len() + value.len();
+        self.check_size(user_key.len().max(value.len()), old_entry, new_entry + key_bytes)?;
+        match self.states[id].slots.entry(key.to_vec()).or_insert_with(|| Slot::Map(BTreeMap::new())) {
+            Slot::Map(m) => m.insert(user_key, Stamped { bytes: value, written: now }),
+            _ => unreachable!("map state holds maps"),
+        };
+        self.total_bytes = self.total_bytes - old_entry + new_entry + key_bytes;
+        Ok(())
+    }
+
+    /// `MapState.remove(userKey)` for `key`; the key's map goes when it is empty.
+    pub fn map_remove(&mut self, id: KeyedStateId, key: &[u8], user_key: &[u8]) -> Result<(), KeyedStateError> {
+        self.check_key(key)?;
+        self.state(id, KeyedKind::Map)?;
+        let data = &mut self.states[id];
+        if let Some(Slot::Map(m)) = data.slots.get_mut(key) {
+            if let Some(v) = m.remove(user_key) {
+                self.total_bytes -= user_key.len() + v.bytes.len();
+            }
+            if m.is_empty() {
+                data.slots.remove(key);
+                self.total_bytes -= key.len();
+            }
+        }
+        Ok(())
+    }
+
+    /// `MapState.entries()` for `key`, sorted by map key, without expired entries.
+    pub fn map_entries(&mut self, id: KeyedStateId, key: &[u8], now: i64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KeyedStateError> {
+        self.check_key(key)?;
+        let (map, ttl) = self.map_of(id, key)?;
+        Ok(map.into_iter().flatten().filter(|(_, v)| !Self::expired(ttl, v.written, now)).map(|(k, v)| (k.clone(), v.bytes.clone())).collect())
+    }
+
+    /// Registers a timer for `key` (Flink's `registerEventTimeTimer`/`registerProcessingTimeTimer`):
+    /// a second registration of the same (key, timestamp) is the same timer.
+    pub fn register_timer(&mut self, domain: TimeDomain, key: &[u8], timestamp: i64) -> Result<(), KeyedStateError> {
+        self.check_key(key)?;
+        let timer = (timestamp, key.to_vec());
+        if self.timers.queue(domain).contains(&timer) {
+            return Ok(());
+        }
+        // A timer is held like state: its key and timestamp count against `state-bytes`.
+        let size = timer_bytes(key);
+        self.check_size(key.len(), 0, size)?;
+        self.timers.queue(domain).insert(timer);
+        self.total_bytes += size;
+        Ok(())
+    }
+
+    /// Deletes a timer (no-op if there is none).
+    pub fn delete_timer(&mut self, domain: TimeDomain, key: &[u8], timestamp: i64) -> Result<(), KeyedStateError> {
+        self.check_key(key)?;
+        if self.timers.queue(domain).remove(&(timestamp, key.to_vec())) {
+            self.total_bytes -= timer_bytes(key);
+        }
+        Ok(())
+    }
+
+    /// Takes the timers of `domain` with the lowest timestamp if it is at most `time` (the
+    /// watermark or the wall clock). Call again until `None`: a timer registered while others
+    /// fire, for a time already reached, fires in the same round, in timestamp order.
+    pub fn pop_due(&mut self, domain: TimeDomain, time: i64) -> Option<DueTimers> {
+        let queue = self.timers.queue(domain);
+        let &(timestamp, _) = queue.first()?;
+        if timestamp > time {
+            return None;
+        }
+        let mut keys = Vec::new();
+        while let Some(first) = queue.first() {
+            if first.0 != timestamp {
+                break;
+            }
+            let key = queue.pop_first().expect("first exists").1;
+            self.total_bytes -= timer_bytes(&key);
+            keys.push(key);
+        }
+        Some(DueTimers { domain, timestamp, keys })
+    }
+
+    /// The earliest processing-time timer.
+    pub fn next_processing_timer(&self) -> Option<i64> {
+        self.timers.processing.first().map(|(t, _)| *t)
+    }
+
+    /// Number of registered timers (event, processing).
+    pub fn timer_counts(&self) -> (usize, usize) {
+        (self.timers.event.len(), self.timers.processing.len())
+    }
+
+    /// A copy of every state and timer, grouped by key group, as of processing time `now`:
+    /// expired TTL entries are left out (and dropped from the backend).
+    pub fn snapshot(&mut self, now: i64) -> KeyedSnapshot {
+        self.drop_expired(now);
+        let mut order: Vec<usize> = (0..self.states.len()).collect();
+        order.sort_by(|&a, &b| self.states[a].descriptor.name.cmp(&self.states[b].descriptor.name));
+        let mut groups: BTreeMap<u32, KeyGroupSnapshot> = BTreeMap::new();
+        let max = self.max_parallelism;
+        let mut placed: Vec<(u32, KeyedEntry)> = Vec::new();
+        for (index, &id) in order.iter().enumerate() {
+            let mut keys: Vec<&Vec<u8>> = self.states[id].slots.keys().collect();
+            keys.sort();
+            for key in keys {
+                let value = match &self.states[id].slots[key] {
+                    Slot::Value(v) => KeyedValue::Value(v.bytes.clone(), v.written),
+                    Slot::List(items) => KeyedValue::List(items.clone()),
+                    Slot::Map(m) => KeyedValue::Map(m.iter().map(|(k, v)| (k.clone(), v.bytes.clone(), v.written)).collect()),
+                };
+                placed.push((key_group(key, max), KeyedEntry { state: index as u32, key: key.clone(), value }));
+            }
+        }
+        for (kg, entry) in placed {
+            groups.entry(kg).or_insert_with(|| KeyGroupSnapshot { key_group: kg, entries: Vec::new(), timers: Vec::new() }).entries.push(entry);
+        }
+        for (domain, queue) in [(TimeDomain::EventTime, &self.timers.event), (TimeDomain::ProcessingTime, &self.timers.processing)] {
+            for (timestamp, key) in queue {
+                let kg = key_group(key, max);
+                groups
+                    .entry(kg)
+                    .or_insert_with(|| KeyGroupSnapshot { key_group: kg, entries: Vec::new(), timers: Vec::new() })
+                    .timers
+                    .push(TimerEntry { domain, timestamp: *timestamp, key: key.clone() });
+            }
+        }
+        KeyedSnapshot {
+            max_parallelism: max,
+            range: self.range,
+            states: order.iter().map(|&id| self.states[id].descriptor.clone()).collect(),
+            groups: groups.into_values().collect(),
+        }
+    }
+
+    /// Drops entries whose TTL has passed (Flink's full-snapshot cleanup).
+    fn drop_expired(&mut self, now: i64) {
+        let mut freed = 0;
+        for s in &mut self.states {
+            let Some(ttl) = s.descriptor.ttl_ms else { continue };
+            s.slots.retain(|key, slot| match slot {
+                Slot::Value(v) if Self::expired(Some(ttl), v.written, now) => {
+                    freed += key.len() + v.bytes.len();
+                    false
+                }
+                Slot::Map(m) => {
+                    m.retain(|k, v| {
+                        let keep = !Self::expired(Some(ttl), v.written, now);
+                        if !keep {
+                            freed += k.len() + v.bytes.len();
+                        }
+                        keep
+                    });
+                    if m.is_empty() {
+                        freed += key.len();
+                    }
+                    !m.is_empty()
+                }
+                _ => true,
+            });
+        }
+        self.total_bytes -= freed;
+    }
+
+    /// Names of the states the operator registered in this run.
+    pub fn registered_names(&self) -> Vec<String> {
+        self.states.iter().filter(|s| s.registered).map(|s| s.descriptor.name.clone()).collect()
+    }
+}

@@ -1,0 +1,42 @@
+//! All the state of one (operator, subtask): its operator state and, for a keyed operator, its
+//! keyed state and timers.
+
+use crate::{KeyedStateBackend, OperatorStateStore, SubtaskSnapshot};
+
+/// The state one subtask owns, snapshotted together at every checkpoint.
+pub struct SubtaskState {
+    /// Operator state (list, union, broadcast): Flink's `OperatorStateStore`.
+    pub operator: OperatorStateStore,
+    /// Keyed state and timers; `None` unless the operator is keyed (all its inputs are
+    /// `key-hash` edges).
+    pub keyed: Option<KeyedStateBackend>,
+}
+
+/// Keyed state or timers used by an operator that is not keyed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what} needs a keyed operator: make every edge into this operator `partitioning = \"key-hash\"` (keyed state and timers belong to the key of the record being processed)")]
+pub struct NotKeyed {
+    /// What was used, e.g. "keyed state 'count'".
+    pub what: String,
+}
+
+impl SubtaskState {
+    /// The keyed backend, or an error naming `what` needed it.
+    pub fn keyed_mut(&mut self, what: impl FnOnce() -> String) -> Result<&mut KeyedStateBackend, NotKeyed> {
+        self.keyed.as_mut().ok_or_else(|| NotKeyed { what: what() })
+    }
+
+    /// A copy of every state as it is now; `now` (processing time, ms) decides which TTL
+    /// entries have expired and are left out.
+    pub fn snapshot(&mut self, now: i64) -> SubtaskSnapshot {
+        let mut snapshot = self.operator.snapshot();
+        snapshot.keyed = self.keyed.as_mut().map(|k| k.snapshot(now));
+        snapshot
+    }
+}
+
+impl From<OperatorStateStore> for SubtaskState {
+    fn from(operator: OperatorStateStore) -> Self {
+        SubtaskState { operator, keyed: None }
+    }
+}
