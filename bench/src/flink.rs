@@ -47,7 +47,7 @@ impl Point {
 /// Target for wasmflow's peak RSS, MiB.
 pub const RSS_TARGET_MIB: f64 = 64.0;
 
-fn tools() -> PathBuf {
+pub(crate) fn tools() -> PathBuf {
     std::env::var_os("WASMFLOW_TOOLS").map(PathBuf::from).unwrap_or_else(|| wasmflow_tests::workspace_root().join(".tools"))
 }
 
@@ -57,7 +57,7 @@ fn tools() -> PathBuf {
 /// the child across fork and exec, so a child of a large benchmark process would report the
 /// parent's peak. It is read instead from the child's own `VmHWM` (high-water mark of its
 /// address space, which exec starts afresh), polled until the child exits.
-fn run(cmd: &mut Command) -> Result<Run> {
+pub(crate) fn run(cmd: &mut Command) -> Result<Run> {
     let started = Instant::now();
     let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().with_context(|| format!("cannot start {cmd:?}"))?;
     let pid = child.id() as libc::pid_t;
@@ -122,9 +122,9 @@ fn job_file(dir: &Path, records: u64, parallelism: u32) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Installs Flink's jars (once, into the tools folder) and compiles the Java job; returns the
-/// classpath to run it with.
-fn prepare_flink(work: &Path) -> Result<String> {
+/// Installs Flink's jars (once, into the tools folder) and compiles the Java jobs
+/// (`bench/flink/*.java`); returns the classpath to run them with.
+pub(crate) fn prepare_flink(work: &Path) -> Result<String> {
     let root = wasmflow_tests::workspace_root();
     let status = Command::new(root.join("scripts/install-flink.sh")).arg(tools()).status().context("cannot run scripts/install-flink.sh")?;
     ensure!(status.success(), "scripts/install-flink.sh failed");
@@ -137,13 +137,14 @@ fn prepare_flink(work: &Path) -> Result<String> {
         .arg("-d")
         .arg(&classes)
         .arg(root.join("bench/flink/CountJob.java"))
+        .arg(root.join("bench/flink/KeyedCountJob.java"))
         .status()
         .context("cannot run javac (install a JDK 17: openjdk-17-jdk-headless)")?;
-    ensure!(status.success(), "javac bench/flink/CountJob.java failed");
+    ensure!(status.success(), "javac bench/flink/*.java failed");
     Ok(format!("{}:{}/*", classes.display(), lib.display()))
 }
 
-fn median(mut runs: Vec<Run>) -> Run {
+pub(crate) fn median(mut runs: Vec<Run>) -> Run {
     runs.sort_by(|a, b| a.wall.total_cmp(&b.wall));
     runs[runs.len() / 2]
 }

@@ -1,7 +1,7 @@
 //! `make bench`: every benchmark of issue #6, each a side-by-side comparison taken in one run,
 //! and `bench/REPORT.md` (tables, targets, the plot `bench/throughput.png`).
 //!
-//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [flink]`
+//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [flink] [keyed]`
 //! runs only the named parts (all by default) and still writes the report with what ran.
 //! Timings are medians of repeated runs; memory is measured with a counting allocator, so it is
 //! exact for the host's heap.
@@ -10,6 +10,7 @@ mod alloc;
 mod checkpoint;
 mod flink;
 mod kafka;
+mod keyed;
 mod pipeline;
 mod plot;
 mod restore;
@@ -19,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-const PARTS: [&str; 6] = ["startup", "restore", "pipeline", "checkpoints", "kafka", "flink"];
+const PARTS: [&str; 7] = ["startup", "restore", "pipeline", "checkpoints", "kafka", "flink", "keyed"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -72,6 +73,9 @@ fn main() -> anyhow::Result<()> {
             }
         };
         report.push_str(&flink::report(&points, plotted)?);
+    }
+    if wanted("keyed") {
+        report.push_str(&keyed::report(&keyed::measure(&rt)?)?);
     }
     let out = root.join("REPORT.md");
     std::fs::write(&out, &report)?;

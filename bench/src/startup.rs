@@ -34,7 +34,7 @@ pub fn run(module: &Path) -> anyhow::Result<String> {
         kafka: Default::default(),
     };
     let instantiate = median_us(50, || {
-        let data = StoreData::new(SubtaskTag { operator: "bench".into(), subtask: 0 }, OperatorStateStore::new(StateLimits::default()), &limits, None);
+        let data = StoreData::new(SubtaskTag { operator: "bench".into(), subtask: 0 }, OperatorStateStore::new(StateLimits::default()).into(), &limits, None);
         rt.block_on(WasmInstance::instantiate(&engine, &m, data, std::time::Duration::from_secs(10))).unwrap();
     });
     let mut s = String::new();

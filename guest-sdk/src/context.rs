@@ -7,6 +7,7 @@ use wasmflow_state::Mode;
 
 use crate::TaskInfo;
 
+use crate::keyed::{AggregateFunction, AggregatingState, KeyedListState, MapState, ReducingState, ValueState};
 use crate::state::{Backend, BroadcastState, ListState};
 
 /// Identity and configuration of one subtask — Flink's `RuntimeContext`.
@@ -124,6 +125,51 @@ impl FunctionInitializationContext {
         V: Serialize + DeserializeOwned,
     {
         self.backend.broadcast(name)
+    }
+
+    /// Keyed operators: `getState(ValueStateDescriptor)`, one value per key.
+    pub fn get_state<T: Serialize + DeserializeOwned>(&mut self, name: &str) -> Result<ValueState<T>> {
+        self.backend.value_state(name, None)
+    }
+
+    /// Keyed operators: a [`ValueState`] whose entries expire `ttl` of processing time after
+    /// their last write (Flink's `StateTtlConfig` with `OnCreateAndWrite`, `NeverReturnExpired`).
+    pub fn get_state_with_ttl<T: Serialize + DeserializeOwned>(&mut self, name: &str, ttl: std::time::Duration) -> Result<ValueState<T>> {
+        self.backend.value_state(name, Some(ttl))
+    }
+
+    /// Keyed operators: `getListState(ListStateDescriptor)`, a list per key.
+    pub fn get_keyed_list_state<T: Serialize + DeserializeOwned>(&mut self, name: &str) -> Result<KeyedListState<T>> {
+        self.backend.keyed_list_state(name)
+    }
+
+    /// Keyed operators: `getMapState(MapStateDescriptor)`, a map per key.
+    pub fn get_map_state<K, V>(&mut self, name: &str) -> Result<MapState<K, V>>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        self.backend.map_state(name, None)
+    }
+
+    /// Keyed operators: a [`MapState`] whose entries expire `ttl` of processing time after their
+    /// last write.
+    pub fn get_map_state_with_ttl<K, V>(&mut self, name: &str, ttl: std::time::Duration) -> Result<MapState<K, V>>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        self.backend.map_state(name, Some(ttl))
+    }
+
+    /// Keyed operators: `getReducingState`, values combined per key by `reduce`.
+    pub fn get_reducing_state<T: Serialize + DeserializeOwned>(&mut self, name: &str, reduce: fn(T, T) -> T) -> Result<ReducingState<T>> {
+        Ok(ReducingState::new(self.backend.value_state(name, None)?, reduce))
+    }
+
+    /// Keyed operators: `getAggregatingState`, inputs folded per key by `function`.
+    pub fn get_aggregating_state<F: AggregateFunction>(&mut self, name: &str, function: F) -> Result<AggregatingState<F>> {
+        Ok(AggregatingState::new(self.backend.value_state(name, None)?, function))
     }
 }
 

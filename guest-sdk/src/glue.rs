@@ -9,8 +9,14 @@ use std::marker::PhantomData;
 
 use anyhow::Result;
 
+use wasmflow_state::TimeDomain;
+
+use crate::keyed::with_current_key;
 use crate::state::Backend;
-use crate::{Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, OperatorKind, PollStatus, RuntimeContext, Sink, Source, Transform};
+use crate::{
+    Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, KeyedContext, KeyedProcessFunction, OperatorKind, RuntimeContext, Sink, Source,
+    SourceOutput, Transform,
+};
 
 /// Lifecycle of any operator kind, object safe.
 #[doc(hidden)]
@@ -18,7 +24,8 @@ pub trait DynOperator {
     fn initialize_state(&mut self, restored: Option<u64>, backend: Backend) -> Result<()>;
     fn open(&mut self) -> Result<()>;
     fn process(&mut self, input: Batch) -> Result<Batch>;
-    fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)>;
+    fn poll(&mut self, max_records: usize) -> Result<SourceOutput>;
+    fn on_timer(&mut self, domain: TimeDomain, timestamp: i64, keys: Vec<Vec<u8>>) -> Result<Batch>;
     fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<()>;
     fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()>;
     fn notify_checkpoint_aborted(&mut self, checkpoint_id: u64) -> Result<()>;
@@ -29,6 +36,8 @@ pub trait DynOperator {
 #[doc(hidden)]
 pub trait Factory {
     const KIND: OperatorKind;
+    /// Whether the operator is keyed (its harness gives it keyed state).
+    const KEYED: bool = false;
     fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>>;
 }
 
@@ -41,6 +50,9 @@ macro_rules! checkpoint_methods {
         fn initialize_state(&mut self, restored: Option<u64>, backend: Backend) -> Result<()> {
             self.0.initialize_state(&mut init_context(restored, backend))
         }
+        checkpoint_methods!(notifications);
+    };
+    (notifications) => {
         fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<()> {
             self.0.snapshot_state(&FunctionSnapshotContext::new(checkpoint_id, timestamp))
         }
@@ -56,17 +68,35 @@ macro_rules! checkpoint_methods {
 struct SourceBox<T>(T);
 struct TransformBox<T>(T);
 struct SinkBox<T>(T);
+/// A keyed operator and the backend its timers and keyed state go to (known from
+/// `initialize_state` on).
+struct KeyedBox<T>(T, Option<Backend>);
 
 /// What was emitted where there is no input batch: forwarding one is a mistake, said so.
-fn no_input_to_forward(out: Collector, call: &str) -> Result<Batch> {
+fn no_input_to_forward(out: &Collector, call: &str) -> Result<()> {
     if out.forwards_input() {
         return Err(anyhow::anyhow!("`forward_input` called in `{call}`, which has no input batch; emit the records instead"));
     }
-    Ok(out.into_batch())
+    Ok(())
 }
 
 fn wrong_kind(call: &str, kind: &str) -> anyhow::Error {
     anyhow::anyhow!("`{call}` called on a {kind}; the host only calls it on other operator kinds")
+}
+
+fn no_timers(kind: &str) -> anyhow::Error {
+    anyhow::anyhow!("`on_timer` called on a {kind}, which has no timers; timers belong to keyed operators (export_keyed!)")
+}
+
+/// A transform's or sink's output: sources alone emit watermarks (an operator forwards the
+/// minimum of its inputs'), so one emitted elsewhere is a mistake, said so.
+fn no_watermark(out: &Collector, call: &str) -> Result<()> {
+    if out.watermark().is_some() {
+        return Err(anyhow::anyhow!(
+            "`emit_watermark` called in `{call}`: only sources emit watermarks; an operator forwards the lowest watermark of its inputs by itself"
+        ));
+    }
+    Ok(())
 }
 
 impl<T: Source> DynOperator for SourceBox<T> {
@@ -77,11 +107,15 @@ impl<T: Source> DynOperator for SourceBox<T> {
     fn process(&mut self, _input: Batch) -> Result<Batch> {
         Err(wrong_kind("process", "source"))
     }
-    fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)> {
+    fn poll(&mut self, max_records: usize) -> Result<SourceOutput> {
         // Room for the records asked for, so the per-record columns never grow during a poll.
         let mut out = Collector::with_capacity(max_records.min(1 << 16), 0);
         let status = self.0.poll(&mut out, max_records)?;
-        Ok((no_input_to_forward(out, "poll")?, status))
+        no_input_to_forward(&out, "poll")?;
+        Ok(out.into_source_output(status))
+    }
+    fn on_timer(&mut self, _: TimeDomain, _: i64, _: Vec<Vec<u8>>) -> Result<Batch> {
+        Err(no_timers("source"))
     }
     fn close(&mut self) -> Result<Batch> {
         self.0.close()?;
@@ -99,15 +133,21 @@ impl<T: Transform> DynOperator for TransformBox<T> {
         // record by record. A forwarding transform leaves it unused.
         let mut out = Collector::with_capacity(input.len(), input.data_bytes());
         self.0.process(&input, &mut out)?;
+        no_watermark(&out, "process")?;
         Ok(out.finish(input))
     }
-    fn poll(&mut self, _max_records: usize) -> Result<(Batch, PollStatus)> {
+    fn poll(&mut self, _max_records: usize) -> Result<SourceOutput> {
         Err(wrong_kind("poll", "transform"))
+    }
+    fn on_timer(&mut self, _: TimeDomain, _: i64, _: Vec<Vec<u8>>) -> Result<Batch> {
+        Err(no_timers("transform"))
     }
     fn close(&mut self) -> Result<Batch> {
         let mut out = Collector::new();
         self.0.close(&mut out)?;
-        no_input_to_forward(out, "close")
+        no_watermark(&out, "close")?;
+        no_input_to_forward(&out, "close")?;
+        Ok(out.into_batch())
     }
 }
 
@@ -120,13 +160,85 @@ impl<T: Sink> DynOperator for SinkBox<T> {
         self.0.invoke(&input)?;
         Ok(Batch::default())
     }
-    fn poll(&mut self, _max_records: usize) -> Result<(Batch, PollStatus)> {
+    fn poll(&mut self, _max_records: usize) -> Result<SourceOutput> {
         Err(wrong_kind("poll", "sink"))
+    }
+    fn on_timer(&mut self, _: TimeDomain, _: i64, _: Vec<Vec<u8>>) -> Result<Batch> {
+        Err(no_timers("sink"))
     }
     fn close(&mut self) -> Result<Batch> {
         self.0.close()?;
         Ok(Batch::default())
     }
+}
+
+impl<T: KeyedProcessFunction> KeyedBox<T> {
+    fn backend(&self) -> Result<&Backend> {
+        self.1.as_ref().ok_or_else(|| anyhow::anyhow!("keyed operator used before `initialize_state`"))
+    }
+}
+
+impl<T: KeyedProcessFunction> DynOperator for KeyedBox<T> {
+    checkpoint_methods!(notifications);
+    fn initialize_state(&mut self, restored: Option<u64>, backend: Backend) -> Result<()> {
+        self.1 = Some(backend.clone());
+        self.0.initialize_state(&mut init_context(restored, backend))
+    }
+    fn open(&mut self) -> Result<()> {
+        self.0.open()
+    }
+    fn process(&mut self, input: Batch) -> Result<Batch> {
+        let backend = self.1.take().ok_or_else(|| anyhow::anyhow!("keyed operator used before `initialize_state`"))?;
+        let mut out = Collector::with_capacity(input.len(), input.data_bytes());
+        let result = (|| -> Result<()> {
+            for record in &input {
+                let Some(key) = record.key else {
+                    return Err(anyhow::anyhow!(
+                        "a keyed operator got a record without a key: records reach it over key-hash edges by their key, so give every record a key upstream"
+                    ));
+                };
+                let ctx = KeyedContext { key, timestamp: record.timestamp, domain: None, backend: &backend };
+                with_current_key(key, || self.0.process_element(record, &ctx, &mut out))?;
+            }
+            Ok(())
+        })();
+        self.1 = Some(backend);
+        result?;
+        no_watermark(&out, "process_element")?;
+        Ok(out.finish(input))
+    }
+    fn poll(&mut self, _max_records: usize) -> Result<SourceOutput> {
+        Err(wrong_kind("poll", "keyed operator"))
+    }
+    fn on_timer(&mut self, domain: TimeDomain, timestamp: i64, keys: Vec<Vec<u8>>) -> Result<Batch> {
+        self.backend()?;
+        let backend = self.1.take().expect("checked above");
+        let mut out = Collector::new();
+        let result = (|| -> Result<()> {
+            for key in &keys {
+                let ctx = KeyedContext { key, timestamp, domain: Some(domain), backend: &backend };
+                with_current_key(key, || self.0.on_timer(timestamp, &ctx, &mut out))?;
+            }
+            Ok(())
+        })();
+        self.1 = Some(backend);
+        result?;
+        no_watermark(&out, "on_timer")?;
+        no_input_to_forward(&out, "on_timer")?;
+        Ok(out.into_batch())
+    }
+    fn close(&mut self) -> Result<Batch> {
+        let mut out = Collector::new();
+        self.0.close(&mut out)?;
+        no_watermark(&out, "close")?;
+        no_input_to_forward(&out, "close")?;
+        Ok(out.into_batch())
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn boxed_keyed<T: KeyedProcessFunction + Send + 'static>(op: T) -> Box<dyn DynOperator + Send> {
+    Box::new(KeyedBox(op, None))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -153,6 +265,9 @@ pub struct TransformFactory<T>(PhantomData<T>);
 /// Factory for a [`Sink`] type.
 #[doc(hidden)]
 pub struct SinkFactory<T>(PhantomData<T>);
+/// Factory for a [`KeyedProcessFunction`] type.
+#[doc(hidden)]
+pub struct KeyedFactory<T>(PhantomData<T>);
 
 impl<T: Source + 'static> Factory for SourceFactory<T> {
     const KIND: OperatorKind = OperatorKind::Source;
@@ -165,6 +280,14 @@ impl<T: Transform + 'static> Factory for TransformFactory<T> {
     const KIND: OperatorKind = OperatorKind::Transform;
     fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>> {
         Ok(Box::new(TransformBox(T::create(ctx)?)))
+    }
+}
+
+impl<T: KeyedProcessFunction + 'static> Factory for KeyedFactory<T> {
+    const KIND: OperatorKind = OperatorKind::Transform;
+    const KEYED: bool = true;
+    fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>> {
+        Ok(Box::new(KeyedBox(T::create(ctx)?, None)))
     }
 }
 
@@ -190,7 +313,7 @@ pub mod exports {
 
     use super::*;
     use crate::bindings::wasmflow::operator::types as wire;
-    use crate::{Columns, TaskInfo};
+    use crate::{Columns, PollStatus, TaskInfo};
 
     thread_local! {
         static INSTANCE: RefCell<Option<Box<dyn DynOperator>>> = const { RefCell::new(None) };
@@ -252,14 +375,22 @@ pub mod exports {
         with(|op| op.process(input)).map(to_wire)
     }
 
-    pub fn poll(max_records: u32) -> Result<(wire::Batch, wire::PollStatus), String> {
-        let (batch, status) = with(|op| op.poll(max_records as usize))?;
-        let status = match status {
+    pub fn poll(max_records: u32) -> Result<wire::SourceOutput, String> {
+        let out = with(|op| op.poll(max_records as usize))?;
+        let status = match out.status {
             PollStatus::Ready => wire::PollStatus::Ready,
             PollStatus::Idle(ms) => wire::PollStatus::Idle(ms),
             PollStatus::Finished => wire::PollStatus::Finished,
         };
-        Ok((to_wire(batch), status))
+        Ok(wire::SourceOutput { batch: to_wire(out.batch), status, watermark: out.watermark, idle: out.idle })
+    }
+
+    pub fn on_timer(domain: wire::TimeDomain, timestamp: i64, keys: Vec<Vec<u8>>) -> Result<wire::Batch, String> {
+        let domain = match domain {
+            wire::TimeDomain::EventTime => TimeDomain::EventTime,
+            wire::TimeDomain::ProcessingTime => TimeDomain::ProcessingTime,
+        };
+        with(|op| op.on_timer(domain, timestamp, keys)).map(to_wire)
     }
 
     pub fn snapshot_state(checkpoint_id: u64, timestamp: i64) -> Result<(), String> {
@@ -286,7 +417,7 @@ macro_rules! __wasmflow_export {
     ($factory:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            use $crate::bindings::wasmflow::operator::types::{Batch, OperatorKind, PollStatus, TaskInfo};
+            use $crate::bindings::wasmflow::operator::types::{Batch, OperatorKind, SourceOutput, TaskInfo, TimeDomain};
             use $crate::glue::exports as e;
 
             struct WasmflowExport;
@@ -307,8 +438,11 @@ macro_rules! __wasmflow_export {
                 fn process(input: Batch) -> Result<Batch, String> {
                     e::process(input)
                 }
-                fn poll(max_records: u32) -> Result<(Batch, PollStatus), String> {
+                fn poll(max_records: u32) -> Result<SourceOutput, String> {
                     e::poll(max_records)
+                }
+                fn on_timer(domain: TimeDomain, timestamp: i64, keys: Vec<Vec<u8>>) -> Result<Batch, String> {
+                    e::on_timer(domain, timestamp, keys)
                 }
                 fn snapshot_state(checkpoint_id: u64, timestamp: i64) -> Result<(), String> {
                     e::snapshot_state(checkpoint_id, timestamp)
@@ -352,6 +486,18 @@ macro_rules! export_source {
 macro_rules! export_transform {
     ($t:ty) => {
         $crate::__wasmflow_export!($crate::glue::TransformFactory<$t>);
+    };
+}
+
+/// Exports a [`KeyedProcessFunction`] type as this module's operator.
+///
+/// ```ignore
+/// wasmflow_guest_sdk::export_keyed!(WindowCount);
+/// ```
+#[macro_export]
+macro_rules! export_keyed {
+    ($t:ty) => {
+        $crate::__wasmflow_export!($crate::glue::KeyedFactory<$t>);
     };
 }
 

@@ -4,7 +4,8 @@
 //! is compiled to a WebAssembly component and run by the wasmflow host, which owns its state
 //! and makes it durable with Flink's checkpoint semantics.
 //!
-//! * Implement one trait: [`Source`], [`Transform`] or [`Sink`]. Its Flink hooks
+//! * Implement one trait: [`Source`], [`Transform`], [`Sink`], or [`KeyedProcessFunction`] for an
+//!   operator with keyed state and timers (downstream of `key-hash` edges). Its Flink hooks
 //!   (`initialize_state`, `snapshot_state`, `notify_checkpoint_complete`, `open`, `close`) all
 //!   have defaults: write the ones the operator needs.
 //! * Register state in `initialize_state` with Flink's names:
@@ -12,7 +13,13 @@
 //!   [`get_union_list_state`](FunctionInitializationContext::get_union_list_state),
 //!   [`get_broadcast_state`](FunctionInitializationContext::get_broadcast_state).
 //!   A state field starts unregistered (`Default`), so it needs no `Option`.
-//! * Export it with one macro: [`export_source!`], [`export_transform!`], [`export_sink!`],
+//! * Keyed operators register [`ValueState`], [`KeyedListState`], [`MapState`],
+//!   [`ReducingState`] or [`AggregatingState`] with
+//!   [`get_state`](FunctionInitializationContext::get_state) and friends; the state is scoped to
+//!   the key being processed ([`keyed`]).
+//! * Sources emit watermarks with [`Collector::emit_watermark`], e.g. from a
+//!   [`watermarks::BoundedOutOfOrderness`] generator.
+//! * Export it with one macro: [`export_source!`], [`export_transform!`], [`export_sink!`], [`export_keyed!`],
 //!   or [`export_map!`] for a plain function.
 //! * Build it with `wasmflow build` and unit-test it natively with [`harness`].
 //!
@@ -71,17 +78,21 @@ pub mod glue;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
 pub mod kafka;
+pub mod keyed;
 pub mod log;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 mod operator;
 pub mod state;
+pub mod watermarks;
 
 pub use anyhow::{Context, Error, Result, anyhow, bail, ensure};
 pub use context::{FunctionInitializationContext, FunctionSnapshotContext, RuntimeContext};
-pub use operator::{Sink, Source, Transform};
+pub use keyed::{AggregateFunction, AggregatingState, KeyedContext, KeyedListState, MapState, ReducingState, TimerService, ValueState};
+pub use operator::{KeyedProcessFunction, Sink, Source, Transform};
 pub use state::{BroadcastState, ListState};
-pub use wasmflow_types::{Batch, BatchIter, Collector, Columns, OperatorKind, PollStatus, Record, TaskInfo, ValueWriter};
+pub use wasmflow_state::TimeDomain;
+pub use wasmflow_types::{Batch, BatchIter, Collector, Columns, OperatorKind, PollStatus, Record, SourceOutput, TaskInfo, ValueWriter};
 
 /// Everything an operator author usually needs.
 ///
@@ -91,8 +102,9 @@ pub use wasmflow_types::{Batch, BatchIter, Collector, Columns, OperatorKind, Pol
 /// crates that use `println!` without it.
 pub mod prelude {
     pub use crate::{
-        Batch, BroadcastState, Collector, Context, FunctionInitializationContext, FunctionSnapshotContext, ListState, PollStatus, Record, Result,
-        RuntimeContext, Sink, Source, Transform, anyhow, bail, ensure, export_map, export_sink, export_source, export_transform,
+        AggregateFunction, AggregatingState, Batch, BroadcastState, Collector, Context, FunctionInitializationContext, FunctionSnapshotContext, KeyedContext,
+        KeyedListState, KeyedProcessFunction, ListState, MapState, PollStatus, Record, ReducingState, Result, RuntimeContext, Sink, Source, TimeDomain,
+        Transform, ValueState, anyhow, bail, ensure, export_keyed, export_map, export_sink, export_source, export_transform,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde::{Deserialize, Serialize};

@@ -30,11 +30,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::Result;
-use wasmflow_state::{OperatorStateStore, SubtaskSnapshot};
+use wasmflow_state::{SubtaskSnapshot, SubtaskState, TimeDomain};
 
-use crate::glue::{DynOperator, Factory, SinkFactory, SourceFactory, TransformFactory};
+use crate::glue::{DynOperator, Factory, KeyedFactory, SinkFactory, SourceFactory, TransformFactory};
 use crate::state::{Backend, SharedStore, lock};
-use crate::{Batch, OperatorKind, PollStatus, RuntimeContext, Sink, Source, Transform};
+use crate::{Batch, KeyedProcessFunction, OperatorKind, RuntimeContext, Sink, Source, SourceOutput, Transform};
 
 /// A factory whose operator may move between threads — what a multi-threaded host needs.
 /// Implemented for every exported operator type that is `Send` (most are: state handles are).
@@ -55,6 +55,12 @@ impl<T: Transform + Send + 'static> SendFactory for TransformFactory<T> {
     }
 }
 
+impl<T: KeyedProcessFunction + Send + 'static> SendFactory for KeyedFactory<T> {
+    fn create_send(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator + Send>> {
+        Ok(crate::glue::boxed_keyed(T::create(ctx)?))
+    }
+}
+
 impl<T: Sink + Send + 'static> SendFactory for SinkFactory<T> {
     fn create_send(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator + Send>> {
         Ok(crate::glue::boxed_sink(T::create(ctx)?))
@@ -72,16 +78,17 @@ pub struct NativeSubtask<Op: ?Sized + DynOperator = dyn DynOperator + Send> {
 }
 
 impl NativeSubtask {
-    /// Creates the operator of factory `F` for `ctx`, over `store` (fresh or restored).
-    pub fn create<F: SendFactory>(ctx: &RuntimeContext, store: OperatorStateStore) -> Result<Self> {
-        Ok(NativeSubtask { op: F::create_send(ctx)?, store: Arc::new(Mutex::new(store)), kind: F::KIND })
+    /// Creates the operator of factory `F` for `ctx`, over `store` (fresh or restored: an
+    /// `OperatorStateStore`, or a `SubtaskState` with keyed state for a keyed operator).
+    pub fn create<F: SendFactory>(ctx: &RuntimeContext, store: impl Into<SubtaskState>) -> Result<Self> {
+        Ok(NativeSubtask { op: F::create_send(ctx)?, store: Arc::new(Mutex::new(store.into())), kind: F::KIND })
     }
 }
 
 impl NativeSubtask<dyn DynOperator> {
     /// Like [`NativeSubtask::create`], for operators that are not `Send` (test harness).
-    pub fn create_local<F: Factory>(ctx: &RuntimeContext, store: OperatorStateStore) -> Result<Self> {
-        Ok(NativeSubtask { op: F::create(ctx)?, store: Arc::new(Mutex::new(store)), kind: F::KIND })
+    pub fn create_local<F: Factory>(ctx: &RuntimeContext, store: impl Into<SubtaskState>) -> Result<Self> {
+        Ok(NativeSubtask { op: F::create(ctx)?, store: Arc::new(Mutex::new(store.into())), kind: F::KIND })
     }
 }
 
@@ -107,15 +114,37 @@ impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
         self.op.process(input)
     }
 
-    /// `poll`: a source emits up to `max_records` records.
-    pub fn poll(&mut self, max_records: usize) -> Result<(Batch, PollStatus)> {
+    /// `poll`: a source emits up to `max_records` records, and possibly a watermark.
+    pub fn poll(&mut self, max_records: usize) -> Result<SourceOutput> {
         self.op.poll(max_records)
     }
 
-    /// `snapshot_state`, then a deep copy of the store, as the host takes it at a barrier.
+    /// The operator's event time advanced to `watermark`.
+    pub fn set_watermark(&mut self, watermark: i64) {
+        lock(&self.store).watermark = watermark;
+    }
+
+    /// Fires the due timers of `domain` with the lowest timestamp at or before `time` (the
+    /// watermark or the wall clock): `on_timer` for each of their keys. `None` when none is due;
+    /// call until `None`, as the host does.
+    pub fn fire_timers(&mut self, domain: TimeDomain, time: i64) -> Result<Option<Batch>> {
+        let due = lock(&self.store).keyed.as_mut().and_then(|k| k.pop_due(domain, time));
+        match due {
+            Some(due) => Ok(Some(self.op.on_timer(domain, due.timestamp, due.keys)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// When the earliest processing-time timer is due.
+    pub fn next_processing_timer(&self) -> Option<i64> {
+        lock(&self.store).keyed.as_ref().and_then(|k| k.next_processing_timer())
+    }
+
+    /// `snapshot_state`, then a deep copy of the state, as the host takes it at a barrier.
     pub fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot> {
         self.op.snapshot_state(checkpoint_id, timestamp)?;
-        Ok(self.state().snapshot())
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        Ok(lock(&self.store).snapshot(now))
     }
 
     /// `notify_checkpoint_complete`.
@@ -133,8 +162,8 @@ impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
         self.op.close()
     }
 
-    /// The state store, as it is now.
-    pub fn state(&self) -> MutexGuard<'_, OperatorStateStore> {
+    /// The state, as it is now.
+    pub fn state(&self) -> MutexGuard<'_, SubtaskState> {
         lock(&self.store)
     }
 }

@@ -16,7 +16,7 @@
 
 use anyhow::Result;
 
-use crate::{Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, PollStatus, RuntimeContext};
+use crate::{Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, KeyedContext, PollStatus, Record, RuntimeContext};
 
 /// Generates the checkpoint hooks every kind shares, with their documentation.
 macro_rules! checkpoint_hooks {
@@ -87,6 +87,36 @@ pub trait Transform: Sized {
     checkpoint_hooks!();
 
     /// End of input: emit anything still buffered.
+    fn close(&mut self, out: &mut Collector) -> Result<()> {
+        let _ = out;
+        Ok(())
+    }
+}
+
+/// A keyed operator (Flink's `KeyedProcessFunction`): downstream of `key-hash` edges, it sees
+/// one record at a time with its key current, keeps keyed state ([`ValueState`](crate::ValueState),
+/// [`MapState`](crate::MapState), …) for that key, and registers timers that call `on_timer`
+/// with the key current again. Export it with [`export_keyed!`](crate::export_keyed).
+pub trait KeyedProcessFunction: Sized {
+    /// Builds the operator from its runtime context and configuration.
+    fn create(ctx: &RuntimeContext) -> Result<Self>;
+
+    /// Processes one record; `ctx.key()` is its key, keyed state reads and writes that key's
+    /// value, and `ctx.timer_service()` registers timers for it.
+    fn process_element(&mut self, record: Record<'_>, ctx: &KeyedContext<'_>, out: &mut Collector) -> Result<()>;
+
+    /// A timer of the current key fired: `timestamp` is the time it was registered for,
+    /// `ctx.time_domain()` says which clock.
+    fn on_timer(&mut self, timestamp: i64, ctx: &KeyedContext<'_>, out: &mut Collector) -> Result<()> {
+        let _ = (timestamp, ctx, out);
+        Ok(())
+    }
+
+    checkpoint_hooks!();
+
+    /// End of input: emit anything still buffered. At the end of a bounded input every
+    /// event-time timer has fired by then (the input ends with the highest watermark); at a stop
+    /// they have not (they stay in the savepoint, as with Flink's stop without `--drain`).
     fn close(&mut self, out: &mut Collector) -> Result<()> {
         let _ = out;
         Ok(())

@@ -14,17 +14,17 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use anyhow::{Result, anyhow};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wasmflow_state::{Mode, OperatorStateStore, StateId, TypeInfo};
+use wasmflow_state::{Mode, StateId, SubtaskState, TypeInfo};
 
-/// The state store of a natively hosted operator (test harness, or a host that compiles the
-/// operator in). A mutex rather than a `RefCell` so a native operator can move between threads
+/// The state of a natively hosted operator (test harness, or a host that compiles the
+/// operator in): operator state and, for a keyed operator, keyed state and timers. A mutex rather than a `RefCell` so a native operator can move between threads
 /// with its subtask; it is never contended (one subtask, one caller at a time).
 #[doc(hidden)]
-pub type SharedStore = Arc<Mutex<OperatorStateStore>>;
+pub type SharedStore = Arc<Mutex<SubtaskState>>;
 
 /// Locks a native store; a poisoned lock (a panic in an earlier call) still holds valid state,
 /// because every store operation checks its arguments before it changes anything.
-pub(crate) fn lock(store: &SharedStore) -> MutexGuard<'_, OperatorStateStore> {
+pub(crate) fn lock(store: &SharedStore) -> MutexGuard<'_, SubtaskState> {
     store.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -92,7 +92,7 @@ impl Backend {
                 ListHandle::Host(h.map_err(|e| anyhow!(e))?)
             }
             Backend::Native(store) => {
-                let id = lock(store).register_list(name, mode, ty)?;
+                let id = lock(store).operator.register_list(name, mode, ty)?;
                 ListHandle::Native(store.clone(), id)
             }
         };
@@ -113,7 +113,7 @@ impl Backend {
                 MapHandle::Host(h.map_err(|e| anyhow!(e))?)
             }
             Backend::Native(store) => {
-                let id = lock(store).register_broadcast(name, kt, vt)?;
+                let id = lock(store).operator.register_broadcast(name, kt, vt)?;
                 MapHandle::Native(store.clone(), id)
             }
         };
@@ -148,7 +148,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         let raw = match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.get(),
-            ListHandle::Native(s, id) => lock(s).list_get(*id)?,
+            ListHandle::Native(s, id) => lock(s).operator.list_get(*id)?,
         };
         raw.iter().map(|b| decode(b)).collect()
     }
@@ -159,7 +159,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.add(&bytes).map_err(|e| anyhow!(e)),
-            ListHandle::Native(s, id) => Ok(lock(s).list_add(*id, bytes)?),
+            ListHandle::Native(s, id) => Ok(lock(s).operator.list_add(*id, bytes)?),
         }
     }
 
@@ -172,7 +172,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.add_all(&encoded).map_err(|e| anyhow!(e)),
-            ListHandle::Native(s, id) => Ok(lock(s).list_add_all(*id, encoded)?),
+            ListHandle::Native(s, id) => Ok(lock(s).operator.list_add_all(*id, encoded)?),
         }
     }
 
@@ -185,7 +185,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
         match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             ListHandle::Host(h) => h.update(&encoded).map_err(|e| anyhow!(e)),
-            ListHandle::Native(s, id) => Ok(lock(s).list_update(*id, encoded)?),
+            ListHandle::Native(s, id) => Ok(lock(s).operator.list_update(*id, encoded)?),
         }
     }
 
@@ -197,7 +197,7 @@ impl<T: Serialize + DeserializeOwned> ListState<T> {
                 h.clear();
                 Ok(())
             }
-            ListHandle::Native(s, id) => Ok(lock(s).list_clear(*id)?),
+            ListHandle::Native(s, id) => Ok(lock(s).operator.list_clear(*id)?),
         }
     }
 }
@@ -231,7 +231,7 @@ where
         let raw = match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.get(&k),
-            MapHandle::Native(s, id) => lock(s).map_get(*id, &k)?,
+            MapHandle::Native(s, id) => lock(s).operator.map_get(*id, &k)?,
         };
         raw.map(|b| decode(&b)).transpose()
     }
@@ -242,7 +242,7 @@ where
         match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.put(&k, &v).map_err(|e| anyhow!(e)),
-            MapHandle::Native(s, id) => Ok(lock(s).map_put(*id, k, v)?),
+            MapHandle::Native(s, id) => Ok(lock(s).operator.map_put(*id, k, v)?),
         }
     }
 
@@ -255,7 +255,7 @@ where
                 h.remove(&k);
                 Ok(())
             }
-            MapHandle::Native(s, id) => Ok(lock(s).map_remove(*id, &k)?),
+            MapHandle::Native(s, id) => Ok(lock(s).operator.map_remove(*id, &k)?),
         }
     }
 
@@ -265,7 +265,7 @@ where
         match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => Ok(h.contains(&k)),
-            MapHandle::Native(s, id) => Ok(lock(s).map_contains(*id, &k)?),
+            MapHandle::Native(s, id) => Ok(lock(s).operator.map_contains(*id, &k)?),
         }
     }
 
@@ -274,7 +274,7 @@ where
         let raw = match self.handle()? {
             #[cfg(target_arch = "wasm32")]
             MapHandle::Host(h) => h.entries(),
-            MapHandle::Native(s, id) => lock(s).map_entries(*id)?,
+            MapHandle::Native(s, id) => lock(s).operator.map_entries(*id)?,
         };
         raw.iter().map(|(k, v)| Ok((decode(k)?, decode(v)?))).collect()
     }
@@ -287,7 +287,7 @@ where
                 h.clear();
                 Ok(())
             }
-            MapHandle::Native(s, id) => Ok(lock(s).map_clear(*id)?),
+            MapHandle::Native(s, id) => Ok(lock(s).operator.map_clear(*id)?),
         }
     }
 }

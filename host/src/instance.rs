@@ -7,11 +7,12 @@
 //!
 //! The calls come in the contract's order (`wit/wasmflow.wit`): `create`, `initialize_state`,
 //! `open`, then `process` (transforms and sinks) or `poll` (sources) interleaved with
-//! `snapshot_state` and the notifications, and `close` at most once.
+//! `fire_timers` (keyed operators), `snapshot_state` and the notifications, and `close` at most
+//! once.
 
 use async_trait::async_trait;
-use wasmflow_state::SubtaskSnapshot;
-use wasmflow_types::{Batch, OperatorKind, PollStatus, TaskInfo};
+use wasmflow_state::{SubtaskSnapshot, TimeDomain};
+use wasmflow_types::{Batch, OperatorKind, SourceOutput, TaskInfo};
 
 use crate::engine::GuestError;
 
@@ -35,8 +36,20 @@ pub trait OperatorInstance: Send {
     /// A transform or sink consumes one batch; what it emits comes back.
     async fn process(&mut self, input: Batch) -> Result<Batch, GuestError>;
 
-    /// A source produces up to `max_records` records.
-    async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError>;
+    /// A source produces up to `max_records` records, and possibly a watermark.
+    async fn poll(&mut self, max_records: u32) -> Result<SourceOutput, GuestError>;
+
+    /// The operator's event time advanced to `watermark` (the minimum over its inputs).
+    fn set_watermark(&mut self, watermark: i64);
+
+    /// Fires the due timers of `domain` with the lowest timestamp at or before `time` (the
+    /// watermark, or the wall clock) and returns what the operator emitted; `None` when no
+    /// timer is due. Call until `None`: timers fire in timestamp order, and one registered
+    /// while others fire, for a time already reached, fires in the same round.
+    async fn fire_timers(&mut self, domain: TimeDomain, time: i64) -> Result<Option<Batch>, GuestError>;
+
+    /// When the earliest processing-time timer is due.
+    fn next_processing_timer(&self) -> Option<i64>;
 
     /// `snapshot_state`, then a copy of the subtask's state as it is now (Flink's synchronous
     /// phase).

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use wasmflow_guest_sdk::RuntimeContext;
 use wasmflow_guest_sdk::native::{NativeSubtask, SendFactory};
-use wasmflow_state::{OperatorStateStore, SubtaskSnapshot};
-use wasmflow_types::{Batch, OperatorKind, PollStatus, SubtaskTag, TaskInfo};
+use wasmflow_state::{SubtaskSnapshot, SubtaskState, TimeDomain};
+use wasmflow_types::{Batch, OperatorKind, SourceOutput, SubtaskTag, TaskInfo};
 
 use crate::engine::GuestError;
 use crate::instance::OperatorInstance;
@@ -40,7 +40,7 @@ pub fn native_name(module: &Path) -> Option<&str> {
     module.to_str()?.strip_prefix(NATIVE_PREFIX)
 }
 
-type CreateFn = dyn Fn(&RuntimeContext, OperatorStateStore) -> anyhow::Result<NativeSubtask> + Send + Sync;
+type CreateFn = dyn Fn(&RuntimeContext, SubtaskState) -> anyhow::Result<NativeSubtask> + Send + Sync;
 
 /// A registered native operator: its kind and how to build a subtask of it.
 #[derive(Clone)]
@@ -61,7 +61,7 @@ impl NativeRegistry {
         let kind = F::KIND;
         // Natively hosted operators log through the host's log (see `forward_logs`), not stderr.
         wasmflow_guest_sdk::log::echo_to_stderr(false);
-        let create = Arc::new(|ctx: &RuntimeContext, store| NativeSubtask::create::<F>(ctx, store));
+        let create = Arc::new(|ctx: &RuntimeContext, store: SubtaskState| NativeSubtask::create::<F>(ctx, store));
         self.factories.insert(name.to_string(), NativeFactory { kind, create });
         self
     }
@@ -87,14 +87,14 @@ impl NativeRegistry {
 pub struct NativeInstance {
     tag: SubtaskTag,
     factory: NativeFactory,
-    /// The store until `create` hands it to the operator.
-    store: Option<OperatorStateStore>,
+    /// The state until `create` hands it to the operator.
+    store: Option<SubtaskState>,
     subtask: Option<NativeSubtask>,
 }
 
 impl NativeInstance {
     /// A subtask of `factory` that will start from `store` (fresh or restored).
-    pub fn new(tag: SubtaskTag, factory: NativeFactory, store: OperatorStateStore) -> Self {
+    pub fn new(tag: SubtaskTag, factory: NativeFactory, store: SubtaskState) -> Self {
         NativeInstance { tag, factory, store: Some(store), subtask: None }
     }
 
@@ -154,8 +154,23 @@ impl OperatorInstance for NativeInstance {
     }
 
     /// `poll`: a source produces up to `max_records` records.
-    async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
+    async fn poll(&mut self, max_records: u32) -> Result<SourceOutput, GuestError> {
         self.call("poll", |s| s.poll(max_records as usize))
+    }
+
+    fn set_watermark(&mut self, watermark: i64) {
+        if let Some(s) = self.subtask.as_mut() {
+            s.set_watermark(watermark);
+        }
+    }
+
+    /// `on_timer` for the keys of the next due timestamp, if one is due.
+    async fn fire_timers(&mut self, domain: TimeDomain, time: i64) -> Result<Option<Batch>, GuestError> {
+        self.call("on-timer", |s| s.fire_timers(domain, time))
+    }
+
+    fn next_processing_timer(&self) -> Option<i64> {
+        self.subtask.as_ref().and_then(|s| s.next_processing_timer())
     }
 
     /// `snapshot-state`, then a deep copy of the subtask's state.

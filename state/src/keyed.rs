@@ -19,7 +19,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeSeq;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::keygroups::{KeyGroupRange, key_group};
 use crate::{StateLimits, TypeInfo};
@@ -76,13 +77,17 @@ pub enum TimeDomain {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyedStateError {
     /// The key belongs to a key group another subtask owns.
-    #[error("key {key} belongs to key group {key_group}, which this subtask does not own (it owns {range}): keyed state and timers can only be used for the key of the record or timer being processed")]
+    #[error(
+        "key {key} belongs to key group {key_group}, which this subtask does not own (it owns {range}): keyed state and timers can only be used for the key of the record or timer being processed"
+    )]
     ForeignKey { key: String, key_group: u32, range: KeyGroupRange },
     /// A name registered with another kind.
     #[error("keyed state '{name}' is {was} state and cannot be registered as {now} state")]
     WrongKind { name: String, was: KeyedKind, now: KeyedKind },
     /// The restored state's type is not the registered one.
-    #[error("keyed state '{name}' was saved holding {was} and is now registered holding {now}: the saved values cannot be read as the new type; register it under a new name, or restore with --allow-non-restored-state after removing it")]
+    #[error(
+        "keyed state '{name}' holds {was} (as restored or registered before) and is now registered holding {now}: the stored values cannot be read as the new type; keep the type, or register the new type under a new name (the old state is then carried along unread)"
+    )]
     TypeChanged { name: String, was: String, now: String },
     /// TTL on list state is not supported.
     #[error("keyed state '{name}': a TTL is supported on value and map state only")]
@@ -93,8 +98,13 @@ pub enum KeyedStateError {
     /// A handle this backend never returned.
     #[error("unknown keyed state handle {0}")]
     UnknownHandle(KeyedStateId),
+    /// A key group's entries could not be decoded.
+    #[error("keyed state of key group {key_group} cannot be decoded: {reason}")]
+    Corrupt { key_group: u32, reason: String },
     /// Restoring state written with another number of key groups.
-    #[error("the checkpoint's keyed state was written with max-parallelism {was}, but the job has max-parallelism {now}: max-parallelism is fixed for the life of keyed state; set `[job] max-parallelism = {was}`")]
+    #[error(
+        "the checkpoint's keyed state was written with max-parallelism {was}, but the job has max-parallelism {now}: max-parallelism is fixed for the life of keyed state; set `[job] max-parallelism = {was}`"
+    )]
     MaxParallelismChanged { was: u32, now: u32 },
 }
 
@@ -109,7 +119,7 @@ struct Stamped {
 enum Slot {
     Value(Stamped),
     List(Vec<Vec<u8>>),
-    Map(BTreeMap<Vec<u8>, Stamped>),
+    Map(UserMap),
 }
 
 impl Slot {
@@ -122,11 +132,18 @@ impl Slot {
     }
 }
 
+/// A map state's content for one key: map key → value with its write time.
+type UserMap = BTreeMap<Vec<u8>, Stamped>;
+
+/// One state's values by key. foldhash: several times faster than std's SipHash on short keys,
+/// still seeded per process (a stream cannot aim collisions at it).
+type Slots = HashMap<Vec<u8>, Slot, foldhash::fast::RandomState>;
+
 struct StateData {
     descriptor: KeyedStateDescriptor,
     /// Whether the running operator registered it (restored-only states are carried along).
     registered: bool,
-    slots: HashMap<Vec<u8>, Slot>,
+    slots: Slots,
 }
 
 /// The timers of one subtask: deduplicated per (key, timestamp) and fired in timestamp order.
@@ -194,10 +211,67 @@ pub struct TimerEntry {
 pub struct KeyGroupSnapshot {
     /// The key group.
     pub key_group: u32,
-    /// Its entries, sorted by (state, key).
-    pub entries: Vec<KeyedEntry>,
+    /// Its entries: [`KeyedEntry`]s in the state codec, back to back, in no particular order.
+    /// They are encoded straight from the backend's maps at the snapshot — no copy of each entry
+    /// first, which for a million keys is most of a snapshot's cost — and decoded only by the
+    /// subtask that restores this key group ([`KeyGroupSnapshot::decode_entries`]).
+    pub entries: Vec<u8>,
     /// Its timers, sorted by (domain, timestamp, key).
     pub timers: Vec<TimerEntry>,
+}
+
+impl KeyGroupSnapshot {
+    /// The entries, decoded.
+    pub fn decode_entries(&self) -> Result<Vec<KeyedEntry>, KeyedStateError> {
+        let mut out = Vec::new();
+        let mut rest = self.entries.as_slice();
+        while !rest.is_empty() {
+            let (entry, used) = wasmflow_types::codec::decode_prefix::<KeyedEntry>(rest)
+                .map_err(|e| KeyedStateError::Corrupt { key_group: self.key_group, reason: e.to_string() })?;
+            out.push(entry);
+            rest = &rest[used..];
+        }
+        Ok(out)
+    }
+}
+
+/// A [`KeyedEntry`] borrowed from the backend, encoded exactly as the owned one.
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    state: u32,
+    key: &'a [u8],
+    value: ValueRef<'a>,
+}
+
+/// [`KeyedValue`], borrowed: same variants in the same order, so the same bytes.
+#[derive(Serialize)]
+enum ValueRef<'a> {
+    Value(&'a [u8], i64),
+    List(&'a [Vec<u8>]),
+    Map(MapRef<'a>),
+}
+
+/// A map's entries as the sequence of `(key, value, written)` that [`KeyedValue::Map`] holds.
+struct MapRef<'a>(&'a UserMap);
+
+impl Serialize for MapRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            seq.serialize_element(&(k.as_slice(), v.bytes.as_slice(), v.written))?;
+        }
+        seq.end()
+    }
+}
+
+impl Slot {
+    fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Slot::Value(v) => ValueRef::Value(&v.bytes, v.written),
+            Slot::List(items) => ValueRef::List(items),
+            Slot::Map(m) => ValueRef::Map(MapRef(m)),
+        }
+    }
 }
 
 /// One subtask's keyed state at a checkpoint.
@@ -278,14 +352,14 @@ impl KeyedStateBackend {
             // Map the snapshot's state indexes to ours (descriptors are merged by name).
             let ids: Vec<KeyedStateId> = snapshot.states.iter().map(|d| backend.carry(d)).collect();
             for group in snapshot.groups.iter().filter(|g| range.contains(g.key_group)) {
-                for e in &group.entries {
+                for e in &group.decode_entries()? {
                     let id = *ids.get(e.state as usize).ok_or(KeyedStateError::UnknownHandle(e.state as usize))?;
                     let slot = match &e.value {
                         KeyedValue::Value(v, t) => Slot::Value(Stamped { bytes: v.clone(), written: *t }),
                         KeyedValue::List(items) => Slot::List(items.clone()),
                         KeyedValue::Map(m) => Slot::Map(m.iter().map(|(k, v, t)| (k.clone(), Stamped { bytes: v.clone(), written: *t })).collect()),
                     };
-                    backend.total_bytes += slot.bytes();
+                    backend.total_bytes += slot.bytes() + e.key.len();
                     backend.states[id].slots.insert(e.key.clone(), slot);
                 }
                 for t in &group.timers {
@@ -304,7 +378,7 @@ impl KeyedStateBackend {
             return id;
         }
         let id = self.states.len();
-        self.states.push(StateData { descriptor: d.clone(), registered: false, slots: HashMap::new() });
+        self.states.push(StateData { descriptor: d.clone(), registered: false, slots: Slots::default() });
         self.by_name.insert(d.name.clone(), id);
         id
     }
@@ -362,7 +436,7 @@ impl KeyedStateBackend {
         }
         let id = self.states.len();
         self.by_name.insert(d.name.clone(), id);
-        self.states.push(StateData { descriptor: d, registered: true, slots: HashMap::new() });
+        self.states.push(StateData { descriptor: d, registered: true, slots: Slots::default() });
         Ok(id)
     }
 
@@ -379,6 +453,11 @@ impl KeyedStateBackend {
     /// `getMapState(MapStateDescriptor)`.
     pub fn register_map(&mut self, name: &str, user_key_type: TypeInfo, value_type: TypeInfo, ttl_ms: Option<u64>) -> Result<KeyedStateId, KeyedStateError> {
         self.register(KeyedStateDescriptor { name: name.into(), kind: KeyedKind::Map, value_type, user_key_type: Some(user_key_type), ttl_ms })
+    }
+
+    /// The id of keyed state `name`, registered or restored.
+    pub fn id_of(&self, name: &str) -> Option<KeyedStateId> {
+        self.by_name.get(name).copied()
     }
 
     /// Refuses a key outside this subtask's key groups.
@@ -407,25 +486,29 @@ impl KeyedStateBackend {
         ttl.is_some_and(|ttl| written.saturating_add(ttl as i64) <= now)
     }
 
-    /// Checks an entry size and the total after replacing `old` bytes by `new` bytes.
+    /// Checks an entry size and the total after replacing `old` bytes by `new` bytes. A change
+    /// that does not grow the state always passes (a restore may bring in more than a lowered
+    /// limit: the operator must still be able to shrink it).
     fn check_size(&self, entry: usize, old: usize, new: usize) -> Result<(), KeyedStateError> {
         if entry > self.limits.max_entry_bytes {
             return Err(crate::StateError::EntryTooLarge { size: entry, max: self.limits.max_entry_bytes }.into());
         }
         let after = self.total_bytes - old + new;
-        if after > self.limits.max_total_bytes {
+        if new > old && after > self.limits.max_total_bytes {
             return Err(crate::StateError::StoreTooLarge { size: after, max: self.limits.max_total_bytes }.into());
         }
         Ok(())
     }
 
-    /// Replaces the slot of `key` (None removes it), keeping the byte count.
+    /// Replaces the slot of `key` (None removes it), keeping the byte count. The key is copied
+    /// only when it is new.
     fn put_slot(&mut self, id: KeyedStateId, key: &[u8], slot: Option<Slot>) {
         let data = &mut self.states[id];
         let new = slot.as_ref().map(|s| s.bytes() + key.len()).unwrap_or(0);
-        let old = match slot {
-            Some(s) => data.slots.insert(key.to_vec(), s),
-            None => data.slots.remove(key),
+        let old = match (slot, data.slots.get_mut(key)) {
+            (Some(s), Some(existing)) => Some(std::mem::replace(existing, s)),
+            (Some(s), None) => data.slots.insert(key.to_vec(), s),
+            (None, _) => data.slots.remove(key),
         };
         let old = old.map(|s| s.bytes() + key.len()).unwrap_or(0);
         self.total_bytes = self.total_bytes - old + new;
@@ -435,14 +518,19 @@ impl KeyedStateBackend {
         self.states[id].slots.get(key).map(|s| s.bytes() + key.len()).unwrap_or(0)
     }
 
-    /// `ValueState.value()` for `key`, as of processing time `now`.
+    /// `ValueState.value()` for `key`, as of processing time `now`. An expired value is removed
+    /// as it is read (Flink's cleanup on read).
     pub fn value_get(&mut self, id: KeyedStateId, key: &[u8], now: i64) -> Result<Option<Vec<u8>>, KeyedStateError> {
         self.check_key(key)?;
         let s = self.state(id, KeyedKind::Value)?;
-        Ok(match s.slots.get(key) {
-            Some(Slot::Value(v)) if !Self::expired(s.descriptor.ttl_ms, v.written, now) => Some(v.bytes.clone()),
-            _ => None,
-        })
+        match s.slots.get(key) {
+            Some(Slot::Value(v)) if !Self::expired(s.descriptor.ttl_ms, v.written, now) => Ok(Some(v.bytes.clone())),
+            Some(_) => {
+                self.put_slot(id, key, None);
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     /// `ValueState.update(value)` for `key`, written at processing time `now`.
@@ -498,7 +586,7 @@ impl KeyedStateBackend {
         Ok(())
     }
 
-    fn map_of(&self, id: KeyedStateId, key: &[u8]) -> Result<(Option<&BTreeMap<Vec<u8>, Stamped>>, Option<u64>), KeyedStateError> {
+    fn map_of(&self, id: KeyedStateId, key: &[u8]) -> Result<(Option<&UserMap>, Option<u64>), KeyedStateError> {
         let s = self.state(id, KeyedKind::Map)?;
         let map = match s.slots.get(key) {
             Some(Slot::Map(m)) => Some(m),
@@ -507,11 +595,18 @@ impl KeyedStateBackend {
         Ok((map, s.descriptor.ttl_ms))
     }
 
-    /// `MapState.get(userKey)` for `key`.
+    /// `MapState.get(userKey)` for `key`; an expired entry is removed as it is read.
     pub fn map_get(&mut self, id: KeyedStateId, key: &[u8], user_key: &[u8], now: i64) -> Result<Option<Vec<u8>>, KeyedStateError> {
         self.check_key(key)?;
         let (map, ttl) = self.map_of(id, key)?;
-        Ok(map.and_then(|m| m.get(user_key)).filter(|v| !Self::expired(ttl, v.written, now)).map(|v| v.bytes.clone()))
+        match map.and_then(|m| m.get(user_key)) {
+            Some(v) if !Self::expired(ttl, v.written, now) => Ok(Some(v.bytes.clone())),
+            Some(_) => {
+                self.map_remove(id, key, user_key)?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
     }
 
     /// `MapState.put(userKey, value)` for `key`, written at processing time `now`.
@@ -548,7 +643,7 @@ impl KeyedStateBackend {
     }
 
     /// `MapState.entries()` for `key`, sorted by map key, without expired entries.
-    pub fn map_entries(&mut self, id: KeyedStateId, key: &[u8], now: i64) -> Result<Vec<(Vec<u8>, Vec<u8>)>, KeyedStateError> {
+    pub fn map_entries(&mut self, id: KeyedStateId, key: &[u8], now: i64) -> Result<crate::snapshot::MapEntries, KeyedStateError> {
         self.check_key(key)?;
         let (map, ttl) = self.map_of(id, key)?;
         Ok(map.into_iter().flatten().filter(|(_, v)| !Self::expired(ttl, v.written, now)).map(|(k, v)| (k.clone(), v.bytes.clone())).collect())
@@ -611,45 +706,41 @@ impl KeyedStateBackend {
     }
 
     /// A copy of every state and timer, grouped by key group, as of processing time `now`:
-    /// expired TTL entries are left out (and dropped from the backend).
+    /// expired TTL entries are left out (and dropped from the backend). Entries are encoded
+    /// straight into their key group's buffer, one pass over each state's map.
     pub fn snapshot(&mut self, now: i64) -> KeyedSnapshot {
         self.drop_expired(now);
         let mut order: Vec<usize> = (0..self.states.len()).collect();
         order.sort_by(|&a, &b| self.states[a].descriptor.name.cmp(&self.states[b].descriptor.name));
-        let mut groups: BTreeMap<u32, KeyGroupSnapshot> = BTreeMap::new();
-        let max = self.max_parallelism;
-        let mut placed: Vec<(u32, KeyedEntry)> = Vec::new();
-        for (index, &id) in order.iter().enumerate() {
-            let mut keys: Vec<&Vec<u8>> = self.states[id].slots.keys().collect();
-            keys.sort();
-            for key in keys {
-                let value = match &self.states[id].slots[key] {
-                    Slot::Value(v) => KeyedValue::Value(v.bytes.clone(), v.written),
-                    Slot::List(items) => KeyedValue::List(items.clone()),
-                    Slot::Map(m) => KeyedValue::Map(m.iter().map(|(k, v)| (k.clone(), v.bytes.clone(), v.written)).collect()),
-                };
-                placed.push((key_group(key, max), KeyedEntry { state: index as u32, key: key.clone(), value }));
+        let (max, range) = (self.max_parallelism, self.range);
+        let mut entries: Vec<Vec<u8>> = vec![Vec::new(); range.len() as usize];
+        let mut timers: Vec<Vec<TimerEntry>> = vec![Vec::new(); range.len() as usize];
+        let index = |key: &[u8]| key_group(key, max).checked_sub(range.start).map(|i| i as usize);
+        for (position, &id) in order.iter().enumerate() {
+            for (key, slot) in &self.states[id].slots {
+                // Every key was checked against the range when it was written or restored.
+                let Some(buffer) = index(key).and_then(|i| entries.get_mut(i)) else { continue };
+                let entry = EntryRef { state: position as u32, key, value: slot.as_ref() };
+                // Encoding bytes and integers into a Vec has no failure case (no I/O, no
+                // unsupported serde feature).
+                wasmflow_types::codec::encode_into(&entry, buffer).expect("encoding keyed state into memory cannot fail");
             }
-        }
-        for (kg, entry) in placed {
-            groups.entry(kg).or_insert_with(|| KeyGroupSnapshot { key_group: kg, entries: Vec::new(), timers: Vec::new() }).entries.push(entry);
         }
         for (domain, queue) in [(TimeDomain::EventTime, &self.timers.event), (TimeDomain::ProcessingTime, &self.timers.processing)] {
             for (timestamp, key) in queue {
-                let kg = key_group(key, max);
-                groups
-                    .entry(kg)
-                    .or_insert_with(|| KeyGroupSnapshot { key_group: kg, entries: Vec::new(), timers: Vec::new() })
-                    .timers
-                    .push(TimerEntry { domain, timestamp: *timestamp, key: key.clone() });
+                if let Some(list) = index(key).and_then(|i| timers.get_mut(i)) {
+                    list.push(TimerEntry { domain, timestamp: *timestamp, key: key.clone() });
+                }
             }
         }
-        KeyedSnapshot {
-            max_parallelism: max,
-            range: self.range,
-            states: order.iter().map(|&id| self.states[id].descriptor.clone()).collect(),
-            groups: groups.into_values().collect(),
-        }
+        let groups = entries
+            .into_iter()
+            .zip(timers)
+            .enumerate()
+            .filter(|(_, (e, t))| !e.is_empty() || !t.is_empty())
+            .map(|(i, (entries, timers))| KeyGroupSnapshot { key_group: range.start + i as u32, entries, timers })
+            .collect();
+        KeyedSnapshot { max_parallelism: max, range, states: order.iter().map(|&id| self.states[id].descriptor.clone()).collect(), groups }
     }
 
     /// Drops entries whose TTL has passed (Flink's full-snapshot cleanup).

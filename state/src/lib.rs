@@ -31,5 +31,5 @@ pub use redistribute::{
     RestoredState, RestoredSubtask, RestoredValue, Segment, flink_hashmap_order, java_hashmap_bucket, java_hashmap_capacity, java_string_hash, redistribute,
 };
 pub use snapshot::{NamedStateSnapshot, StateValue, SubtaskSnapshot, TypeInfo};
-pub use subtask::{NotKeyed, SubtaskState};
 pub use store::{OperatorStateStore, StateError, StateId, StateLimits};
+pub use subtask::{NotKeyed, SubtaskState};

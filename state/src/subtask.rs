@@ -10,17 +10,28 @@ pub struct SubtaskState {
     /// Keyed state and timers; `None` unless the operator is keyed (all its inputs are
     /// `key-hash` edges).
     pub keyed: Option<KeyedStateBackend>,
+    /// The operator's event time: the lowest watermark over its active inputs, `i64::MIN`
+    /// before the first. Not part of snapshots: like Flink, a restored operator waits for its
+    /// inputs' watermarks again.
+    pub watermark: i64,
 }
 
 /// Keyed state or timers used by an operator that is not keyed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} needs a keyed operator: make every edge into this operator `partitioning = \"key-hash\"` (keyed state and timers belong to the key of the record being processed)")]
+#[error(
+    "{what} needs a keyed operator: make every edge into this operator `partitioning = \"key-hash\"` (keyed state and timers belong to the key of the record being processed)"
+)]
 pub struct NotKeyed {
     /// What was used, e.g. "keyed state 'count'".
     pub what: String,
 }
 
 impl SubtaskState {
+    /// The state of a subtask of a keyed operator.
+    pub fn keyed(operator: OperatorStateStore, keyed: KeyedStateBackend) -> Self {
+        SubtaskState { operator, keyed: Some(keyed), watermark: i64::MIN }
+    }
+
     /// The keyed backend, or an error naming `what` needed it.
     pub fn keyed_mut(&mut self, what: impl FnOnce() -> String) -> Result<&mut KeyedStateBackend, NotKeyed> {
         self.keyed.as_mut().ok_or_else(|| NotKeyed { what: what() })
@@ -37,6 +48,6 @@ impl SubtaskState {
 
 impl From<OperatorStateStore> for SubtaskState {
     fn from(operator: OperatorStateStore) -> Self {
-        SubtaskState { operator, keyed: None }
+        SubtaskState { operator, keyed: None, watermark: i64::MIN }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use wasmflow_state::{
-    DueTimers, KeyGroupRange, KeyedStateBackend, KeyedStateError, StateLimits, TimeDomain, TypeInfo, key_group, subtask_for_key,
+    DueTimers, KeyGroupRange, KeyedEntry, KeyedStateBackend, KeyedStateError, KeyedValue, StateLimits, TimeDomain, TypeInfo, key_group, subtask_for_key,
 };
 
 fn backend(p: u32, index: u32) -> KeyedStateBackend {
@@ -65,7 +65,7 @@ fn registering_a_name_as_another_kind_or_type_is_refused_naming_the_state() {
     let err = b.register_map("count", ty("u64"), ty("u64"), None).unwrap_err().to_string();
     assert_eq!(err, "keyed state 'count' is value state and cannot be registered as map state");
     let err = b.register_value("count", ty("alloc::string::String"), None).unwrap_err().to_string();
-    assert!(err.starts_with("keyed state 'count' was saved holding u64 and is now registered holding alloc::string::String"), "{err}");
+    assert!(err.starts_with("keyed state 'count' holds u64 (as restored or registered before) and is now registered holding alloc::string::String"), "{err}");
 }
 
 #[test]
@@ -77,14 +77,18 @@ fn ttl_hides_expired_entries_and_the_snapshot_drops_them() {
     b.map_put(m, b"a", vec![1], vec![1], 1000).unwrap();
     b.map_put(m, b"a", vec![2], vec![2], 1050).unwrap();
     assert_eq!(b.value_get(v, b"a", 1099).unwrap(), Some(vec![1]));
+    let before = b.total_bytes();
     assert_eq!(b.value_get(v, b"a", 1100).unwrap(), None, "expired at written + ttl");
+    assert_eq!(b.total_bytes(), before - 2, "and removed as it is read");
     assert_eq!(b.map_entries(m, b"a", 1120).unwrap(), vec![(vec![2], vec![2])]);
     // A write renews the entry (OnCreateAndWrite).
     b.value_update(v, b"a", vec![1], 1100).unwrap();
     assert_eq!(b.value_get(v, b"a", 1150).unwrap(), Some(vec![1]));
     let snapshot = b.snapshot(1140);
-    let entries: usize = snapshot.groups.iter().map(|g| g.entries.len()).sum();
-    assert_eq!(entries, 2, "the value and the map with its one live entry");
+    let entries: Vec<KeyedEntry> = snapshot.groups.iter().flat_map(|g| g.decode_entries().unwrap()).collect();
+    let mut values: Vec<KeyedValue> = entries.into_iter().map(|e| e.value).collect();
+    values.sort_by_key(|v| matches!(v, KeyedValue::Map(_)));
+    assert_eq!(values, [KeyedValue::Value(vec![1], 1100), KeyedValue::Map(vec![(vec![2], vec![2], 1050)])], "the value and the map with its one live entry");
     let s = b.snapshot(1300);
     assert!(s.groups.is_empty(), "everything expired is gone: {s:?}");
     assert_eq!(b.total_bytes(), 0);
@@ -149,6 +153,12 @@ fn a_rescale_moves_whole_key_groups_with_their_timers() {
                 }
             }
             timers += b.timer_counts().0;
+            // The restored bytes are counted as written ones: removing everything frees them all.
+            for k in keys.iter().filter(|k| range.contains(key_group(k, 128))) {
+                b.clear(v, k).unwrap();
+                b.delete_timer(TimeDomain::EventTime, k, k.len() as i64).unwrap();
+            }
+            assert_eq!(b.total_bytes(), 0);
         }
         assert_eq!(seen, expected, "at parallelism {new_p}");
         assert_eq!(timers, keys.len());
@@ -171,7 +181,7 @@ fn a_different_max_parallelism_is_refused() {
 #[test]
 fn keyed_state_and_timers_count_against_the_limits() {
     let limits = StateLimits { max_states: 8, max_entry_bytes: 16, max_total_bytes: 40 };
-    let mut b = KeyedStateBackend::new(128, KeyGroupRange::for_subtask(128, 1, 0), limits);
+    let mut b = KeyedStateBackend::new(128, KeyGroupRange::for_subtask(128, 1, 0), limits.clone());
     let v = b.register_value("v", ty("u8"), None).unwrap();
     assert!(b.value_update(v, b"a", vec![0; 17], 0).unwrap_err().to_string().contains("limits.state-entry-bytes"));
     b.value_update(v, b"a", vec![0; 16], 0).unwrap();
@@ -182,4 +192,36 @@ fn keyed_state_and_timers_count_against_the_limits() {
     b.value_update(v, b"b", vec![0; 10], 0).unwrap();
     b.register_timer(TimeDomain::EventTime, b"a", 1).unwrap();
     assert_eq!(b.total_bytes(), 28 + 9);
+    // Over the limit (as after a restore under a lowered limit), shrinking still works.
+    let mut over =
+        KeyedStateBackend::restore(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits { max_total_bytes: 10, ..limits }, [&b.snapshot(0)]).unwrap();
+    let v = over.id_of("v").unwrap();
+    assert!(over.value_update(v, b"a", vec![0; 16], 0).is_ok(), "same size: not growing");
+    over.value_update(v, b"b", vec![0; 1], 0).unwrap();
+    assert!(over.value_update(v, b"c", vec![0; 1], 0).is_err(), "growing over the limit is still refused");
+}
+
+/// Value, list and map entries come back from a snapshot exactly as they were written (the
+/// entries are encoded from borrowed data and decoded as owned `KeyedEntry`s).
+#[test]
+fn every_kind_round_trips_through_a_snapshot() {
+    let mut b = backend(1, 0);
+    let v = b.register_value("v", ty("u8"), None).unwrap();
+    let l = b.register_list("l", ty("u8")).unwrap();
+    let m = b.register_map("m", ty("u8"), ty("u8"), Some(1000)).unwrap();
+    b.value_update(v, b"k", vec![1], 5).unwrap();
+    b.list_add(l, b"k", vec![2]).unwrap();
+    b.list_add(l, b"k", vec![3, 4]).unwrap();
+    b.map_put(m, b"k", vec![9], vec![8], 7).unwrap();
+    b.map_put(m, b"j", vec![1], vec![], 7).unwrap();
+    let snapshot = b.snapshot(10);
+    let mut r = KeyedStateBackend::restore(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits::default(), [&snapshot]).unwrap();
+    assert_eq!(r.total_bytes(), b.total_bytes());
+    let (v, l, m) = (r.id_of("v").unwrap(), r.id_of("l").unwrap(), r.id_of("m").unwrap());
+    assert_eq!(r.value_get(v, b"k", 10).unwrap(), Some(vec![1]));
+    assert_eq!(r.list_get(l, b"k").unwrap(), vec![vec![2], vec![3, 4]]);
+    assert_eq!(r.map_entries(m, b"k", 10).unwrap(), vec![(vec![9], vec![8])]);
+    assert_eq!(r.map_entries(m, b"j", 10).unwrap(), vec![(vec![1], vec![])]);
+    // The write time travels too: the TTL still counts from the original write.
+    assert_eq!(r.map_entries(m, b"k", 1007).unwrap(), vec![]);
 }

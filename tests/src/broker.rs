@@ -75,9 +75,16 @@ impl TestBroker {
     /// Produces `values` into one partition, in order, with keys `key-<i>` and the given
     /// timestamps (or none), and waits for the broker to acknowledge them.
     pub fn produce(&self, topic: &str, partition: i32, values: &[String], timestamp: Option<i64>) {
+        let records: Vec<(String, String, i64)> = values.iter().enumerate().map(|(i, v)| (format!("key-{i}"), v.clone(), timestamp.unwrap_or(-1))).collect();
+        self.produce_records(topic, partition, &records);
+    }
+
+    /// Produces `(key, value, timestamp)` records into one partition, in order, and waits for
+    /// the broker to acknowledge them.
+    pub fn produce_records(&self, topic: &str, partition: i32, records: &[(String, String, i64)]) {
         let producer = KafkaProducer::new(&self.props(&[]), KafkaLimits::default()).unwrap();
-        for (i, v) in values.iter().enumerate() {
-            producer.send(topic, Some(partition), Some(format!("key-{i}").as_bytes()), v.as_bytes(), timestamp.unwrap_or(-1)).unwrap();
+        for (k, v, ts) in records {
+            producer.send(topic, Some(partition), Some(k.as_bytes()), v.as_bytes(), *ts).unwrap();
         }
         producer.flush(Duration::from_secs(30)).unwrap();
     }

@@ -19,7 +19,9 @@ pub fn native_operators() -> NativeRegistry {
         .register::<wasmflow_op_uppercase::WasmflowOperator>("uppercase")
         .register::<wasmflow_op_counter::WasmflowOperator>("counter")
         .register::<wasmflow_op_failing_map::WasmflowOperator>("failing-map")
-        .register::<wasmflow_op_null_sink::WasmflowOperator>("null-sink");
+        .register::<wasmflow_op_null_sink::WasmflowOperator>("null-sink")
+        .register::<wasmflow_op_window_count::WasmflowOperator>("window-count")
+        .register::<wasmflow_op_dedup::WasmflowOperator>("dedup");
     r
 }
 

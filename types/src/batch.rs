@@ -309,6 +309,8 @@ impl ExactSizeIterator for BatchIter<'_> {}
 pub struct Collector {
     batch: Batch,
     forward: bool,
+    watermark: Option<i64>,
+    idle: bool,
 }
 
 impl Collector {
@@ -320,7 +322,7 @@ impl Collector {
     /// An empty collector with room for `records` records of `bytes` bytes, so emitting does not
     /// grow its buffers record by record.
     pub fn with_capacity(records: usize, bytes: usize) -> Collector {
-        Collector { batch: Batch::with_capacity(records, bytes), forward: false }
+        Collector { batch: Batch::with_capacity(records, bytes), ..Collector::default() }
     }
 
     /// Emits every record of the input batch, unchanged and in order, ahead of anything else
@@ -383,6 +385,31 @@ impl Collector {
     /// The emitted records as a batch (where there is no input to forward).
     pub fn into_batch(self) -> Batch {
         self.batch
+    }
+
+    /// Sources: emits a watermark after this poll's records — a promise that no record with a
+    /// timestamp at or below it follows (Flink's `SourceContext.emitWatermark`). Of several, the highest
+    /// counts; one lower than an earlier poll's is ignored downstream.
+    pub fn emit_watermark(&mut self, watermark: i64) {
+        self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
+    }
+
+    /// Sources: marks this source's output idle (Flink's `markAsTemporarilyIdle`), e.g. when it
+    /// has no partitions to read: downstream operators leave it out of their watermark until it
+    /// emits again. Ignored in a poll that emits records or a watermark.
+    pub fn mark_idle(&mut self) {
+        self.idle = true;
+    }
+
+    /// The watermark emitted, if any.
+    pub fn watermark(&self) -> Option<i64> {
+        self.watermark
+    }
+
+    /// The outcome of a source's poll: the records, `status`, the watermark and idleness.
+    pub fn into_source_output(self, status: crate::PollStatus) -> crate::SourceOutput {
+        let idle = self.idle && self.batch.is_empty() && self.watermark.is_none();
+        crate::SourceOutput { batch: self.batch, status, watermark: self.watermark, idle }
     }
 }
 

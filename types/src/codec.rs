@@ -44,6 +44,17 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(bincode::serde::encode_to_vec(value, config())?)
 }
 
+/// Appends the encoding of `value` to `out` (many values into one buffer, no allocation each).
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    bincode::serde::encode_into_std_write(value, out, config())?;
+    Ok(())
+}
+
+/// Decodes one `T` from the front of `bytes`; returns it and the bytes it took.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), CodecError> {
+    Ok(bincode::serde::decode_from_slice(bytes, config())?)
+}
+
 /// Decodes a whole `T` from `bytes`; bytes left over are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (value, used) = bincode::serde::decode_from_slice(bytes, config())?;
@@ -100,6 +111,17 @@ mod tests {
         assert_eq!(encode(&p).unwrap(), [1, b't', 6, 0, 3, 0]);
         let map: BTreeMap<String, u32> = [("k".to_string(), 300)].into();
         assert_eq!(encode(&map).unwrap(), [1, 1, b'k', 251, 44, 1]);
+    }
+
+    #[test]
+    fn values_appended_into_one_buffer_decode_one_by_one() {
+        let mut out = Vec::new();
+        encode_into(&(1u8, "a"), &mut out).unwrap();
+        encode_into(&(2u8, "bc"), &mut out).unwrap();
+        assert_eq!(out, [1, 1, b'a', 2, 2, b'b', b'c']);
+        let (first, used): ((u8, String), usize) = decode_prefix(&out).unwrap();
+        assert_eq!((first, used), ((1, "a".to_string()), 3));
+        assert_eq!(decode::<(u8, String)>(&out[used..]).unwrap(), (2, "bc".to_string()));
     }
 
     #[test]

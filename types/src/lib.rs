@@ -25,4 +25,4 @@ pub mod codec;
 pub mod task;
 
 pub use batch::{Batch, BatchError, BatchIter, Collector, Columns, Record, ValueWriter};
-pub use task::{Level, OperatorKind, PollStatus, SubtaskTag, TaskInfo};
+pub use task::{Level, OperatorKind, PollStatus, SourceOutput, SubtaskTag, TaskInfo};

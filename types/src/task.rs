@@ -34,6 +34,26 @@ pub enum PollStatus {
     Finished,
 }
 
+/// What one poll of a source produced (Flink's `SourceContext`: records, a watermark, idleness).
+#[derive(Debug)]
+pub struct SourceOutput {
+    /// The records, emitted before the watermark.
+    pub batch: crate::Batch,
+    /// Poll again, wait, or finished.
+    pub status: PollStatus,
+    /// The watermark to emit after the records.
+    pub watermark: Option<i64>,
+    /// The source's output is idle until it emits again.
+    pub idle: bool,
+}
+
+impl SourceOutput {
+    /// Records and a status, no watermark.
+    pub fn records(batch: crate::Batch, status: PollStatus) -> SourceOutput {
+        SourceOutput { batch, status, watermark: None, idle: false }
+    }
+}
+
 /// Identity of one subtask, as Flink's `RuntimeContext` gives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskInfo {

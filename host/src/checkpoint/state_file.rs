@@ -3,12 +3,23 @@
 //! `WFST` magic, a format version (u32 LE), the [`SubtaskSnapshot`] in the state codec
 //! ([`wasmflow_types::codec`]), and a CRC-32 of everything before it (u32 LE). A cut or flipped
 //! file is detected, never half-read.
+//!
+//! Versions: 2 adds keyed state (by key group) after the operator states; version 1 files
+//! (operator state only) are still read.
 
 use anyhow::{Result, bail};
-use wasmflow_state::SubtaskSnapshot;
+use wasmflow_state::{NamedStateSnapshot, SubtaskSnapshot};
 
 const MAGIC: &[u8; 4] = b"WFST";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The oldest version this build reads.
+const OLDEST_READABLE: u32 = 1;
+
+/// A version 1 snapshot: operator states only.
+#[derive(serde::Deserialize)]
+struct SnapshotV1 {
+    states: Vec<NamedStateSnapshot>,
+}
 
 /// Encodes a snapshot into state-file bytes.
 pub fn encode_state_file(snapshot: &SubtaskSnapshot) -> Result<Vec<u8>> {
@@ -32,10 +43,13 @@ pub fn decode_state_file(bytes: &[u8], what: &str) -> Result<SubtaskSnapshot> {
         bail!("{what}: checksum mismatch: the file is corrupt or was cut short");
     }
     let version = u32::from_le_bytes(content[4..8].try_into().expect("4 bytes"));
-    if version != VERSION {
-        bail!("{what}: state file format version {version} is not supported (this wasmflow reads version {VERSION})");
-    }
-    wasmflow_types::codec::decode(&content[8..]).map_err(|e| anyhow::anyhow!("{what}: cannot decode state: {e}"))
+    let body = &content[8..];
+    let decoded = match version {
+        1 => wasmflow_types::codec::decode::<SnapshotV1>(body).map(|v1| SubtaskSnapshot { states: v1.states, keyed: None }),
+        VERSION => wasmflow_types::codec::decode(body),
+        _ => bail!("{what}: state file format version {version} is not supported (this wasmflow reads versions {OLDEST_READABLE} to {VERSION})"),
+    };
+    decoded.map_err(|e| anyhow::anyhow!("{what}: cannot decode state: {e}"))
 }
 
 #[cfg(test)]
@@ -61,6 +75,23 @@ mod tests {
     fn round_trips() {
         let bytes = encode_state_file(&sample()).unwrap();
         assert_eq!(decode_state_file(&bytes, "x").unwrap(), sample());
+    }
+
+    /// A file written by the previous version (no keyed state) still restores.
+    #[test]
+    fn reads_version_1_files() {
+        let mut v1 = Vec::from(&MAGIC[..]);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&wasmflow_types::codec::encode(&(sample().states,)).unwrap());
+        let crc = crc32fast::hash(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_state_file(&v1, "old").unwrap(), sample());
+        let mut v9 = v1.clone();
+        v9[4] = 9;
+        let n = v9.len() - 4;
+        let crc = crc32fast::hash(&v9[..n]);
+        v9[n..].copy_from_slice(&crc.to_le_bytes());
+        assert!(decode_state_file(&v9, "new").unwrap_err().to_string().contains("version 9 is not supported (this wasmflow reads versions 1 to 2)"));
     }
 
     #[test]

@@ -16,6 +16,9 @@ wasmtime::component::bindgen!({
     with: {
         "wasmflow:operator/state.list-state": crate::engine::host::ListStateHandle,
         "wasmflow:operator/state.broadcast-state": crate::engine::host::BroadcastStateHandle,
+        "wasmflow:operator/keyed.value-state": crate::engine::host::KeyedStateHandle,
+        "wasmflow:operator/keyed.keyed-list-state": crate::engine::host::KeyedStateHandle,
+        "wasmflow:operator/keyed.map-state": crate::engine::host::KeyedStateHandle,
         "wasmflow:operator/kafka.consumer": crate::engine::host::ConsumerHandle,
         "wasmflow:operator/kafka.producer": crate::engine::host::ProducerHandle,
     },

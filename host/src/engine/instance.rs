@@ -6,8 +6,8 @@ use anyhow::Result;
 use wasmtime::{Store, UpdateDeadline};
 
 use async_trait::async_trait;
-use wasmflow_state::SubtaskSnapshot;
-use wasmflow_types::{Batch, OperatorKind, PollStatus, SubtaskTag, TaskInfo};
+use wasmflow_state::{SubtaskSnapshot, TimeDomain};
+use wasmflow_types::{Batch, OperatorKind, SourceOutput, SubtaskTag, TaskInfo};
 
 use super::bindings::OperatorModule as Bindings;
 use super::bindings::exports::wasmflow::operator::operator::Guest;
@@ -122,6 +122,7 @@ impl WasmInstance {
         let tag = self.store.data().tag.clone();
         self.store.data_mut().phase = phase;
         self.store.data_mut().call_deadline = Some(Instant::now() + self.call_timeout);
+        self.store.data_mut().call_millis = super::host::now_millis();
         let guest = self.bindings.wasmflow_operator_operator();
         let result = f(guest, &mut self.store).await;
         self.store.data_mut().call_deadline = None;
@@ -177,15 +178,32 @@ impl OperatorInstance for WasmInstance {
     }
 
     /// `poll`: a source produces up to `max_records` records.
-    async fn poll(&mut self, max_records: u32) -> Result<(Batch, PollStatus), GuestError> {
-        let (out, status) = self.call("poll", Phase::Running, move |g, s| Box::pin(async move { g.call_poll(s, max_records).await })).await?;
-        Ok((self.check_batch("poll", out)?, super::wire::poll_status(status)))
+    async fn poll(&mut self, max_records: u32) -> Result<SourceOutput, GuestError> {
+        let out = self.call("poll", Phase::Running, move |g, s| Box::pin(async move { g.call_poll(s, max_records).await })).await?;
+        let batch = self.check_batch("poll", out.batch)?;
+        Ok(SourceOutput { batch, status: super::wire::poll_status(out.status), watermark: out.watermark, idle: out.idle })
+    }
+
+    fn set_watermark(&mut self, watermark: i64) {
+        self.store.data_mut().state.watermark = watermark;
+    }
+
+    /// `on-timer` with the keys of the next due timestamp, if one is due.
+    async fn fire_timers(&mut self, domain: TimeDomain, time: i64) -> Result<Option<Batch>, GuestError> {
+        let Some(due) = self.store.data_mut().state.keyed.as_mut().and_then(|k| k.pop_due(domain, time)) else { return Ok(None) };
+        let (wire_domain, timestamp, keys) = (super::wire::time_domain(domain), due.timestamp, due.keys);
+        let out = self.call("on-timer", Phase::Running, move |g, s| Box::pin(async move { g.call_on_timer(s, wire_domain, timestamp, &keys).await })).await?;
+        Ok(Some(self.check_batch("on-timer", out)?))
+    }
+
+    fn next_processing_timer(&self) -> Option<i64> {
+        self.store.data().state.keyed.as_ref().and_then(|k| k.next_processing_timer())
     }
 
     /// `snapshot-state`, then a deep copy of the subtask's state (Flink's synchronous phase).
     async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot, GuestError> {
         self.call("snapshot-state", Phase::Snapshot, move |g, s| Box::pin(async move { g.call_snapshot_state(s, checkpoint_id, timestamp).await })).await?;
-        Ok(self.store.data().state.snapshot())
+        Ok(self.store.data_mut().state.snapshot(super::host::now_millis()))
     }
 
     /// `notify-checkpoint-complete`.

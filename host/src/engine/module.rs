@@ -13,7 +13,9 @@ use super::host::StoreData;
 use crate::untrusted::Symlinks;
 
 const PACKAGE: &str = "wasmflow:operator";
-const VERSION: &str = "0.1.0";
+/// The contract's version: 0.2.0 added keyed state, timers and watermarks (`keyed`,
+/// `clock.current-watermark`, `poll`'s `source-output`, the `on-timer` export).
+const VERSION: &str = "0.2.0";
 
 /// A capability interface that is linked only when the job file grants it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -87,11 +89,16 @@ impl OperatorModule {
         let mut imports = Vec::new();
         let mut capabilities = BTreeSet::new();
         for (name, _) in ty.imports(w) {
+            if let Some(other) = name.strip_prefix(PACKAGE).and_then(|r| r.split_once('@')).map(|(_, v)| v).filter(|v| *v != VERSION) {
+                bail!(
+                    "{file}: was built against version {other} of the wasmflow contract; this wasmflow speaks {VERSION}: rebuild it with the current guest-sdk (`wasmflow build`)"
+                );
+            }
             let iface = interface_name(name).ok_or_else(|| {
                 anyhow!("{file}: imports `{name}`, which is not part of the wasmflow contract ({PACKAGE}/*@{VERSION}); operators get no other capabilities")
             })?;
             let cap = match iface {
-                "state" | "log" | "clock" | "types" => None,
+                "state" | "keyed" | "log" | "clock" | "types" => None,
                 "kafka" => Some(Capability::Kafka),
                 "files" => Some(Capability::Files),
                 other => bail!("{file}: imports unknown interface `{PACKAGE}/{other}`"),
@@ -116,6 +123,7 @@ impl OperatorModule {
         let mut linker: Linker<StoreData> = Linker::new(w);
         wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         wit::state::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
+        wit::keyed::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         wit::clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         if capabilities.contains(&Capability::Files) {

@@ -2,6 +2,7 @@
 //! vocabulary ([`wasmflow_types`]) here, and the rest of the host never sees generated types.
 //! Moving a batch's columns copies nothing.
 
+use wasmflow_state::TimeDomain;
 use wasmflow_types::{Batch, BatchError, Columns, Level, OperatorKind, PollStatus, TaskInfo};
 
 use super::bindings::wasmflow::operator::{log, types as wire};
@@ -40,6 +41,13 @@ pub fn poll_status(status: wire::PollStatus) -> PollStatus {
         wire::PollStatus::Ready => PollStatus::Ready,
         wire::PollStatus::Idle(ms) => PollStatus::Idle(ms),
         wire::PollStatus::Finished => PollStatus::Finished,
+    }
+}
+
+pub fn time_domain(domain: TimeDomain) -> wire::TimeDomain {
+    match domain {
+        TimeDomain::EventTime => wire::TimeDomain::EventTime,
+        TimeDomain::ProcessingTime => wire::TimeDomain::ProcessingTime,
     }
 }
 

@@ -27,6 +27,11 @@ impl JobSection {
     pub fn chaining(&self) -> bool {
         self.chaining.unwrap_or(true)
     }
+
+    /// `[job] max-parallelism`: the number of key groups (default 128, as Flink's minimum).
+    pub fn max_parallelism(&self) -> u32 {
+        self.max_parallelism.unwrap_or(wasmflow_state::DEFAULT_MAX_PARALLELISM)
+    }
 }
 
 impl LimitsSpec {

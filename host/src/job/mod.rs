@@ -98,6 +98,10 @@ pub struct JobSection {
     /// handing batches over without a channel. See [`JobSpec::chains`].
     #[serde(default)]
     pub chaining: Option<bool>,
+    /// Number of key groups of keyed state (default 128, at most 32768): the highest
+    /// parallelism a keyed operator can ever be rescaled to, fixed for the life of its state.
+    #[serde(default)]
+    pub max_parallelism: Option<u32>,
 }
 
 /// `[checkpoints]`
@@ -233,6 +237,8 @@ impl JobSection {
         at_most(file, "job.channel-bytes", self.channel_bytes, 1 << 30, " bytes")?;
         at_least_one(file, "job.batch-size", self.batch_size)?;
         at_most(file, "job.batch-size", self.batch_size, 1 << 20, " records")?;
+        at_least_one(file, "job.max-parallelism", self.max_parallelism)?;
+        at_most(file, "job.max-parallelism", self.max_parallelism, wasmflow_state::MAX_MAX_PARALLELISM, " key groups")?;
         Ok(())
     }
 }
@@ -352,7 +358,9 @@ pub enum Partitioning {
     Forward,
     /// Batches go round-robin to the downstream subtasks.
     Rebalance,
-    /// Each record goes to downstream subtask `hash(key) mod parallelism`.
+    /// Each record goes to the downstream subtask that owns its key's key group
+    /// (`wasmflow_state::subtask_for_key`), so a keyed operator always sees a key on the subtask
+    /// that holds its state. Records without a key go to subtask 0.
     KeyHash,
 }
 
@@ -468,6 +476,14 @@ impl JobSpec {
         }
         self.topological_order()?;
         self.job.check(&self.path)?;
+        let max = self.job.max_parallelism();
+        if let Some(op) = self.operators.iter().find(|o| self.is_keyed(&o.id) && o.parallelism > max) {
+            bail!(
+                "{file}: operator '{}' is keyed (its input is key-hash) and has parallelism {}, over job.max-parallelism = {max}: a keyed operator cannot have more subtasks than key groups; raise [job] max-parallelism (before the first checkpoint: it is fixed for the life of keyed state)",
+                op.id,
+                op.parallelism
+            );
+        }
         self.limits.check(&self.path, "limits")?;
         for op in &self.operators {
             op.limits.check(&self.path, &format!("operators '{}' limits", op.id))?;
@@ -515,6 +531,13 @@ impl JobSpec {
     /// The operator with this id.
     pub fn operator(&self, id: &str) -> Option<&OperatorSpec> {
         self.operators.iter().find(|o| o.id == id)
+    }
+
+    /// Whether `id` is a keyed operator: it has inputs and every one is a `key-hash` edge, so
+    /// each key reaches one subtask and the operator may keep keyed state and timers.
+    pub fn is_keyed(&self, id: &str) -> bool {
+        let mut inputs = self.edges.iter().filter(|e| e.to == id).peekable();
+        inputs.peek().is_some() && inputs.all(|e| e.partitioning == Partitioning::KeyHash)
     }
 }
 

@@ -33,6 +33,8 @@ struct OperatorSetup<'a> {
     /// applies its startup mode.
     restored: Option<(u64, &'a OperatorMetadata)>,
     metrics: Arc<OperatorMetrics>,
+    /// For a keyed operator: (max-parallelism, parallelism), to give each subtask its key groups.
+    keyed: Option<(u32, u32)>,
 }
 
 impl<'a> OperatorSetup<'a> {
@@ -46,6 +48,7 @@ impl<'a> OperatorSetup<'a> {
             config: serde_json::to_string(&op.config.clone().unwrap_or_default())?,
             restored: restore.and_then(|c| c.metadata.operators.get(&op.id).map(|m| (c.metadata.checkpoint_id, m))),
             metrics: Arc::new(OperatorMetrics::default()),
+            keyed: job.is_keyed(&op.id).then_some((job.job.max_parallelism(), op.parallelism)),
         })
     }
 }
@@ -107,7 +110,7 @@ impl<'a> Attempt<'a> {
                     inputs.entry((edge.to.clone(), j)).or_default().push(rx);
                 }
                 let index = if edge.partitioning == Partitioning::Forward { 0 } else { i };
-                outputs.entry((edge.from.clone(), i)).or_default().push(EdgeOutput::new(edge.partitioning, senders, index));
+                outputs.entry((edge.from.clone(), i)).or_default().push(EdgeOutput::new(edge.partitioning, senders, index, job.job.max_parallelism()));
             }
         }
 
@@ -152,6 +155,7 @@ impl<'a> Attempt<'a> {
                     input: inputs.remove(&(chain.head().to_string(), index)).map(InputGate::new),
                     storage: storage.clone(),
                     batch_size,
+                    event_time: Default::default(),
                 };
                 a.tasks.push(tokio::spawn(subtask::run(task)));
             }
@@ -177,7 +181,7 @@ impl<'a> Attempt<'a> {
             Some(dir) => Some(FilesDir::open(self.job.resolve(dir))?),
             None => None,
         };
-        let store = restore::store_for(assignment, &op.id, index, setup.limits.state.clone());
+        let store = restore::state_for(assignment, &op.id, index, setup.limits.state.clone(), setup.keyed)?;
         let data = StoreData::new(tag.clone(), store, &setup.limits, files);
         let mut instance = module.instantiate(engine, data, setup.call_timeout).await?;
         match (instance.kind(), setup.has_inputs) {

@@ -11,7 +11,7 @@ use tokio::sync::mpsc::{self, Receiver, Sender};
 
 use wasmflow_types::Batch;
 
-use super::message::{Barrier, Message};
+use super::message::{Barrier, Message, WatermarkStatus};
 use crate::job::Partitioning;
 
 /// One channel between two subtasks, bounded twice: in messages (`capacity`) and in bytes of
@@ -41,7 +41,7 @@ pub struct ChannelReceiver {
 fn cost(message: &Message, budget: usize) -> usize {
     match message {
         Message::Records(batch) => batch.size_bytes().min(budget),
-        Message::Barrier(_) | Message::EndOfInput => 0,
+        Message::Barrier(_) | Message::Watermark(_) | Message::Status(_) | Message::EndOfInput => 0,
     }
 }
 
@@ -76,6 +76,8 @@ impl ChannelReceiver {
 /// The sending side of one edge, for one upstream subtask: one sender per downstream subtask.
 pub struct EdgeOutput {
     partitioning: Partitioning,
+    /// Key groups of the job (key-hash partitioning routes by key group).
+    max_parallelism: u32,
     senders: Vec<ChannelSender>,
     /// This upstream subtask's index (forward partitioning) and round-robin cursor (rebalance).
     index: usize,
@@ -87,18 +89,19 @@ pub struct EdgeOutput {
 #[error("downstream channel closed")]
 pub struct ChannelClosed;
 
-/// Stable hash of a record key for key-hash partitioning: CRC-32, identical on every machine
-/// and Rust version (unlike `std`'s hasher). Records without a key go to subtask 0.
-pub fn key_partition(key: Option<&[u8]>, parallelism: usize) -> usize {
+/// The downstream subtask of a key-hash edge for a record key: the owner of the key's key
+/// group (`wasmflow_state::subtask_for_key`), so records meet their keyed state. Records without
+/// a key go to subtask 0.
+pub fn key_partition(key: Option<&[u8]>, max_parallelism: u32, parallelism: usize) -> usize {
     match key {
-        Some(k) => crc32fast::hash(k) as usize % parallelism,
+        Some(k) => wasmflow_state::subtask_for_key(k, max_parallelism, parallelism as u32) as usize,
         None => 0,
     }
 }
 
 impl EdgeOutput {
-    pub fn new(partitioning: Partitioning, senders: Vec<ChannelSender>, index: usize) -> Self {
-        EdgeOutput { partitioning, next: index, senders, index }
+    pub fn new(partitioning: Partitioning, senders: Vec<ChannelSender>, index: usize, max_parallelism: u32) -> Self {
+        EdgeOutput { partitioning, max_parallelism, next: index, senders, index }
     }
 
     /// Sends a batch according to the partitioning.
@@ -113,8 +116,10 @@ impl EdgeOutput {
                 self.next = self.next.wrapping_add(1);
                 self.send_to(target, Message::Records(batch)).await
             }
+            // One consumer owns every key group: nothing to split.
+            Partitioning::KeyHash if self.senders.len() == 1 => self.send_to(0, Message::Records(batch)).await,
             Partitioning::KeyHash => {
-                for (target, part) in split_by_key(&batch, self.senders.len()).into_iter().enumerate() {
+                for (target, part) in split_by_key(&batch, self.max_parallelism, self.senders.len()).into_iter().enumerate() {
                     if !part.is_empty() {
                         self.send_to(target, Message::Records(part)).await?;
                     }
@@ -124,7 +129,7 @@ impl EdgeOutput {
         }
     }
 
-    /// Sends a barrier or end-of-input to every downstream subtask.
+    /// Sends a barrier, watermark, status or end-of-input to every downstream subtask.
     pub async fn broadcast(&mut self, message: Message) -> Result<(), ChannelClosed> {
         for i in 0..self.senders.len() {
             self.send_to(i, message.clone()).await?;
@@ -137,11 +142,11 @@ impl EdgeOutput {
     }
 }
 
-/// Splits a batch into one batch per downstream subtask by key hash, keeping record order.
-pub fn split_by_key(batch: &Batch, parallelism: usize) -> Vec<Batch> {
+/// Splits a batch into one batch per downstream subtask by key group, keeping record order.
+pub fn split_by_key(batch: &Batch, max_parallelism: u32, parallelism: usize) -> Vec<Batch> {
     let mut parts: Vec<Batch> = (0..parallelism).map(|_| Batch::new()).collect();
     for r in batch {
-        parts[key_partition(r.key, parallelism)].push(r.key, r.value, r.timestamp);
+        parts[key_partition(r.key, max_parallelism, parallelism)].push(r.key, r.value, r.timestamp);
     }
     parts
 }
@@ -152,6 +157,10 @@ pub enum InputEvent {
     Records(Batch),
     /// Every input channel delivered this barrier: take the snapshot now.
     BarrierAligned(Barrier),
+    /// The lowest watermark over the active input channels rose to this.
+    Watermark(i64),
+    /// Every input channel is idle (or one is active again): pass it on.
+    Status(WatermarkStatus),
     /// Every input channel has ended.
     AllEnded,
 }
@@ -167,12 +176,105 @@ pub struct InputGate {
     pending_barrier: Option<Barrier>,
     all_ended_reported: bool,
     cursor: usize,
+    watermarks: WatermarkValve,
+}
+
+/// Flink's `StatusWatermarkValve`: the operator's watermark is the lowest over its input
+/// channels that are active and aligned; idle channels are left out; when every channel is idle
+/// the operator's output is idle too. A channel that becomes active again with a watermark
+/// below the operator's takes part again only once it has caught up (watermarks never go back).
+#[derive(Debug)]
+struct WatermarkValve {
+    channels: Vec<ChannelWatermark>,
+    /// The last watermark passed on.
+    output: i64,
+    output_idle: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ChannelWatermark {
+    watermark: i64,
+    idle: bool,
+    aligned: bool,
+}
+
+impl WatermarkValve {
+    fn new(n: usize) -> Self {
+        WatermarkValve { channels: vec![ChannelWatermark { watermark: i64::MIN, idle: false, aligned: true }; n], output: i64::MIN, output_idle: false }
+    }
+
+    /// A watermark on channel `c`; the new output watermark if it rose.
+    fn watermark(&mut self, c: usize, watermark: i64) -> Option<i64> {
+        let ch = &mut self.channels[c];
+        if ch.idle || watermark <= ch.watermark {
+            return None;
+        }
+        ch.watermark = watermark;
+        if watermark >= self.output {
+            ch.aligned = true;
+        }
+        self.advance()
+    }
+
+    /// Channel `c` became idle or active; what to pass on: a status change and/or a watermark.
+    fn status(&mut self, c: usize, status: WatermarkStatus) -> (Option<WatermarkStatus>, Option<i64>) {
+        let ch = &mut self.channels[c];
+        match status {
+            WatermarkStatus::Idle if !ch.idle => {
+                ch.idle = true;
+                ch.aligned = false;
+                if self.channels.iter().all(|c| c.idle) {
+                    self.output_idle = true;
+                    return (Some(WatermarkStatus::Idle), None);
+                }
+                (None, self.advance())
+            }
+            WatermarkStatus::Active if ch.idle => {
+                ch.idle = false;
+                ch.aligned = ch.watermark >= self.output;
+                if self.output_idle {
+                    self.output_idle = false;
+                    return (Some(WatermarkStatus::Active), None);
+                }
+                (None, None)
+            }
+            _ => (None, None),
+        }
+    }
+
+    /// Channel `c` ended: it holds nothing back any more.
+    fn end(&mut self, c: usize) -> Option<i64> {
+        self.channels[c] = ChannelWatermark { watermark: i64::MAX, idle: false, aligned: true };
+        // The ended channel is not idle: the output is not either (the subtask loop says so
+        // downstream before it passes the watermark on).
+        self.output_idle = false;
+        self.advance()
+    }
+
+    /// The lowest watermark over active, aligned channels, if above the last output.
+    fn advance(&mut self) -> Option<i64> {
+        let low = self.channels.iter().filter(|c| !c.idle && c.aligned).map(|c| c.watermark).min()?;
+        if low > self.output {
+            self.output = low;
+            Some(low)
+        } else {
+            None
+        }
+    }
 }
 
 impl InputGate {
     pub fn new(inputs: Vec<ChannelReceiver>) -> Self {
         let n = inputs.len();
-        InputGate { inputs, blocked: vec![false; n], ended: vec![false; n], pending_barrier: None, all_ended_reported: false, cursor: 0 }
+        InputGate {
+            inputs,
+            blocked: vec![false; n],
+            ended: vec![false; n],
+            pending_barrier: None,
+            all_ended_reported: false,
+            cursor: 0,
+            watermarks: WatermarkValve::new(n),
+        }
     }
 
     /// Next event; `None` when every upstream sender is gone (teardown).
@@ -190,11 +292,26 @@ impl InputGate {
                         return Some(InputEvent::BarrierAligned(b));
                     }
                 }
+                Message::Watermark(w) => {
+                    if let Some(w) = self.watermarks.watermark(channel, w) {
+                        return Some(InputEvent::Watermark(w));
+                    }
+                }
+                Message::Status(status) => match self.watermarks.status(channel, status) {
+                    (Some(s), _) => return Some(InputEvent::Status(s)),
+                    (None, Some(w)) => return Some(InputEvent::Watermark(w)),
+                    (None, None) => {}
+                },
                 Message::EndOfInput => {
                     self.ended[channel] = true;
+                    // An ended input is at the end of event time, idle or not.
+                    let watermark = self.watermarks.end(channel);
                     if !self.all_ended_reported && self.ended.iter().all(|&x| x) {
                         self.all_ended_reported = true;
                         return Some(InputEvent::AllEnded);
+                    }
+                    if let Some(w) = watermark {
+                        return Some(InputEvent::Watermark(w));
                     }
                 }
             }
@@ -244,20 +361,26 @@ mod tests {
     #[test]
     fn key_split_keeps_every_record_once_and_in_order() {
         let keys = ["a", "bb", "ccc", "a", "dddd"];
-        let parts = split_by_key(&batch(&keys), 3);
+        let parts = split_by_key(&batch(&keys), 128, 3);
         for (p, part) in parts.iter().enumerate() {
             // Each record keeps its own key, value and timestamp, in the original order.
             let expected: Vec<(&[u8], &[u8], i64)> = keys
                 .iter()
                 .enumerate()
-                .filter(|(_, k)| key_partition(Some(k.as_bytes()), 3) == p)
+                .filter(|(_, k)| key_partition(Some(k.as_bytes()), 128, 3) == p)
                 .map(|(i, k)| (k.as_bytes(), k.as_bytes(), i as i64))
                 .collect();
             let got: Vec<(&[u8], &[u8], i64)> = part.iter().map(|r| (r.key.unwrap(), r.value, r.timestamp)).collect();
             assert_eq!(got, expected, "partition {p}");
         }
         assert_eq!(parts.iter().map(|p| p.len()).sum::<usize>(), 5);
-        assert_eq!(key_partition(None, 3), 0);
+        assert_eq!(key_partition(None, 128, 3), 0);
+        // The owner of the key's key group, as a restore assigns the groups.
+        for k in keys {
+            let kg = wasmflow_state::key_group(k.as_bytes(), 128);
+            let owner = key_partition(Some(k.as_bytes()), 128, 3) as u32;
+            assert!(wasmflow_state::KeyGroupRange::for_subtask(128, 3, owner).contains(kg));
+        }
     }
 
     /// Batches from a guest are bounded in bytes, not only in number: with a budget of 3 KiB,
@@ -288,6 +411,40 @@ mod tests {
         huge.push(None, &vec![b'y'; 100 * 1024], 0);
         tx.send(Message::Records(huge)).await.expect("an oversized batch passes alone");
         assert_eq!(tx.bytes_in_flight(), 3 * 1024);
+    }
+
+    /// The lowest watermark of the active channels goes on; an idle channel is left out; all
+    /// idle makes the output idle; a channel back from idle behind the output waits to catch up.
+    #[tokio::test]
+    async fn watermarks_take_the_minimum_over_active_channels() {
+        let (tx0, rx0) = channel(8, 1 << 20);
+        let (tx1, rx1) = channel(8, 1 << 20);
+        let mut gate = InputGate::new(vec![rx0, rx1]);
+        let next = async |gate: &mut InputGate| match gate.next().await.unwrap() {
+            InputEvent::Watermark(w) => format!("wm {w}"),
+            InputEvent::Status(s) => format!("{s:?}"),
+            e => format!("{e:?}"),
+        };
+        tx0.send(Message::Watermark(10)).await.unwrap();
+        tx1.send(Message::Watermark(5)).await.unwrap();
+        assert_eq!(next(&mut gate).await, "wm 5", "both channels have one now: the lower");
+        tx1.send(Message::Watermark(20)).await.unwrap();
+        assert_eq!(next(&mut gate).await, "wm 10");
+        tx0.send(Message::Status(WatermarkStatus::Idle)).await.unwrap();
+        assert_eq!(next(&mut gate).await, "wm 20", "the idle channel no longer holds it back");
+        tx1.send(Message::Status(WatermarkStatus::Idle)).await.unwrap();
+        assert_eq!(next(&mut gate).await, "Idle");
+        tx0.send(Message::Status(WatermarkStatus::Active)).await.unwrap();
+        assert_eq!(next(&mut gate).await, "Active");
+        // Channel 0 is at 10, behind the output (20): it does not pull the watermark back, and
+        // counts again once it passes 20.
+        tx0.send(Message::Watermark(15)).await.unwrap();
+        tx0.send(Message::Watermark(30)).await.unwrap();
+        assert_eq!(next(&mut gate).await, "wm 30");
+        tx0.send(Message::Watermark(30)).await.unwrap();
+        tx0.send(Message::EndOfInput).await.unwrap();
+        tx1.send(Message::EndOfInput).await.unwrap();
+        assert_eq!(next(&mut gate).await, "AllEnded", "a repeated watermark passes nothing on");
     }
 
     #[tokio::test]

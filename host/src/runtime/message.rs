@@ -1,7 +1,7 @@
 //! What travels on a channel between two subtasks.
 //!
-//! Barriers travel **in-band**, after the records that precede them, exactly like Flink's
-//! checkpoint barriers; every message is serde-serializable so that a channel can later be a
+//! Barriers and watermarks travel **in-band**, after the records that precede them, exactly like
+//! Flink's checkpoint barriers and watermarks; every message is serde-serializable so that a channel can later be a
 //! network connection between machines without changing the protocol.
 
 use serde::{Deserialize, Serialize};
@@ -15,6 +15,16 @@ pub struct Barrier {
     pub timestamp: i64,
 }
 
+/// Whether an upstream subtask's output counts for its consumers' watermark (Flink's
+/// `WatermarkStatus`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WatermarkStatus {
+    /// The upstream is idle (a source marked itself idle): leave its channel out of the minimum.
+    Idle,
+    /// The upstream emits again.
+    Active,
+}
+
 /// One message on a channel.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Message {
@@ -22,6 +32,11 @@ pub enum Message {
     Records(Batch),
     /// A checkpoint barrier.
     Barrier(Barrier),
+    /// Event time: no record at or below this timestamp follows on this channel. A bounded
+    /// input ends with `i64::MAX`, which fires every event-time timer.
+    Watermark(i64),
+    /// The upstream became idle or active again.
+    Status(WatermarkStatus),
     /// The upstream subtask has no more records (it may still send barriers for the final
     /// checkpoint, as in Flink's FLIP-147).
     EndOfInput,

@@ -7,6 +7,11 @@
 //! members head to tail. Each member keeps its own tag, state, metrics and progress, and
 //! acknowledges checkpoints under its own tag, so the coordinator and the checkpoint format do
 //! not know whether operators were chained.
+//!
+//! Event time: a source's watermarks, and the lowest watermark over an operator's inputs
+//! ([`InputGate`]), advance each member in turn — firing its due event-time timers, whose output
+//! flows on down the chain ahead of the watermark — and then go to the tail's consumers.
+//! Processing-time timers fire between batches when the wall clock reaches them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,9 +22,10 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
 use super::channel::{EdgeOutput, InputEvent, InputGate};
+use wasmflow_state::TimeDomain;
 use wasmflow_types::{Batch, OperatorKind, PollStatus, SubtaskTag};
 
-use super::message::{Barrier, Message};
+use super::message::{Barrier, Message, WatermarkStatus};
 use crate::checkpoint::{CheckpointStorage, StateFileRef};
 use crate::engine::GuestError;
 use crate::instance::OperatorInstance;
@@ -81,6 +87,21 @@ pub struct SubtaskLoop {
     pub input: Option<InputGate>,
     pub storage: Arc<dyn CheckpointStorage>,
     pub batch_size: u32,
+    /// What the loop has told its consumers about event time.
+    pub event_time: OutputEventTime,
+}
+
+/// The watermark and idleness a loop last passed on.
+#[derive(Debug)]
+pub struct OutputEventTime {
+    watermark: i64,
+    idle: bool,
+}
+
+impl Default for OutputEventTime {
+    fn default() -> Self {
+        OutputEventTime { watermark: i64::MIN, idle: false }
+    }
 }
 
 /// Where an operator's subtask is in its life, for close-once and the `finished` flag of its
@@ -146,6 +167,56 @@ impl SubtaskLoop {
         Ok(())
     }
 
+    /// The chain's event time reached `watermark` at member `from`: each member from there on
+    /// takes it and fires its due event-time timers (their output flows on down the chain, ahead
+    /// of the watermark), then the tail's consumers get it. Watermarks never go back.
+    async fn advance_watermark(&mut self, from: usize, watermark: i64) -> Result<()> {
+        if watermark <= self.event_time.watermark {
+            return Ok(());
+        }
+        for k in from..self.chain.len() {
+            self.chain[k].instance.set_watermark(watermark);
+            while let Some(out) = self.chain[k].instance.fire_timers(TimeDomain::EventTime, watermark).await? {
+                self.emit_from(k, out).await?;
+            }
+        }
+        self.event_time.watermark = watermark;
+        // A watermark makes the output active (as Flink's valve does when one passes).
+        self.set_idle(false).await?;
+        self.broadcast(Message::Watermark(watermark)).await
+    }
+
+    /// Passes an idle/active change on (once per change).
+    async fn set_idle(&mut self, idle: bool) -> Result<()> {
+        if self.event_time.idle == idle {
+            return Ok(());
+        }
+        self.event_time.idle = idle;
+        self.broadcast(Message::Status(if idle { WatermarkStatus::Idle } else { WatermarkStatus::Active })).await
+    }
+
+    /// When the earliest processing-time timer of the chain is due. A closed member's timers
+    /// never fire: nothing may reach it, or leave it, after `close`.
+    fn next_processing_timer(&self) -> Option<Instant> {
+        let at = self.chain.iter().filter(|m| !m.progress.closed).filter_map(|m| m.instance.next_processing_timer()).min()?;
+        let wait = at.saturating_sub(crate::engine::host::now_millis()).max(0) as u64;
+        Some(Instant::now() + Duration::from_millis(wait))
+    }
+
+    /// Fires every processing-time timer that is due, member by member.
+    async fn fire_processing_timers(&mut self) -> Result<()> {
+        let now = crate::engine::host::now_millis();
+        for k in 0..self.chain.len() {
+            if self.chain[k].progress.closed {
+                continue;
+            }
+            while let Some(out) = self.chain[k].instance.fire_timers(TimeDomain::ProcessingTime, now).await? {
+                self.emit_from(k, out).await?;
+            }
+        }
+        Ok(())
+    }
+
     async fn broadcast(&mut self, message: Message) -> Result<()> {
         for out in &mut self.outputs {
             out.broadcast(message.clone()).await?;
@@ -202,10 +273,13 @@ impl SubtaskLoop {
     }
 
     /// The chain's input has ended (the head source finished, or every input channel ended):
-    /// each member in turn reaches the end of its input — a transform or sink is closed and what
-    /// it emits flows on down the chain; a source is only marked finished (it is closed at
-    /// shutdown). Then the tail's consumers learn it.
+    /// event time jumps to the end (`i64::MAX`: every event-time timer fires, as when Flink's
+    /// bounded input ends), then each member in turn reaches the end of its input — a transform
+    /// or sink is closed and what it emits flows on down the chain; a source is only marked
+    /// finished (it is closed at shutdown). Then the tail's consumers learn it.
     async fn end_of_input(&mut self) -> Result<()> {
+        self.set_idle(false).await?;
+        self.advance_watermark(0, i64::MAX).await?;
         for k in 0..self.chain.len() {
             let member = &mut self.chain[k];
             if member.instance.kind() != OperatorKind::Source && !member.progress.closed {
@@ -245,9 +319,18 @@ impl SubtaskLoop {
                 }
                 continue;
             }
-            let (batch, status) = self.chain[0].instance.poll(self.batch_size).await?;
-            self.emit_from(0, batch).await?;
-            match status {
+            let out = self.chain[0].instance.poll(self.batch_size).await?;
+            if !out.batch.is_empty() || out.watermark.is_some() {
+                self.set_idle(false).await?;
+            }
+            self.emit_from(0, out.batch).await?;
+            if let Some(watermark) = out.watermark {
+                self.advance_watermark(0, watermark).await?;
+            }
+            if out.idle {
+                self.set_idle(true).await?;
+            }
+            match out.status {
                 PollStatus::Ready => {}
                 PollStatus::Idle(ms) => idle_until = Some(Instant::now() + Duration::from_millis(ms.max(1) as u64)),
                 PollStatus::Finished => {
@@ -261,12 +344,14 @@ impl SubtaskLoop {
     async fn run_operator(&mut self) -> Result<()> {
         let mut gate = self.input.take().expect("operators have an input gate");
         loop {
+            let timer = self.next_processing_timer();
             tokio::select! {
                 biased;
                 c = self.control.recv() => match c {
                     Some(c) => if let Next::Shutdown = self.handle(c).await? { return self.shutdown().await },
                     None => return Ok(()),
                 },
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => self.fire_processing_timers().await?,
                 ev = gate.next() => match ev {
                     None => return Ok(()),
                     Some(InputEvent::Records(batch)) => {
@@ -279,6 +364,8 @@ impl SubtaskLoop {
                         self.snapshot(barrier).await?;
                         self.broadcast(Message::Barrier(barrier)).await?;
                     }
+                    Some(InputEvent::Watermark(w)) => self.advance_watermark(0, w).await?,
+                    Some(InputEvent::Status(s)) => self.set_idle(s == WatermarkStatus::Idle).await?,
                     Some(InputEvent::AllEnded) => self.end_of_input().await?,
                 },
             }

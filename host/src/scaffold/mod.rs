@@ -14,12 +14,15 @@ pub enum Kind {
     Source,
     Map,
     Sink,
+    /// A `KeyedProcessFunction`: keyed state and timers.
+    Keyed,
 }
 
 const CARGO: &str = include_str!("templates/Cargo.toml.tmpl");
 const SOURCE: &str = include_str!("templates/source.rs.tmpl");
 const MAP: &str = include_str!("templates/map.rs.tmpl");
 const SINK: &str = include_str!("templates/sink.rs.tmpl");
+const KEYED: &str = include_str!("templates/keyed.rs.tmpl");
 
 /// The environment variable naming the guest-sdk directory.
 pub const SDK_ENV: &str = "WASMFLOW_SDK";
@@ -75,6 +78,7 @@ pub fn new_operator(name: &str, kind: Kind, parent: &Path, sdk: &Path) -> Result
         Kind::Source => SOURCE,
         Kind::Map => MAP,
         Kind::Sink => SINK,
+        Kind::Keyed => KEYED,
     };
     std::fs::write(dir.join("src/lib.rs"), fill(lib))?;
     std::fs::write(dir.join(".gitignore"), "/target\n")?;
@@ -92,7 +96,7 @@ mod tests {
     #[test]
     fn writes_a_crate_for_each_kind() {
         let dir = tempfile::tempdir().unwrap();
-        for (kind, marker) in [(Kind::Source, "export_source!"), (Kind::Map, "export_map!"), (Kind::Sink, "export_sink!")] {
+        for (kind, marker) in [(Kind::Source, "export_source!"), (Kind::Map, "export_map!"), (Kind::Sink, "export_sink!"), (Kind::Keyed, "export_keyed!")] {
             let name = format!("op-{kind:?}").to_lowercase();
             let path = new_operator(&name, kind, dir.path(), &repo_sdk()).unwrap();
             let lib = std::fs::read_to_string(path.join("src/lib.rs")).unwrap();

@@ -6,10 +6,18 @@
 //! old subtask's progress (docs/state.md), so it can tell exactly which
 //! numbers were already emitted under the old parallelism and emit each remaining one once.
 //!
-//! Record: key = the number in decimal, value = `prefix` + number (zero-padded to `value-bytes`
-//! if set), timestamp = the number.
+//! Record: key = the number in decimal (or `key-<n mod keys>` with `keys`), value = `prefix` +
+//! number (zero-padded to `value-bytes` if set), timestamp = the number (minus a deterministic
+//! jitter of up to `jitter-ms`, for out-of-order event time).
+//!
+//! With `watermark-delay-ms` the generator emits a watermark after every poll: the highest
+//! timestamp emitted minus the delay minus one (Flink's bounded out-of-orderness). With the delay
+//! at least the jitter no record is ever late.
+
+use std::time::Duration;
 
 use wasmflow_guest_sdk::prelude::*;
+use wasmflow_guest_sdk::watermarks::BoundedOutOfOrderness;
 
 /// Configuration (`[operators.config]` in the job file).
 #[derive(Debug, Deserialize)]
@@ -27,6 +35,37 @@ pub struct GeneratorConfig {
     /// (`record-000042`; the number still parses). Default: no padding.
     #[serde(default)]
     pub value_bytes: Option<usize>,
+    /// Keys cycle over this many distinct values, `key-0` … (default: the number itself).
+    #[serde(default)]
+    pub keys: Option<u64>,
+    /// Each timestamp is the number minus `(n * 2654435761) mod (jitter-ms + 1)`: records come
+    /// out of timestamp order by up to this much (default 0).
+    #[serde(default)]
+    pub jitter_ms: u64,
+    /// Emit watermarks for records at most this much out of order (default: no watermarks).
+    #[serde(default)]
+    pub watermark_delay_ms: Option<u64>,
+}
+
+impl GeneratorConfig {
+    /// The event time of number `n`.
+    pub fn timestamp(&self, n: u64) -> i64 {
+        let jitter = n.wrapping_mul(2_654_435_761) % (self.jitter_ms + 1);
+        n as i64 - jitter as i64
+    }
+
+    /// The key of number `n`, written into `buffer`.
+    pub fn key<'a>(&self, n: u64, digits: &'a mut itoa::Buffer, buffer: &'a mut Vec<u8>) -> &'a [u8] {
+        match self.keys {
+            Some(keys) => {
+                buffer.clear();
+                buffer.extend_from_slice(b"key-");
+                buffer.extend_from_slice(digits.format(n % keys.max(1)).as_bytes());
+                buffer
+            }
+            None => digits.format(n).as_bytes(),
+        }
+    }
 }
 
 fn default_prefix() -> String {
@@ -47,6 +86,7 @@ pub struct Generator {
     next: u64,
     state: ListState<Progress>,
     last_poll_millis: i64,
+    watermarks: Option<BoundedOutOfOrderness>,
 }
 
 impl Generator {
@@ -58,7 +98,9 @@ impl Generator {
 impl Source for Generator {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
         let config: GeneratorConfig = ctx.config()?;
+        let watermarks = config.watermark_delay_ms.map(|d| BoundedOutOfOrderness::new(Duration::from_millis(d)));
         Ok(Generator {
+            watermarks,
             config,
             index: ctx.subtask_index() as u64,
             parallelism: ctx.parallelism() as u64,
@@ -83,21 +125,29 @@ impl Source for Generator {
         // Key and value are built in buffers reused across records, the number formatted by
         // `itoa` rather than `fmt`: the generator is the benchmarks' source, so it should cost
         // little next to the operators being measured.
-        let (mut digits, mut value) = (itoa::Buffer::new(), Vec::new());
+        let (mut digits, mut key_digits, mut key_buffer, mut value) = (itoa::Buffer::new(), itoa::Buffer::new(), Vec::new(), Vec::new());
         while budget > 0 && self.next < self.config.count {
             let n = self.next;
             self.next += self.parallelism;
             if self.already_emitted(n) {
                 continue;
             }
-            let key = digits.format(n).as_bytes();
+            let number = digits.format(n).as_bytes();
             value.clear();
             value.extend_from_slice(self.config.prefix.as_bytes());
-            let padding = self.config.value_bytes.unwrap_or(0).saturating_sub(self.config.prefix.len() + key.len());
+            let padding = self.config.value_bytes.unwrap_or(0).saturating_sub(self.config.prefix.len() + number.len());
             value.resize(value.len() + padding, b'0');
-            value.extend_from_slice(key);
-            out.emit(Some(key), &value, n as i64);
+            value.extend_from_slice(number);
+            let timestamp = self.config.timestamp(n);
+            let key = self.config.key(n, &mut key_digits, &mut key_buffer);
+            out.emit(Some(key), &value, timestamp);
+            if let Some(w) = self.watermarks.as_mut() {
+                w.on_event(timestamp);
+            }
             budget -= 1;
+        }
+        if let Some(w) = self.watermarks.as_ref().filter(|w| w.has_events()) {
+            out.emit_watermark(w.current_watermark());
         }
         Ok(if self.next >= self.config.count { PollStatus::Finished } else { PollStatus::Ready })
     }
@@ -152,6 +202,22 @@ mod tests {
         assert_eq!(values[0], "record-000");
         assert_eq!(values[11], "record-011");
         assert_eq!(drain(&mut ParallelHarness::open_fresh("gen", 1, serde_json::json!({"count": 3, "value-bytes": 64})).unwrap(), 10, 1), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn keys_cycle_timestamps_jitter_and_watermarks_follow_the_bound() {
+        let config = serde_json::json!({"count": 200, "keys": 3, "jitter-ms": 5, "watermark-delay-ms": 5});
+        let mut job = ParallelHarness::<WasmflowOperator>::open_fresh("gen", 1, config).unwrap();
+        let sub = &mut job.subtasks[0];
+        let (records, _) = sub.poll(100).unwrap();
+        assert_eq!(records[4].key.as_deref(), Some(&b"key-1"[..]));
+        let max = records.iter().map(|r| r.timestamp).max().unwrap();
+        assert!(records.iter().enumerate().all(|(n, r)| r.timestamp <= n as i64 && r.timestamp >= n as i64 - 5));
+        assert!(records.iter().enumerate().any(|(n, r)| r.timestamp < n as i64), "some records are out of order");
+        assert_eq!(sub.last_watermark(), Some(max - 5 - 1));
+        // No record after the watermark is at or below it: none is late.
+        let (more, _) = sub.poll(100).unwrap();
+        assert!(more.iter().all(|r| r.timestamp > max - 6));
     }
 
     #[test]

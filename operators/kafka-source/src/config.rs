@@ -64,6 +64,15 @@ pub struct SourceConfig {
     /// How long one fetch waits for a record (default 100 ms, Flink's `flink.poll-timeout`).
     #[serde(default = "default_poll_timeout")]
     pub fetch_timeout_ms: u32,
+    /// Event time: emit watermarks for records at most this many ms out of order, generated per
+    /// partition; the source's watermark is the lowest over its partitions (docs/kafka-source.md
+    /// §13). Absent = no watermarks.
+    #[serde(default)]
+    pub watermark_delay_ms: Option<u64>,
+    /// With watermarks: a partition without records for this long is left out of the minimum
+    /// until it has records again (Flink's `withIdleness`). Absent = partitions never go idle.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -77,6 +86,9 @@ fn default_poll_timeout() -> u32 {
 impl SourceConfig {
     /// Checks what serde cannot: one of topics / topic-pattern, mode-specific keys.
     pub fn validate(&self, now_ms: i64) -> Result<(), String> {
+        if self.idle_timeout_ms.is_some() && self.watermark_delay_ms.is_none() {
+            return Err("idle-timeout-ms only applies to watermarks: set watermark-delay-ms too (or remove idle-timeout-ms)".into());
+        }
         match (self.topics.is_empty(), &self.topic_pattern) {
             (true, None) => return Err("set `topics` (a non-empty list) or `topic-pattern` (a regex)".into()),
             (false, Some(_)) => return Err("set either `topics` or `topic-pattern`, not both".into()),

@@ -22,7 +22,11 @@ pub mod sentinel;
 use wasmflow_guest_sdk::prelude::*;
 
 use crate::config::SourceConfig;
-use crate::core::{KafkaClient, KafkaSourceCore, Polled};
+use std::time::Duration;
+
+use wasmflow_guest_sdk::watermarks::PartitionWatermarks;
+
+use crate::core::{KafkaClient, KafkaSourceCore, Polled, Tp};
 
 /// `OFFSETS_STATE_NAME` (docs/kafka-source.md §1).
 pub const OFFSETS_STATE_NAME: &str = "topic-partition-offset-states";
@@ -34,6 +38,17 @@ pub struct KafkaSource {
     ctx: RuntimeContext,
     state: ListState<(String, i32, i64)>,
     client: Option<Box<dyn KafkaClient>>,
+    /// Per-partition watermark generators, with `watermark-delay-ms`.
+    watermarks: Option<PartitionWatermarks<Tp>>,
+}
+
+/// Per-partition generators as configured (docs/kafka-source.md §13).
+fn watermarks(config: &SourceConfig) -> Option<PartitionWatermarks<Tp>> {
+    let generators = PartitionWatermarks::new(Duration::from_millis(config.watermark_delay_ms?));
+    Some(match config.idle_timeout_ms {
+        Some(ms) => generators.with_idleness(Duration::from_millis(ms)),
+        None => generators,
+    })
 }
 
 impl KafkaSource {
@@ -49,7 +64,7 @@ impl Source for KafkaSource {
         let config: SourceConfig = ctx.config()?;
         config.validate(wasmflow_guest_sdk::log::now_millis()).map_err(|e| anyhow!("kafka source config: {e}"))?;
         let core = KafkaSourceCore::new(config.clone(), ctx.subtask_index(), ctx.parallelism(), ctx.checkpointing_enabled(), None);
-        Ok(KafkaSource { core, config, ctx: ctx.clone(), state: ListState::default(), client: None })
+        Ok(KafkaSource { core, watermarks: watermarks(&config), config, ctx: ctx.clone(), state: ListState::default(), client: None })
     }
 
     fn open(&mut self) -> Result<()> {
@@ -68,9 +83,28 @@ impl Source for KafkaSource {
                 for r in &records {
                     out.emit(r.key.as_deref(), &r.value, r.timestamp);
                 }
+                if let Some(w) = self.watermarks.as_mut() {
+                    for r in &records {
+                        w.on_event((r.topic.clone(), r.partition), r.timestamp, now);
+                    }
+                    // A partition without records yet holds the watermark back (as in Flink),
+                    // unless it is idle.
+                    for tp in self.core.subscribed().keys() {
+                        w.add_partition(tp.clone(), now);
+                    }
+                    match w.current_watermark(now) {
+                        Some(watermark) => out.emit_watermark(watermark),
+                        None => out.mark_idle(),
+                    }
+                }
                 Ok(PollStatus::Ready)
             }
-            Polled::Idle => Ok(PollStatus::Idle(self.config.partition_discovery_interval_ms.unwrap_or(1000).clamp(1, 60_000) as u32)),
+            Polled::Idle => {
+                // No partitions: idle, so downstream watermarks do not wait for this subtask
+                // (docs/kafka-source.md §8 step 5).
+                out.mark_idle();
+                Ok(PollStatus::Idle(self.config.partition_discovery_interval_ms.unwrap_or(1000).clamp(1, 60_000) as u32))
+            }
             Polled::Finished => Ok(PollStatus::Finished),
         }
     }

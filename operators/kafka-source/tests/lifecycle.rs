@@ -199,3 +199,35 @@ fn a_subtask_without_partitions_is_idle_and_bounded_mode_finishes() {
     assert_eq!(drain(&mut core, &mut kafka).len(), 3);
     assert_eq!(core.poll(&mut kafka, 10, 0).unwrap(), Polled::Finished);
 }
+
+/// docs/kafka-source.md §13, Flink's `testPeriodicWatermarks`: one generator per partition, the
+/// source's watermark is the lowest: partition maxima 3 / 12 / 102 give 3 (minus the bound and
+/// one). (How the minimum moves when a partition advances is `PartitionWatermarks`'s test.)
+#[test]
+fn watermarks_are_generated_per_partition_and_the_lowest_is_emitted() {
+    use wasmflow_guest_sdk::{Collector, PollStatus, RuntimeContext, Source};
+    use wasmflow_op_kafka_source::KafkaSource;
+
+    let mut kafka = FakeKafka::default();
+    kafka.logs.insert("t".into(), vec![vec![(1, "a".into()), (3, "b".into())], vec![(12, "c".into())], vec![(102, "d".into())]]);
+    let config = serde_json::json!({"topics": ["t"], "startup-mode": "earliest", "watermark-delay-ms": 0, "properties": {"group.id": "g"}});
+    let ctx = RuntimeContext::new("kafka", 0, 1, config.clone());
+    let mut source = KafkaSource::create(&ctx).unwrap().with_client(Box::new(kafka));
+    source.open().unwrap();
+    let mut out = Collector::new();
+    assert_eq!(source.poll(&mut out, 100).unwrap(), PollStatus::Ready);
+    assert_eq!(out.len(), 4);
+    assert_eq!(out.watermark(), Some(3 - 1));
+
+    // A subtask without partitions marks itself idle (docs/kafka-source.md §8), so downstream
+    // watermarks do not wait for it.
+    let mut kafka = FakeKafka::default().with_topic("t", 1, 3);
+    let idle_index = if assign("t", 0, 2) == 0 { 1 } else { 0 };
+    let ctx = RuntimeContext::new("kafka", idle_index as u32, 2, config);
+    let mut source = KafkaSource::create(&ctx).unwrap().with_client(Box::new(std::mem::take(&mut kafka)));
+    source.open().unwrap();
+    let mut out = Collector::new();
+    assert!(matches!(source.poll(&mut out, 100).unwrap(), PollStatus::Idle(_)));
+    let polled = out.into_source_output(PollStatus::Ready);
+    assert!(polled.idle && polled.watermark.is_none());
+}

@@ -10,6 +10,7 @@ mod control;
 mod durability;
 mod kafka_connector;
 mod kafka_source;
+mod keyed;
 mod native;
 mod pipeline;
 mod recovery;

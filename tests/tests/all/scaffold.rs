@@ -8,9 +8,9 @@ use wasmflow_tests::{wasmflow_bin, workspace_root};
 #[test]
 fn each_scaffold_tests_and_builds() {
     let dir = tempfile::tempdir().unwrap();
-    // One target directory for the three crates, so dependencies and std build once.
+    // One target directory for the four crates, so dependencies and std build once.
     let target = workspace_root().join("target/scaffold-test");
-    for kind in ["source", "map", "sink"] {
+    for kind in ["source", "map", "sink", "keyed"] {
         let name = format!("my-{kind}");
         let status = Command::new(wasmflow_bin()).args(["new", &name, "--kind", kind, "--dir"]).arg(dir.path()).status().unwrap();
         assert!(status.success(), "wasmflow new {name}");

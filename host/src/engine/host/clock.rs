@@ -5,7 +5,11 @@ use crate::engine::bindings::wasmflow::operator::clock::Host;
 
 impl Host for StoreData {
     fn now_millis(&mut self) -> anyhow::Result<i64> {
-        Ok(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0))
+        Ok(super::keyed::now_millis())
+    }
+
+    fn current_watermark(&mut self) -> anyhow::Result<i64> {
+        Ok(self.state.watermark)
     }
 
     fn monotonic_nanos(&mut self) -> anyhow::Result<u64> {

@@ -6,23 +6,27 @@
 mod clock;
 mod files;
 mod kafka;
+mod keyed;
 pub(crate) mod log;
 mod state;
 
 use std::time::Instant;
 
-use wasmflow_state::{OperatorStateStore, StateLimits};
+use wasmflow_state::{StateLimits, SubtaskState};
 use wasmflow_types::SubtaskTag;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 pub use self::files::{FilesDir, record_attempt, recorded_attempt};
+pub(crate) use self::keyed::now_millis;
 pub use self::log::LogBudget;
 
 /// A registered list state, as handed to the guest (index into the subtask's store).
 pub struct ListStateHandle(pub(crate) usize);
 /// A registered broadcast state, as handed to the guest.
 pub struct BroadcastStateHandle(pub(crate) usize);
+/// A registered keyed state (value, list or map), as handed to the guest.
+pub struct KeyedStateHandle(pub(crate) usize);
 /// A Kafka consumer the host runs for the guest.
 pub struct ConsumerHandle(pub(crate) crate::connectors::kafka::KafkaConsumer);
 /// A Kafka producer the host runs for the guest.
@@ -43,7 +47,7 @@ pub enum Phase {
 pub struct StoreData {
     pub(crate) tag: SubtaskTag,
     pub(crate) table: ResourceTable,
-    pub(crate) state: OperatorStateStore,
+    pub(crate) state: SubtaskState,
     pub(crate) phase: Phase,
     pub(crate) memory: StoreLimits,
     /// Linear memory limit, bytes (for the message when a guest hits it).
@@ -53,6 +57,9 @@ pub struct StoreData {
     pub(crate) started: Instant,
     /// Deadline of the guest call in progress (checked on every epoch tick).
     pub(crate) call_deadline: Option<Instant>,
+    /// Processing time (ms since the epoch) when the guest call in progress began: the "now" of
+    /// keyed-state TTL.
+    pub(crate) call_millis: i64,
     /// Largest batch the guest may return.
     pub(crate) max_batch_bytes: usize,
     pub(crate) kafka_limits: crate::connectors::kafka::KafkaLimits,
@@ -73,13 +80,13 @@ pub struct SubtaskLimits {
 }
 
 impl StoreData {
-    /// Data for a new subtask attempt. `state` is empty or restored.
-    /// The tag and the state store, for a subtask that runs natively (no store, no sandbox).
-    pub fn into_parts(self) -> (SubtaskTag, OperatorStateStore) {
+    /// The tag and the state, for a subtask that runs natively (no store, no sandbox).
+    pub fn into_parts(self) -> (SubtaskTag, SubtaskState) {
         (self.tag, self.state)
     }
 
-    pub fn new(tag: SubtaskTag, state: OperatorStateStore, limits: &SubtaskLimits, files: Option<FilesDir>) -> Self {
+    /// Data for a new subtask attempt. `state` is empty or restored.
+    pub fn new(tag: SubtaskTag, state: SubtaskState, limits: &SubtaskLimits, files: Option<FilesDir>) -> Self {
         StoreData {
             tag,
             table: ResourceTable::new(),
@@ -98,15 +105,21 @@ impl StoreData {
             log: LogBudget::new(limits.log_line_bytes, limits.log_lines_per_second),
             started: Instant::now(),
             call_deadline: None,
+            call_millis: 0,
             max_batch_bytes: limits.batch_bytes,
             kafka_limits: limits.kafka.clone(),
             kafka_clients: 0,
         }
     }
 
-    /// The subtask's state store (to snapshot it after `snapshot-state`).
-    pub fn state(&self) -> &OperatorStateStore {
+    /// The subtask's state (to snapshot it after `snapshot-state`).
+    pub fn state(&self) -> &SubtaskState {
         &self.state
+    }
+
+    /// The subtask's state, mutably (timers are taken from it as they fire).
+    pub fn state_mut(&mut self) -> &mut SubtaskState {
+        &mut self.state
     }
 
     /// The subtask's tag.

@@ -13,7 +13,7 @@ use crate::engine::bindings::wasmflow::operator::state::{Host, HostBroadcastStat
 type GuestResult<T> = Result<Result<T, String>>;
 
 impl StoreData {
-    fn check_registration(&self, name: &str) -> Result<(), String> {
+    pub(super) fn check_registration(&self, name: &str) -> Result<(), String> {
         if self.phase != Phase::InitializeState {
             return Err(format!("state '{name}' registered during {:?}: register state in initialize_state (Flink's initializeState)", self.phase));
         }
@@ -24,7 +24,7 @@ impl StoreData {
         if let Err(e) = self.check_registration(&name) {
             return Ok(Err(e));
         }
-        match self.state.register_list(&name, mode, TypeInfo { type_name, schema }) {
+        match self.state.operator.register_list(&name, mode, TypeInfo { type_name, schema }) {
             Ok(id) => Ok(Ok(self.table.push(ListStateHandle(id))?)),
             Err(e) => Ok(Err(e.to_string())),
         }
@@ -61,7 +61,7 @@ impl Host for StoreData {
         }
         let key = TypeInfo { type_name: key_type_name, schema: key_schema };
         let value = TypeInfo { type_name: value_type_name, schema: value_schema };
-        match self.state.register_broadcast(&name, key, value) {
+        match self.state.operator.register_broadcast(&name, key, value) {
             Ok(id) => Ok(Ok(self.table.push(BroadcastStateHandle(id))?)),
             Err(e) => Ok(Err(e.to_string())),
         }
@@ -75,27 +75,27 @@ fn guest<T, E: ToString>(r: Result<T, E>) -> GuestResult<T> {
 impl HostListState for StoreData {
     fn get(&mut self, h: Resource<ListStateHandle>) -> Result<Vec<Vec<u8>>> {
         let id = self.list_id(&h)?;
-        Ok(self.state.list_get(id)?)
+        Ok(self.state.operator.list_get(id)?)
     }
 
     fn add(&mut self, h: Resource<ListStateHandle>, element: Vec<u8>) -> GuestResult<()> {
         let id = self.list_id(&h)?;
-        guest(self.state.list_add(id, element))
+        guest(self.state.operator.list_add(id, element))
     }
 
     fn add_all(&mut self, h: Resource<ListStateHandle>, elements: Vec<Vec<u8>>) -> GuestResult<()> {
         let id = self.list_id(&h)?;
-        guest(self.state.list_add_all(id, elements))
+        guest(self.state.operator.list_add_all(id, elements))
     }
 
     fn update(&mut self, h: Resource<ListStateHandle>, elements: Vec<Vec<u8>>) -> GuestResult<()> {
         let id = self.list_id(&h)?;
-        guest(self.state.list_update(id, elements))
+        guest(self.state.operator.list_update(id, elements))
     }
 
     fn clear(&mut self, h: Resource<ListStateHandle>) -> Result<()> {
         let id = self.list_id(&h)?;
-        Ok(self.state.list_clear(id)?)
+        Ok(self.state.operator.list_clear(id)?)
     }
 
     fn drop(&mut self, h: Resource<ListStateHandle>) -> Result<()> {
@@ -109,32 +109,32 @@ impl HostListState for StoreData {
 impl HostBroadcastState for StoreData {
     fn get(&mut self, h: Resource<BroadcastStateHandle>, key: Vec<u8>) -> Result<Option<Vec<u8>>> {
         let id = self.map_id(&h)?;
-        Ok(self.state.map_get(id, &key)?)
+        Ok(self.state.operator.map_get(id, &key)?)
     }
 
     fn put(&mut self, h: Resource<BroadcastStateHandle>, key: Vec<u8>, value: Vec<u8>) -> GuestResult<()> {
         let id = self.map_id(&h)?;
-        guest(self.state.map_put(id, key, value))
+        guest(self.state.operator.map_put(id, key, value))
     }
 
     fn remove(&mut self, h: Resource<BroadcastStateHandle>, key: Vec<u8>) -> Result<()> {
         let id = self.map_id(&h)?;
-        Ok(self.state.map_remove(id, &key)?)
+        Ok(self.state.operator.map_remove(id, &key)?)
     }
 
     fn contains(&mut self, h: Resource<BroadcastStateHandle>, key: Vec<u8>) -> Result<bool> {
         let id = self.map_id(&h)?;
-        Ok(self.state.map_contains(id, &key)?)
+        Ok(self.state.operator.map_contains(id, &key)?)
     }
 
     fn entries(&mut self, h: Resource<BroadcastStateHandle>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let id = self.map_id(&h)?;
-        Ok(self.state.map_entries(id)?)
+        Ok(self.state.operator.map_entries(id)?)
     }
 
     fn clear(&mut self, h: Resource<BroadcastStateHandle>) -> Result<()> {
         let id = self.map_id(&h)?;
-        Ok(self.state.map_clear(id)?)
+        Ok(self.state.operator.map_clear(id)?)
     }
 
     fn drop(&mut self, h: Resource<BroadcastStateHandle>) -> Result<()> {
