@@ -2,19 +2,26 @@ import org.apache.flink.api.common.functions.OpenContext;
 import org.apache.flink.api.common.functions.RichMapFunction;
 import org.apache.flink.api.common.state.ValueState;
 import org.apache.flink.api.common.state.ValueStateDescriptor;
+import org.apache.flink.configuration.CheckpointingOptions;
+import org.apache.flink.configuration.Configuration;
 import org.apache.flink.streaming.api.environment.StreamExecutionEnvironment;
 import org.apache.flink.streaming.api.functions.sink.v2.DiscardingSink;
 
 /**
  * sequence of N numbers, keyed by "key-" + (n mod K) -> count per key in keyed ValueState ->
- * discard; args: N K parallelism. The keys are strings, as wasmflow's are bytes.
+ * discard; args: N K parallelism CHECKPOINT_DIR. The keys are strings, as wasmflow's are bytes.
+ * Checkpoints go to files in CHECKPOINT_DIR, as wasmflow's do (the default in-memory checkpoint
+ * storage refuses state over 5 MB, and a million counts is more).
  */
 public class KeyedCountJob {
     public static void main(String[] args) throws Exception {
         long n = Long.parseLong(args[0]);
         long keys = Long.parseLong(args[1]);
         int p = Integer.parseInt(args[2]);
-        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment();
+        Configuration config = new Configuration();
+        config.set(CheckpointingOptions.CHECKPOINT_STORAGE, "filesystem");
+        config.set(CheckpointingOptions.CHECKPOINTS_DIRECTORY, "file://" + args[3]);
+        StreamExecutionEnvironment env = StreamExecutionEnvironment.getExecutionEnvironment(config);
         env.setParallelism(p);
         env.setMaxParallelism(128);
         env.enableCheckpointing(1000);
