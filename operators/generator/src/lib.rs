@@ -58,8 +58,9 @@ impl GeneratorConfig {
         n as i64 - jitter as i64
     }
 
-    /// The key of number `n`, written into `buffer`.
-    pub fn key<'a>(&self, n: u64, digits: &'a mut itoa::Buffer, buffer: &'a mut Vec<u8>) -> &'a [u8] {
+    /// The key of number `n`, whose decimal digits are `number`: those digits themselves (not
+    /// formatted twice), or `key-<n mod keys>` written into `buffer`.
+    pub fn key<'a>(&self, n: u64, number: &'a [u8], digits: &'a mut itoa::Buffer, buffer: &'a mut Vec<u8>) -> &'a [u8] {
         match self.keys {
             Some(keys) => {
                 buffer.clear();
@@ -67,7 +68,7 @@ impl GeneratorConfig {
                 buffer.extend_from_slice(digits.format(n % keys.max(1)).as_bytes());
                 buffer
             }
-            None => digits.format(n).as_bytes(),
+            None => number,
         }
     }
 }
@@ -143,7 +144,7 @@ impl Source for Generator {
             value.resize(value.len() + padding, b'0');
             value.extend_from_slice(number);
             let timestamp = self.config.timestamp(n);
-            let key = self.config.key(n, &mut key_digits, &mut key_buffer);
+            let key = self.config.key(n, number, &mut key_digits, &mut key_buffer);
             out.emit(Some(key), &value, timestamp);
             if let Some(w) = self.watermarks.as_mut() {
                 w.on_event(timestamp);
