@@ -175,7 +175,7 @@ impl<F: Factory> OperatorHarness<F> {
         let mut state = self.subtask.state();
         let keyed = state.keyed.as_mut().ok_or_else(|| anyhow!("this operator is not keyed"))?;
         let id = keyed.id_of(name).ok_or_else(|| anyhow!("no keyed state named '{name}'"))?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+        let now = crate::log::now_millis();
         keyed.value_get(id, key, now)?.map(|b| decode(&b)).transpose()
     }
 

@@ -48,6 +48,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasmflow_state::{KeyedStateBackend, KeyedStateId, TimeDomain};
 
+use crate::log::now_millis;
 use crate::state::{Backend, SharedStore, decode, encode, lock, type_info};
 
 thread_local! {
@@ -118,18 +119,6 @@ fn unregistered(what: &str) -> anyhow::Error {
 #[cfg(target_arch = "wasm32")]
 fn host_error(e: String) -> anyhow::Error {
     anyhow!(e)
-}
-
-/// Processing time now, ms since the Unix epoch.
-fn now_millis() -> i64 {
-    #[cfg(target_arch = "wasm32")]
-    {
-        crate::bindings::wasmflow::operator::clock::now_millis()
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
-    }
 }
 
 impl Backend {

@@ -143,8 +143,7 @@ impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
     /// `snapshot_state`, then a deep copy of the state, as the host takes it at a barrier.
     pub fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot> {
         self.op.snapshot_state(checkpoint_id, timestamp)?;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-        Ok(lock(&self.store).snapshot(now))
+        Ok(lock(&self.store).snapshot(crate::log::now_millis()))
     }
 
     /// `notify_checkpoint_complete`.
