@@ -1,7 +1,7 @@
 //! `make bench`: every benchmark of issue #6, each a side-by-side comparison taken in one run,
 //! and `bench/REPORT.md` (tables, targets, the plot `bench/throughput.png`).
 //!
-//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [flink] [keyed]`
+//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [flink] [keyed] [incremental]`
 //! runs only the named parts (all by default) and still writes the report with what ran.
 //! Timings are medians of repeated runs; memory is measured with a counting allocator, so it is
 //! exact for the host's heap.
@@ -9,6 +9,7 @@
 mod alloc;
 mod checkpoint;
 mod flink;
+mod incremental;
 mod kafka;
 mod keyed;
 mod pipeline;
@@ -20,7 +21,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-const PARTS: [&str; 7] = ["startup", "restore", "pipeline", "checkpoints", "kafka", "flink", "keyed"];
+const PARTS: [&str; 8] = ["startup", "restore", "pipeline", "checkpoints", "kafka", "flink", "keyed", "incremental"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -76,6 +77,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("keyed") {
         report.push_str(&keyed::report(&keyed::measure(&rt)?)?);
+    }
+    if wanted("incremental") {
+        report.push_str(&incremental::report(&incremental::measure()?)?);
     }
     let out = root.join("REPORT.md");
     std::fs::write(&out, &report)?;

@@ -142,8 +142,14 @@ impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
 
     /// `snapshot_state`, then a deep copy of the state, as the host takes it at a barrier.
     pub fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot> {
+        self.snapshot_state_since(checkpoint_id, timestamp, None)
+    }
+
+    /// As [`snapshot_state`](Self::snapshot_state); keyed state tracking its changes copies
+    /// only what changed since checkpoint `keyed_since` when it can (incremental checkpoints).
+    pub fn snapshot_state_since(&mut self, checkpoint_id: u64, timestamp: i64, keyed_since: Option<u64>) -> Result<SubtaskSnapshot> {
         self.op.snapshot_state(checkpoint_id, timestamp)?;
-        Ok(lock(&self.store).snapshot(crate::log::now_millis()))
+        Ok(lock(&self.store).snapshot_since(crate::log::now_millis(), checkpoint_id, keyed_since))
     }
 
     /// `notify_checkpoint_complete`.

@@ -52,8 +52,9 @@ pub trait OperatorInstance: Send {
     fn next_processing_timer(&self) -> Option<i64>;
 
     /// `snapshot_state`, then a copy of the subtask's state as it is now (Flink's synchronous
-    /// phase).
-    async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot, GuestError>;
+    /// phase). Keyed state tracking its changes copies only what changed since checkpoint
+    /// `keyed_since` when it can (`SubtaskState::snapshot_since`).
+    async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64, keyed_since: Option<u64>) -> Result<SubtaskSnapshot, GuestError>;
 
     /// The checkpoint is complete and durable everywhere.
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<(), GuestError>;

@@ -174,8 +174,8 @@ impl OperatorInstance for NativeInstance {
     }
 
     /// `snapshot-state`, then a deep copy of the subtask's state.
-    async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<SubtaskSnapshot, GuestError> {
-        self.call("snapshot-state", |s| s.snapshot_state(checkpoint_id, timestamp))
+    async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64, keyed_since: Option<u64>) -> Result<SubtaskSnapshot, GuestError> {
+        self.call("snapshot-state", |s| s.snapshot_state_since(checkpoint_id, timestamp, keyed_since))
     }
 
     /// `notify-checkpoint-complete`.

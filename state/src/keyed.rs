@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::incremental::{ChangeLog, Changes};
 use crate::keygroups::{KeyGroupRange, key_group};
 use crate::{StateLimits, TypeInfo};
 
@@ -154,6 +155,13 @@ struct Timers {
 }
 
 impl Timers {
+    fn queue_ref(&self, domain: TimeDomain) -> &BTreeSet<(i64, Vec<u8>)> {
+        match domain {
+            TimeDomain::EventTime => &self.event,
+            TimeDomain::ProcessingTime => &self.processing,
+        }
+    }
+
     fn queue(&mut self, domain: TimeDomain) -> &mut BTreeSet<(i64, Vec<u8>)> {
         match domain {
             TimeDomain::EventTime => &mut self.event,
@@ -182,6 +190,8 @@ pub enum KeyedValue {
     List(Vec<Vec<u8>>),
     /// A map's entries, sorted by map key, each with the time of its last write.
     Map(Vec<(Vec<u8>, Vec<u8>, i64)>),
+    /// In an incremental snapshot: the key's entry was removed since the base.
+    Deleted,
 }
 
 /// One key's value of one state.
@@ -216,8 +226,11 @@ pub struct KeyGroupSnapshot {
     /// first, which for a million keys is most of a snapshot's cost — and decoded only by the
     /// subtask that restores this key group ([`KeyGroupSnapshot::decode_entries`]).
     pub entries: Vec<u8>,
-    /// Its timers, sorted by (domain, timestamp, key).
+    /// Its timers, sorted by (domain, timestamp, key). In an incremental snapshot: the timers
+    /// registered since the base.
     pub timers: Vec<TimerEntry>,
+    /// In an incremental snapshot: the timers deleted or fired since the base. Empty otherwise.
+    pub removed_timers: Vec<TimerEntry>,
 }
 
 impl KeyGroupSnapshot {
@@ -249,6 +262,7 @@ enum ValueRef<'a> {
     Value(&'a [u8], i64),
     List(&'a [Vec<u8>]),
     Map(MapRef<'a>),
+    Deleted,
 }
 
 /// A map's entries as the sequence of `(key, value, written)` that [`KeyedValue::Map`] holds.
@@ -274,6 +288,54 @@ impl Slot {
     }
 }
 
+/// A snapshot's key groups being filled: one entry buffer and timer lists per group of the range.
+struct GroupBuffers {
+    max_parallelism: u32,
+    range: KeyGroupRange,
+    entries: Vec<Vec<u8>>,
+    timers: Vec<Vec<TimerEntry>>,
+    removed: Vec<Vec<TimerEntry>>,
+}
+
+impl GroupBuffers {
+    fn new(max_parallelism: u32, range: KeyGroupRange) -> Self {
+        let n = range.len() as usize;
+        GroupBuffers { max_parallelism, range, entries: vec![Vec::new(); n], timers: vec![Vec::new(); n], removed: vec![Vec::new(); n] }
+    }
+
+    /// Every key was checked against the range when it was written or restored.
+    fn index(&self, key: &[u8]) -> Option<usize> {
+        key_group(key, self.max_parallelism).checked_sub(self.range.start).map(|i| i as usize).filter(|&i| i < self.entries.len())
+    }
+
+    fn entry(&mut self, entry: &EntryRef<'_>) {
+        if let Some(i) = self.index(entry.key) {
+            // Encoding bytes and integers into a Vec has no failure case (no I/O, no
+            // unsupported serde feature).
+            wasmflow_types::codec::encode_into(entry, &mut self.entries[i]).expect("encoding keyed state into memory cannot fail");
+        }
+    }
+
+    /// A timer that is registered (`present`) or, in an increment, one that was removed.
+    fn timer(&mut self, timer: TimerEntry, present: bool) {
+        if let Some(i) = self.index(&timer.key) {
+            if present { &mut self.timers[i] } else { &mut self.removed[i] }.push(timer);
+        }
+    }
+
+    fn finish(self) -> Vec<KeyGroupSnapshot> {
+        let start = self.range.start;
+        self.entries
+            .into_iter()
+            .zip(self.timers)
+            .zip(self.removed)
+            .enumerate()
+            .filter(|(_, ((e, t), r))| !e.is_empty() || !t.is_empty() || !r.is_empty())
+            .map(|(i, ((entries, timers), removed_timers))| KeyGroupSnapshot { key_group: start + i as u32, entries, timers, removed_timers })
+            .collect()
+    }
+}
+
 /// One subtask's keyed state at a checkpoint.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyedSnapshot {
@@ -285,6 +347,10 @@ pub struct KeyedSnapshot {
     pub states: Vec<KeyedStateDescriptor>,
     /// The key groups that hold entries or timers, ascending.
     pub groups: Vec<KeyGroupSnapshot>,
+    /// `None` for a full snapshot. For an incremental one, the checkpoint it builds on: its
+    /// groups hold only what changed since (docs/state.md, incremental checkpoints), and it is
+    /// restored by applying it to that checkpoint's keyed state.
+    pub base: Option<u64>,
 }
 
 /// The keyed state and timers of one subtask of a keyed operator (heap backend).
@@ -298,6 +364,8 @@ pub struct KeyedStateBackend {
     total_bytes: usize,
     /// The last key checked against the range (most calls repeat the record's key).
     last_checked: Vec<u8>,
+    /// What changed since earlier snapshots, when incremental snapshots are wanted.
+    changes: Option<ChangeLog>,
 }
 
 fn printable(key: &[u8]) -> String {
@@ -333,11 +401,32 @@ impl KeyedStateBackend {
             timers: Timers::default(),
             total_bytes: 0,
             last_checked: Vec::new(),
+            changes: None,
+        }
+    }
+
+    /// Starts noting what changes, so that [`snapshot_since`](Self::snapshot_since) can write
+    /// incremental snapshots. Costs a set insertion per changed key between snapshots.
+    pub fn track_changes(&mut self) {
+        self.changes.get_or_insert_with(ChangeLog::default);
+    }
+
+    fn note_entry(&mut self, id: KeyedStateId, key: &[u8]) {
+        if let Some(log) = &mut self.changes {
+            log.current.entry(id, key);
+        }
+    }
+
+    fn note_timer(&mut self, domain: TimeDomain, timestamp: i64, key: &[u8]) {
+        if let Some(log) = &mut self.changes {
+            log.current.timer(domain, timestamp, key);
         }
     }
 
     /// A backend for `range` restored from the snapshots of the old subtasks: every key group of
-    /// `range` comes from whichever snapshot holds it (whole groups, never re-hashed).
+    /// `range` comes from whichever snapshot holds it (whole groups, never re-hashed). An
+    /// incremental snapshot applies to what the snapshots before it restored: pass each old
+    /// subtask's full snapshot followed by its increments, in order.
     pub fn restore<'a>(
         max_parallelism: u32,
         range: KeyGroupRange,
@@ -352,15 +441,20 @@ impl KeyedStateBackend {
             // Map the snapshot's state indexes to ours (descriptors are merged by name).
             let ids: Vec<KeyedStateId> = snapshot.states.iter().map(|d| backend.carry(d)).collect();
             for group in snapshot.groups.iter().filter(|g| range.contains(g.key_group)) {
-                for e in &group.decode_entries()? {
+                for e in group.decode_entries()? {
                     let id = *ids.get(e.state as usize).ok_or(KeyedStateError::UnknownHandle(e.state as usize))?;
-                    let slot = match &e.value {
-                        KeyedValue::Value(v, t) => Slot::Value(Stamped { bytes: v.clone(), written: *t }),
-                        KeyedValue::List(items) => Slot::List(items.clone()),
-                        KeyedValue::Map(m) => Slot::Map(m.iter().map(|(k, v, t)| (k.clone(), Stamped { bytes: v.clone(), written: *t })).collect()),
+                    let slot = match e.value {
+                        KeyedValue::Value(bytes, written) => Some(Slot::Value(Stamped { bytes, written })),
+                        KeyedValue::List(items) => Some(Slot::List(items)),
+                        KeyedValue::Map(m) => Some(Slot::Map(m.into_iter().map(|(k, bytes, written)| (k, Stamped { bytes, written })).collect())),
+                        KeyedValue::Deleted => None,
                     };
-                    backend.total_bytes += slot.bytes() + e.key.len();
-                    backend.states[id].slots.insert(e.key.clone(), slot);
+                    backend.put_slot(id, &e.key, slot);
+                }
+                for t in &group.removed_timers {
+                    if backend.timers.queue(t.domain).remove(&(t.timestamp, t.key.clone())) {
+                        backend.total_bytes -= timer_bytes(&t.key);
+                    }
                 }
                 for t in &group.timers {
                     if backend.timers.queue(t.domain).insert((t.timestamp, t.key.clone())) {
@@ -372,9 +466,27 @@ impl KeyedStateBackend {
         Ok(backend)
     }
 
-    /// Adds a restored state's descriptor if the name is new; its id either way.
+    /// Merges an old subtask's full snapshot and its increments into one full snapshot (what
+    /// `inspect` shows and what a restore starts from). `chain` must start with a full snapshot.
+    pub fn merge_chain(chain: &[KeyedSnapshot]) -> Result<KeyedSnapshot, KeyedStateError> {
+        let first = chain.first().ok_or_else(|| KeyedStateError::Corrupt { key_group: 0, reason: "an empty chain of keyed snapshots".into() })?;
+        if first.base.is_some() || chain[1..].iter().any(|s| s.base.is_none()) {
+            return Err(KeyedStateError::Corrupt {
+                key_group: first.range.start,
+                reason: "the chain of keyed snapshots must be one full snapshot followed by increments".into(),
+            });
+        }
+        let unlimited = StateLimits { max_states: usize::MAX, max_entry_bytes: usize::MAX, max_total_bytes: usize::MAX };
+        let mut merged = Self::restore(first.max_parallelism, first.range, unlimited, chain)?;
+        // i64::MIN: keep every entry, expired or not; the restoring subtask applies the TTL.
+        Ok(merged.snapshot(i64::MIN))
+    }
+
+    /// Adds a restored state's descriptor if the name is new (a later snapshot's description
+    /// of a known name replaces the earlier one); its id either way.
     fn carry(&mut self, d: &KeyedStateDescriptor) -> KeyedStateId {
         if let Some(&id) = self.by_name.get(&d.name) {
+            self.states[id].descriptor = d.clone();
             return id;
         }
         let id = self.states.len();
@@ -503,6 +615,7 @@ impl KeyedStateBackend {
     /// Replaces the slot of `key` (None removes it), keeping the byte count. The key is copied
     /// only when it is new.
     fn put_slot(&mut self, id: KeyedStateId, key: &[u8], slot: Option<Slot>) {
+        self.note_entry(id, key);
         let data = &mut self.states[id];
         let new = slot.as_ref().map(|s| s.bytes() + key.len()).unwrap_or(0);
         let old = match (slot, data.slots.get_mut(key)) {
@@ -566,6 +679,7 @@ impl KeyedStateBackend {
         let old = self.slot_bytes(id, key);
         let added = if old == 0 { key.len() } else { 0 } + element.len();
         self.check_size(element.len(), old, old + added)?;
+        self.note_entry(id, key);
         let data = &mut self.states[id];
         match data.slots.entry(key.to_vec()).or_insert_with(|| Slot::List(Vec::new())) {
             Slot::List(items) => items.push(element),
@@ -617,6 +731,7 @@ impl KeyedStateBackend {
         let key_bytes = if map.is_none() { key.len() } else { 0 };
         let new_entry = user_key.len() + value.len();
         self.check_size(user_key.len().max(value.len()), old_entry, new_entry + key_bytes)?;
+        self.note_entry(id, key);
         match self.states[id].slots.entry(key.to_vec()).or_insert_with(|| Slot::Map(BTreeMap::new())) {
             Slot::Map(m) => m.insert(user_key, Stamped { bytes: value, written: now }),
             _ => unreachable!("map state holds maps"),
@@ -631,6 +746,9 @@ impl KeyedStateBackend {
         self.state(id, KeyedKind::Map)?;
         let data = &mut self.states[id];
         if let Some(Slot::Map(m)) = data.slots.get_mut(key) {
+            if let Some(log) = &mut self.changes {
+                log.current.entry(id, key);
+            }
             if let Some(v) = m.remove(user_key) {
                 self.total_bytes -= user_key.len() + v.bytes.len();
             }
@@ -660,6 +778,7 @@ impl KeyedStateBackend {
         // A timer is held like state: its key and timestamp count against `state-bytes`.
         let size = timer_bytes(key);
         self.check_size(key.len(), 0, size)?;
+        self.note_timer(domain, timestamp, key);
         self.timers.queue(domain).insert(timer);
         self.total_bytes += size;
         Ok(())
@@ -670,6 +789,7 @@ impl KeyedStateBackend {
         self.check_key(key)?;
         if self.timers.queue(domain).remove(&(timestamp, key.to_vec())) {
             self.total_bytes -= timer_bytes(key);
+            self.note_timer(domain, timestamp, key);
         }
         Ok(())
     }
@@ -690,6 +810,9 @@ impl KeyedStateBackend {
             }
             let key = queue.pop_first().expect("first exists").1;
             self.total_bytes -= timer_bytes(&key);
+            if let Some(log) = &mut self.changes {
+                log.current.timer(domain, timestamp, &key);
+            }
             keys.push(key);
         }
         Some(DueTimers { domain, timestamp, keys })
@@ -710,66 +833,113 @@ impl KeyedStateBackend {
     /// straight into their key group's buffer, one pass over each state's map.
     pub fn snapshot(&mut self, now: i64) -> KeyedSnapshot {
         self.drop_expired(now);
+        self.encode_all()
+    }
+
+    /// The snapshot for checkpoint `checkpoint_id`: with change tracking on and `since` (the
+    /// newest complete checkpoint) one this backend took a snapshot for, only what changed
+    /// since then ([`KeyedSnapshot::base`]); otherwise a full one, as [`snapshot`](Self::snapshot).
+    ///
+    /// Expired TTL entries are dropped at full snapshots only: finding them means visiting every
+    /// entry, which an increment must not cost. Until then they are invisible to reads (and a
+    /// read removes them), and an increment may carry one that changed before it expired.
+    pub fn snapshot_since(&mut self, now: i64, checkpoint_id: u64, since: Option<u64>) -> KeyedSnapshot {
+        match self.changes.as_mut().and_then(|log| log.snapshot(checkpoint_id, since)) {
+            Some(changes) => self.encode_changes(&changes, since.expect("a delta has a base")),
+            None => self.snapshot(now),
+        }
+    }
+
+    /// State ids sorted by name: a snapshot's state indexes.
+    fn by_name_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.states.len()).collect();
         order.sort_by(|&a, &b| self.states[a].descriptor.name.cmp(&self.states[b].descriptor.name));
-        let (max, range) = (self.max_parallelism, self.range);
-        let mut entries: Vec<Vec<u8>> = vec![Vec::new(); range.len() as usize];
-        let mut timers: Vec<Vec<TimerEntry>> = vec![Vec::new(); range.len() as usize];
-        let index = |key: &[u8]| key_group(key, max).checked_sub(range.start).map(|i| i as usize);
+        order
+    }
+
+    fn encode_all(&self) -> KeyedSnapshot {
+        let order = self.by_name_order();
+        let mut groups = GroupBuffers::new(self.max_parallelism, self.range);
         for (position, &id) in order.iter().enumerate() {
             for (key, slot) in &self.states[id].slots {
-                // Every key was checked against the range when it was written or restored.
-                let Some(buffer) = index(key).and_then(|i| entries.get_mut(i)) else { continue };
-                let entry = EntryRef { state: position as u32, key, value: slot.as_ref() };
-                // Encoding bytes and integers into a Vec has no failure case (no I/O, no
-                // unsupported serde feature).
-                wasmflow_types::codec::encode_into(&entry, buffer).expect("encoding keyed state into memory cannot fail");
+                groups.entry(&EntryRef { state: position as u32, key, value: slot.as_ref() });
             }
         }
         for (domain, queue) in [(TimeDomain::EventTime, &self.timers.event), (TimeDomain::ProcessingTime, &self.timers.processing)] {
             for (timestamp, key) in queue {
-                if let Some(list) = index(key).and_then(|i| timers.get_mut(i)) {
-                    list.push(TimerEntry { domain, timestamp: *timestamp, key: key.clone() });
-                }
+                groups.timer(TimerEntry { domain, timestamp: *timestamp, key: key.clone() }, true);
             }
         }
-        let groups = entries
-            .into_iter()
-            .zip(timers)
-            .enumerate()
-            .filter(|(_, (e, t))| !e.is_empty() || !t.is_empty())
-            .map(|(i, (entries, timers))| KeyGroupSnapshot { key_group: range.start + i as u32, entries, timers })
-            .collect();
-        KeyedSnapshot { max_parallelism: max, range, states: order.iter().map(|&id| self.states[id].descriptor.clone()).collect(), groups }
+        self.finish(&order, groups, None)
+    }
+
+    fn encode_changes(&self, changes: &Changes, base: u64) -> KeyedSnapshot {
+        let order = self.by_name_order();
+        let mut groups = GroupBuffers::new(self.max_parallelism, self.range);
+        for (position, &id) in order.iter().enumerate() {
+            let Some(keys) = changes.entries.get(id) else { continue };
+            let slots = &self.states[id].slots;
+            for key in keys {
+                let value = slots.get(key).map_or(ValueRef::Deleted, Slot::as_ref);
+                groups.entry(&EntryRef { state: position as u32, key, value });
+            }
+        }
+        let mut timers: Vec<&(TimeDomain, i64, Vec<u8>)> = changes.timers.iter().collect();
+        timers.sort();
+        for (domain, timestamp, key) in timers {
+            let present = self.timers.queue_ref(*domain).contains(&(*timestamp, key.clone()));
+            groups.timer(TimerEntry { domain: *domain, timestamp: *timestamp, key: key.clone() }, present);
+        }
+        self.finish(&order, groups, Some(base))
+    }
+
+    fn finish(&self, order: &[usize], groups: GroupBuffers, base: Option<u64>) -> KeyedSnapshot {
+        KeyedSnapshot {
+            max_parallelism: self.max_parallelism,
+            range: self.range,
+            states: order.iter().map(|&id| self.states[id].descriptor.clone()).collect(),
+            groups: groups.finish(),
+            base,
+        }
     }
 
     /// Drops entries whose TTL has passed (Flink's full-snapshot cleanup).
     fn drop_expired(&mut self, now: i64) {
         let mut freed = 0;
-        for s in &mut self.states {
+        let mut changed: Vec<(KeyedStateId, Vec<u8>)> = Vec::new();
+        let tracking = self.changes.is_some();
+        for (id, s) in self.states.iter_mut().enumerate() {
             let Some(ttl) = s.descriptor.ttl_ms else { continue };
-            s.slots.retain(|key, slot| match slot {
-                Slot::Value(v) if Self::expired(Some(ttl), v.written, now) => {
-                    freed += key.len() + v.bytes.len();
-                    false
-                }
-                Slot::Map(m) => {
-                    m.retain(|k, v| {
-                        let keep = !Self::expired(Some(ttl), v.written, now);
-                        if !keep {
-                            freed += k.len() + v.bytes.len();
+            s.slots.retain(|key, slot| {
+                let (keep, dropped) = match slot {
+                    Slot::Value(v) if Self::expired(Some(ttl), v.written, now) => (false, key.len() + v.bytes.len()),
+                    Slot::Map(m) => {
+                        let mut dropped = 0;
+                        m.retain(|k, v| {
+                            let keep = !Self::expired(Some(ttl), v.written, now);
+                            if !keep {
+                                dropped += k.len() + v.bytes.len();
+                            }
+                            keep
+                        });
+                        if m.is_empty() {
+                            dropped += key.len();
                         }
-                        keep
-                    });
-                    if m.is_empty() {
-                        freed += key.len();
+                        (!m.is_empty(), dropped)
                     }
-                    !m.is_empty()
+                    _ => (true, 0),
+                };
+                if dropped > 0 && tracking {
+                    changed.push((id, key.clone()));
                 }
-                _ => true,
+                freed += dropped;
+                keep
             });
         }
         self.total_bytes -= freed;
+        for (id, key) in changed {
+            self.note_entry(id, &key);
+        }
     }
 
     /// Names of the states the operator registered in this run.

@@ -13,6 +13,7 @@
 //!   operator, owned by key group ([`key_group`], [`KeyGroupRange`]) (docs/state.md, keyed state).
 //! * [`redistribute`]: Flink's `RoundRobinOperatorStateRepartitioner` (docs/state.md, redistribution).
 
+mod incremental;
 mod keyed;
 mod keygroups;
 mod mode;

@@ -44,6 +44,15 @@ impl SubtaskState {
         snapshot.keyed = self.keyed.as_mut().map(|k| k.snapshot(now));
         snapshot
     }
+
+    /// The snapshot for checkpoint `checkpoint_id`: as [`snapshot`](Self::snapshot), except that
+    /// keyed state tracking its changes holds only what changed since checkpoint `since` when it
+    /// can ([`KeyedStateBackend::snapshot_since`]).
+    pub fn snapshot_since(&mut self, now: i64, checkpoint_id: u64, since: Option<u64>) -> SubtaskSnapshot {
+        let mut snapshot = self.operator.snapshot();
+        snapshot.keyed = self.keyed.as_mut().map(|k| k.snapshot_since(now, checkpoint_id, since));
+        snapshot
+    }
 }
 
 impl From<OperatorStateStore> for SubtaskState {

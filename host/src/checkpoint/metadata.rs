@@ -10,7 +10,10 @@ pub const METADATA_FILE: &str = "_metadata";
 /// Version of the checkpoint format this build writes. Version 1 (state files referenced by a
 /// CRC-32 that, being taken over the file's own CRC trailer, was the same for every file) is
 /// still read: its state files are then checked by size and their own trailer only.
-pub const FORMAT_VERSION: u32 = 2;
+///
+/// Version 3 adds [`StateFileRef::shared`] (incremental keyed state): a version-2 reader would
+/// ignore that field and restore without the keyed state, so it must refuse these files.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 
@@ -27,12 +30,30 @@ pub struct StateFileRef {
     /// Hex SHA-256 of the whole file. Empty in format version 1, which had no usable digest.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sha256: String,
+    /// The subtask's keyed state when it lives in shared files (incremental checkpoints): a
+    /// full snapshot followed by the increments on it, in order, each a path relative to the
+    /// storage root (`shared/<operator>/<checkpoint>-<subtask>.keyed`). Files are shared by the
+    /// checkpoints that reference them; retention deletes one only when no retained checkpoint
+    /// does (docs/state.md, incremental checkpoints).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared: Vec<StateFileRef>,
 }
 
 impl StateFileRef {
     /// The reference to a state file with these bytes.
     pub fn new(path: String, bytes: &[u8]) -> StateFileRef {
-        StateFileRef { path, size: bytes.len() as u64, sha256: sha256_hex(bytes) }
+        StateFileRef { path, size: bytes.len() as u64, sha256: sha256_hex(bytes), shared: Vec::new() }
+    }
+
+    /// Bytes written for this reference's checkpoint: the state file and the newest shared
+    /// file (the only one of its chain written at this checkpoint).
+    pub fn written_bytes(&self) -> u64 {
+        self.size + self.shared.last().map_or(0, |f| f.size)
+    }
+
+    /// Bytes of the state file and every shared file it references.
+    pub fn total_bytes(&self) -> u64 {
+        self.size + self.shared.iter().map(|f| f.size).sum::<u64>()
     }
 
     /// Whether `bytes` are the file this reference names (size and digest; size only for a
@@ -119,7 +140,7 @@ impl CheckpointMetadata {
                 meta.format_version
             );
         }
-        let unhashed = meta.operators.values().flat_map(|o| &o.subtasks).any(|r| r.sha256.is_empty());
+        let unhashed = meta.operators.values().flat_map(|o| &o.subtasks).flat_map(|r| std::iter::once(r).chain(&r.shared)).any(|r| r.sha256.is_empty());
         if meta.format_version >= 2 && unhashed {
             bail!("{what}: a state file reference has no sha256: the metadata is corrupt");
         }
@@ -154,7 +175,7 @@ mod tests {
         let e = CheckpointMetadata::decode(&meta(99).encode().unwrap(), "sp/_metadata").unwrap_err().to_string();
         assert_eq!(
             e,
-            "sp/_metadata: checkpoint format version 99 is not supported (this wasmflow reads versions 1 to 2); use the wasmflow version that wrote it"
+            "sp/_metadata: checkpoint format version 99 is not supported (this wasmflow reads versions 1 to 3); use the wasmflow version that wrote it"
         );
     }
 
@@ -165,7 +186,7 @@ mod tests {
         // Same size, other content: the case a CRC over the file and its own trailer missed.
         assert!(!r.matches(b"WFST two"));
         assert!(!r.matches(b"WFST one!"));
-        let v1 = StateFileRef { path: "op/0.state".into(), size: 8, sha256: String::new() };
+        let v1 = StateFileRef { path: "op/0.state".into(), size: 8, sha256: String::new(), shared: vec![] };
         assert!(v1.matches(b"WFST two"), "version 1 references check the size only");
     }
 

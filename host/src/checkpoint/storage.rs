@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
-use wasmflow_state::SubtaskSnapshot;
+use wasmflow_state::{KeyedSnapshot, KeyedStateBackend, SubtaskSnapshot};
 
 use super::control_file::{CONTROL_FILE, ControlFile};
 use super::metadata::{CheckpointMetadata, METADATA_FILE, StateFileRef};
@@ -36,8 +36,12 @@ pub trait CheckpointStorage: Send + Sync {
     fn begin_savepoint(&self, id: u64, target: &Path) -> Result<PathBuf>;
     /// Where checkpoint or savepoint `id` is written.
     fn location(&self, id: u64) -> PathBuf;
-    /// Writes one subtask's snapshot for checkpoint `id`; returns its reference.
-    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot) -> Result<StateFileRef>;
+    /// Writes one subtask's snapshot for checkpoint `id`; returns its reference, which lists
+    /// `shared`: the shared files that hold the subtask's keyed state, if they do.
+    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef>;
+    /// Writes one subtask's keyed state for checkpoint `id` (full or an increment) as a shared
+    /// file, which later checkpoints may reference too; returns its reference.
+    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef>;
     /// Writes `_metadata` last and atomically; after this returns the checkpoint is complete.
     fn commit(&self, id: u64, metadata: &CheckpointMetadata) -> Result<()>;
     /// Checkpoint `id` will never complete: deletes what was written of it (best effort), and
@@ -47,8 +51,9 @@ pub trait CheckpointStorage: Send + Sync {
     fn load(&self, dir: &str) -> Result<LoadedCheckpoint>;
     /// Complete checkpoints, newest first; corrupt or incomplete ones are skipped with a warning.
     fn complete_checkpoints(&self) -> Result<Vec<(String, CheckpointMetadata)>>;
-    /// Deletes all but the newest `retain` complete checkpoints, and incomplete ones older than
-    /// the newest complete one.
+    /// Deletes all but the newest `retain` complete checkpoints, incomplete ones older than the
+    /// newest complete one, and shared files no retained checkpoint references (none newer than
+    /// the newest complete checkpoint: those may belong to one in flight).
     fn prune(&self, retain: usize) -> Result<()>;
     /// Reserves the next checkpoint id (persisted before use, so ids never repeat).
     fn reserve_checkpoint_id(&self) -> Result<u64>;
@@ -116,6 +121,22 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("cannot rename {} into place", tmp.display()))?;
     fsync_dir(dir)?;
     Ok(())
+}
+
+/// Directory, inside the checkpoint directory, of the files several checkpoints share.
+pub const SHARED_DIR: &str = "shared";
+
+/// How many of `checkpoints` reference each shared file: a file is needed while its count is
+/// above zero. Counted from the metadata itself, the durable record, so a crash between writing
+/// a checkpoint and updating a separate count can never leave a count wrong.
+pub fn shared_references(checkpoints: &[&CheckpointMetadata]) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for meta in checkpoints {
+        for file in meta.operators.values().flat_map(|o| &o.subtasks).flat_map(|r| &r.shared) {
+            *counts.entry(file.path.clone()).or_default() += 1;
+        }
+    }
+    counts
 }
 
 /// Name of the job counters file inside a checkpoint directory.
@@ -262,6 +283,32 @@ impl LocalStorage {
         Ok(())
     }
 
+    fn refuse_aborted(&self, id: u64) -> Result<()> {
+        if self.in_flight.lock().expect("in-flight lock").aborted.contains(&id) {
+            bail!("checkpoint {id} was aborted");
+        }
+        Ok(())
+    }
+
+    /// Deletes the shared files of checkpoints up to `newest` that `references` does not hold:
+    /// those of pruned or aborted checkpoints whose files no retained checkpoint builds on.
+    fn prune_shared(&self, references: &BTreeMap<String, usize>, newest: u64) -> Result<()> {
+        let shared = self.root.join(SHARED_DIR);
+        let Ok(operators) = fs::read_dir(&shared) else { return Ok(()) };
+        for operator in operators.flatten() {
+            let Ok(files) = fs::read_dir(operator.path()) else { continue };
+            for file in files.flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                let Some(id) = name.split('-').next().and_then(|n| n.parse::<u64>().ok()) else { continue };
+                let rel = format!("{SHARED_DIR}/{}/{name}", operator.file_name().to_string_lossy());
+                if id <= newest && !references.contains_key(&rel) {
+                    fs::remove_file(file.path()).with_context(|| format!("cannot delete unreferenced shared file {}", file.path().display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn dir_names(&self) -> Result<Vec<String>> {
         let mut names: Vec<String> = fs::read_dir(&self.root)
             .with_context(|| format!("cannot list {}", self.root.display()))?
@@ -292,14 +339,21 @@ impl CheckpointStorage for LocalStorage {
         }
     }
 
-    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot) -> Result<StateFileRef> {
-        if self.in_flight.lock().expect("in-flight lock").aborted.contains(&id) {
-            bail!("checkpoint {id} was aborted");
-        }
+    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef> {
+        self.refuse_aborted(id)?;
         let rel = format!("{operator}/{subtask}.state");
         let bytes = encode_state_file(snapshot)?;
         let path = self.location(id).join(&rel);
         write_atomic(&path, &bytes)?;
+        Ok(StateFileRef { shared, ..StateFileRef::new(rel, &bytes) })
+    }
+
+    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef> {
+        self.refuse_aborted(id)?;
+        let rel = format!("{SHARED_DIR}/{operator}/{id}-{subtask}.keyed");
+        // A state file holding keyed state only: same format, checksum and limits.
+        let bytes = encode_state_file(&SubtaskSnapshot { states: Vec::new(), keyed: Some(keyed.clone()) })?;
+        write_atomic(&self.root.join(&rel), &bytes)?;
         Ok(StateFileRef::new(rel, &bytes))
     }
 
@@ -353,7 +407,8 @@ impl CheckpointStorage for LocalStorage {
                 fs::remove_dir_all(self.root.join(&name)).with_context(|| format!("cannot delete old checkpoint {name}"))?;
             }
         }
-        Ok(())
+        let retained: Vec<&CheckpointMetadata> = complete.iter().take(retain).map(|(_, m)| m).collect();
+        self.prune_shared(&shared_references(&retained), newest)
     }
 
     fn reserve_checkpoint_id(&self) -> Result<u64> {
@@ -447,11 +502,47 @@ pub fn load_dir(dir: &Path) -> Result<LoadedCheckpoint> {
             if !r.matches(&bytes) {
                 bail!("{what}: state file does not match the metadata (size or SHA-256): it is corrupt, cut short or not the file this checkpoint wrote");
             }
-            subtasks.push(decode_state_file(&bytes, &what)?);
+            let mut snapshot = decode_state_file(&bytes, &what)?;
+            if !r.shared.is_empty() {
+                snapshot.keyed = Some(load_shared_keyed(dir, &metadata, r)?);
+            }
+            subtasks.push(snapshot);
         }
         states.insert(op.clone(), subtasks);
     }
     Ok(LoadedCheckpoint { location: dir.display().to_string(), metadata, states })
+}
+
+/// The keyed state of one subtask that lives in shared files: each file read and verified
+/// against its reference, then the full snapshot and its increments merged.
+fn load_shared_keyed(dir: &Path, metadata: &CheckpointMetadata, subtask: &StateFileRef) -> Result<KeyedSnapshot> {
+    let what = dir.join(&subtask.path).display().to_string();
+    if metadata.kind != "checkpoint" {
+        bail!("{what}: a {} must be self-contained, but its state refers to shared files: the metadata is corrupt", metadata.kind);
+    }
+    // Shared files live beside the checkpoint directories, in the checkpoint storage's root.
+    let root = dir.parent().ok_or_else(|| anyhow!("{}: a checkpoint directory has a parent", dir.display()))?;
+    let mut chain = Vec::with_capacity(subtask.shared.len());
+    for r in &subtask.shared {
+        if !r.path.starts_with(&format!("{SHARED_DIR}/")) || r.path.split('/').any(|c| c == ".." || c.is_empty()) {
+            bail!("{what}: shared file path '{}' must be inside the storage's {SHARED_DIR}/ directory", r.path);
+        }
+        let path = root.join(&r.path);
+        let file = path.display().to_string();
+        if !path.exists() && path.symlink_metadata().is_err() {
+            bail!(
+                "{file}: shared state file missing: checkpoint {} keeps its keyed state in the {SHARED_DIR}/ directory beside it; copy that directory along with the checkpoint, or restore from a savepoint (self-contained)",
+                dir.display()
+            );
+        }
+        let bytes = read_regular_file(&path, r.size, Symlinks::Refuse, "shared state file")?;
+        if !r.matches(&bytes) {
+            bail!("{file}: shared state file does not match the metadata (size or SHA-256): it is corrupt, cut short or not the file this checkpoint wrote");
+        }
+        let keyed = decode_state_file(&bytes, &file)?.keyed.ok_or_else(|| anyhow!("{file}: a shared state file without keyed state"))?;
+        chain.push(keyed);
+    }
+    KeyedStateBackend::merge_chain(&chain).map_err(|e| anyhow!("{what}: keyed state in shared files: {e}"))
 }
 
 #[cfg(test)]
@@ -478,7 +569,7 @@ mod tests {
 
     fn checkpoint(storage: &LocalStorage, id: u64, count: u64) -> String {
         let dir = format!("chk-{id}");
-        let file = storage.write_state(id, "counter", 0, &snapshot(count)).unwrap();
+        let file = storage.write_state(id, "counter", 0, &snapshot(count), vec![]).unwrap();
         let operators = BTreeMap::from([("counter".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file], finished: vec![] })]);
         let meta = CheckpointMetadata {
             format_version: FORMAT_VERSION,
@@ -558,5 +649,101 @@ mod tests {
         let e = format!("{:#}", storage.load(&new).unwrap_err());
         assert!(e.contains("does not match the metadata (size or SHA-256)"), "{e}");
         assert!(e.contains("counter/0.state"), "names the file: {e}");
+    }
+
+    fn commit_keyed(storage: &LocalStorage, id: u64, shared: Vec<StateFileRef>) -> StateFileRef {
+        let file = storage.write_state(id, "count", 0, &SubtaskSnapshot::default(), shared).unwrap();
+        let operators = BTreeMap::from([("count".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file.clone()], finished: vec![] })]);
+        let meta = CheckpointMetadata {
+            format_version: FORMAT_VERSION,
+            checkpoint_id: id,
+            timestamp: 0,
+            kind: "checkpoint".into(),
+            job_name: "j".into(),
+            attempt: 1,
+            operators,
+        };
+        storage.commit(id, &meta).unwrap();
+        file
+    }
+
+    fn values(keyed: &KeyedSnapshot) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let entries = keyed.groups.iter().flat_map(|g| g.decode_entries().unwrap());
+        entries
+            .map(|e| match e.value {
+                wasmflow_state::KeyedValue::Value(v, _) => (e.key, v),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// A checkpoint's keyed state in shared files: the full snapshot and the increment on it
+    /// load merged; retention keeps the files a retained checkpoint references (though the
+    /// checkpoint that wrote them is gone) and deletes the others once a newer full snapshot
+    /// replaced them, but never a file newer than the newest complete checkpoint (in flight).
+    #[test]
+    fn shared_keyed_files_are_merged_on_load_and_kept_while_referenced() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(root.path()).unwrap();
+        let mut b = KeyedStateBackend::new(128, wasmflow_state::KeyGroupRange::for_subtask(128, 1, 0), wasmflow_state::StateLimits::default());
+        let v = b.register_value("v", TypeInfo::default(), None).unwrap();
+        b.track_changes();
+        b.value_update(v, b"a", vec![1], 0).unwrap();
+        b.value_update(v, b"b", vec![2], 0).unwrap();
+        let f1 = storage.write_shared(1, "count", 0, &b.snapshot_since(0, 1, None)).unwrap();
+        commit_keyed(&storage, 1, vec![f1.clone()]);
+        b.value_update(v, b"a", vec![3], 0).unwrap();
+        b.clear(v, b"b").unwrap();
+        let s2 = b.snapshot_since(0, 2, Some(1));
+        assert_eq!(s2.base, Some(1));
+        let f2 = storage.write_shared(2, "count", 0, &s2).unwrap();
+        commit_keyed(&storage, 2, vec![f1.clone(), f2.clone()]);
+        storage.prune(1).unwrap();
+        assert!(!root.path().join("chk-1").exists());
+        assert!(root.path().join(&f1.path).exists() && root.path().join(&f2.path).exists(), "checkpoint 2 needs both");
+        let loaded = storage.load("chk-2").unwrap();
+        assert_eq!(values(loaded.states["count"][0].keyed.as_ref().unwrap()), BTreeMap::from([(b"a".to_vec(), vec![3])]));
+
+        let f3 = storage.write_shared(3, "count", 0, &b.snapshot_since(0, 3, None)).unwrap();
+        commit_keyed(&storage, 3, vec![f3.clone()]);
+        storage.abort(4);
+        assert!(storage.write_shared(4, "count", 0, &b.snapshot(0)).is_err(), "an aborted checkpoint writes no shared file");
+        let in_flight = storage.write_shared(5, "count", 0, &b.snapshot(0)).unwrap();
+        storage.prune(1).unwrap();
+        assert!(!root.path().join(&f1.path).exists() && !root.path().join(&f2.path).exists(), "no retained checkpoint references them");
+        assert!(root.path().join(&f3.path).exists() && root.path().join(&in_flight.path).exists());
+
+        // A changed or missing shared file is an error naming it, not a silent partial restore.
+        let path = root.path().join(&f3.path);
+        let good = fs::read(&path).unwrap();
+        let mut bad = good.clone();
+        bad[9] ^= 1;
+        fs::write(&path, &bad).unwrap();
+        let e = format!("{:#}", storage.load("chk-3").unwrap_err());
+        assert!(e.contains("3-0.keyed: shared state file does not match the metadata"), "{e}");
+        fs::remove_file(&path).unwrap();
+        let e = format!("{:#}", storage.load("chk-3").unwrap_err());
+        assert!(e.contains("3-0.keyed: shared state file missing") && e.contains("copy that directory along"), "{e}");
+    }
+
+    /// Shared files are referenced by checkpoints only: a savepoint's metadata that refers to
+    /// one, or a reference outside `shared/`, is refused.
+    #[test]
+    fn shared_references_must_stay_inside_the_storage_and_out_of_savepoints() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(root.path()).unwrap();
+        let b = KeyedStateBackend::new(128, wasmflow_state::KeyGroupRange::for_subtask(128, 1, 0), wasmflow_state::StateLimits::default()).snapshot(0);
+        let f1 = storage.write_shared(1, "count", 0, &b).unwrap();
+        let outside = StateFileRef { path: "shared/../chk-1/count/0.state".into(), ..f1.clone() };
+        commit_keyed(&storage, 1, vec![outside]);
+        let e = format!("{:#}", storage.load("chk-1").unwrap_err());
+        assert!(e.contains("must be inside the storage's shared/ directory"), "{e}");
+        commit_keyed(&storage, 2, vec![f1]);
+        let meta_path = root.path().join("chk-2").join(METADATA_FILE);
+        let mut meta = CheckpointMetadata::decode(&fs::read(&meta_path).unwrap(), "m").unwrap();
+        meta.kind = "savepoint".into();
+        fs::write(&meta_path, meta.encode().unwrap()).unwrap();
+        let e = format!("{:#}", storage.load("chk-2").unwrap_err());
+        assert!(e.contains("a savepoint must be self-contained"), "{e}");
     }
 }

@@ -114,6 +114,8 @@ fn keyed_json(k: &KeyedSnapshot) -> Value {
                             let pairs: Vec<(Vec<u8>, Vec<u8>)> = m.iter().map(|(k, v, _)| (k.clone(), v.clone())).collect();
                             json!(map_entries(d.user_key_type.as_ref().unwrap_or(&TypeInfo::default()), Some(&d.value_type), &pairs))
                         }
+                        // Only increments hold deletions; a checkpoint is shown merged.
+                        KeyedValue::Deleted => Value::Null,
                     };
                     json!({ "state": d.name, "key": key_json(&e.key), "value": value })
                 })

@@ -127,6 +127,15 @@ pub struct CheckpointSpec {
     /// `execution.checkpointing.tolerable-failed-checkpoints`).
     #[serde(default)]
     pub tolerable_failures: u32,
+    /// Incremental checkpoints of keyed state (default true): a checkpoint writes only the keyed
+    /// state that changed since the last complete one, into a shared file that later
+    /// checkpoints reference (docs/state.md, incremental checkpoints). Savepoints are always full.
+    #[serde(default = "default_incremental")]
+    pub incremental: bool,
+}
+
+fn default_incremental() -> bool {
+    true
 }
 
 fn default_timeout() -> u64 {

@@ -181,7 +181,8 @@ impl<'a> Attempt<'a> {
             Some(dir) => Some(FilesDir::open(self.job.resolve(dir))?),
             None => None,
         };
-        let store = restore::state_for(assignment, &op.id, index, setup.limits.state.clone(), setup.keyed)?;
+        let incremental = self.job.checkpoints.as_ref().is_some_and(|c| c.incremental);
+        let store = restore::state_for(assignment, &op.id, index, setup.limits.state.clone(), setup.keyed, incremental)?;
         let data = StoreData::new(tag.clone(), store, &setup.limits, files);
         let mut instance = module.instantiate(engine, data, setup.call_timeout).await?;
         match (instance.kind(), setup.has_inputs) {
@@ -202,7 +203,13 @@ impl<'a> Attempt<'a> {
         instance.initialize_state(setup.restored.map(|(id, _)| id)).await?;
         instance.open().await?;
         let finished_on_restore = setup.restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism));
-        Ok(ChainMember { tag, instance, metrics: setup.metrics.clone(), progress: Progress::at_start(finished_on_restore, setup.has_inputs) })
+        Ok(ChainMember {
+            tag,
+            instance,
+            metrics: setup.metrics.clone(),
+            progress: Progress::at_start(finished_on_restore, setup.has_inputs),
+            keyed_files: Default::default(),
+        })
     }
 
     pub(super) fn send_all(&self, c: Control) {
@@ -232,6 +239,7 @@ impl<'a> Attempt<'a> {
                 "id": c.checkpoint_id,
                 "duration_ms": c.duration.as_secs_f64() * 1e3,
                 "state_bytes": c.state_bytes,
+                "total_bytes": c.total_bytes,
                 "max_sync_ms": c.max_sync.as_secs_f64() * 1e3,
             })
         });

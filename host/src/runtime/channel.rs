@@ -452,7 +452,7 @@ mod tests {
         let (tx0, rx0) = channel(8, 1 << 20);
         let (tx1, rx1) = channel(8, 1 << 20);
         let mut gate = InputGate::new(vec![rx0, rx1]);
-        let b = Barrier { checkpoint_id: 1, timestamp: 0 };
+        let b = Barrier { checkpoint_id: 1, timestamp: 0, keyed: super::super::message::KeyedSnapshotKind::SelfContained };
         tx0.send(Message::Barrier(b)).await.unwrap();
         tx0.send(Message::Records(batch(&["after"]))).await.unwrap();
         tx1.send(Message::Records(batch(&["before"]))).await.unwrap();

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::attempt::{Attempt, AttemptEnd};
 use super::job::{CheckpointStats, ControlRequest, JobReport};
-use super::message::Barrier;
+use super::message::{Barrier, KeyedSnapshotKind};
 use super::subtask::{Control, Event};
 use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, OperatorMetadata, StateFileRef};
 use wasmflow_types::SubtaskTag;
@@ -42,7 +42,9 @@ impl SavepointRequest {
 }
 
 impl Attempt<'_> {
-    fn trigger(&self, savepoint: Option<SavepointRequest>) -> Result<Option<PendingCheckpoint>> {
+    /// Triggers a checkpoint (or savepoint) at the sources. `last_complete` is the newest
+    /// complete checkpoint, which incremental keyed snapshots build on.
+    fn trigger(&self, savepoint: Option<SavepointRequest>, last_complete: Option<u64>) -> Result<Option<PendingCheckpoint>> {
         let id = self.storage.reserve_checkpoint_id()?;
         if let Some(req) = &savepoint {
             let storage = self.storage.clone();
@@ -52,7 +54,12 @@ impl Attempt<'_> {
             }
         }
         let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-        let barrier = Barrier { checkpoint_id: id, timestamp };
+        let incremental = self.job.checkpoints.as_ref().is_some_and(|c| c.incremental);
+        let keyed = match savepoint {
+            None if incremental => KeyedSnapshotKind::Shared { base: last_complete },
+            _ => KeyedSnapshotKind::SelfContained,
+        };
+        let barrier = Barrier { checkpoint_id: id, timestamp, keyed };
         tracing::debug!("triggering checkpoint {id}");
         for (tag, tx) in &self.controls {
             if self.sources.contains(tag) {
@@ -107,14 +114,16 @@ impl Attempt<'_> {
             checkpoint_id: p.id,
             triggered: p.started.into_std(),
             duration: p.started.elapsed(),
-            state_bytes: p.acks.values().map(|(f, _)| f.size).sum(),
+            state_bytes: p.acks.values().map(|(f, _)| f.written_bytes()).sum(),
+            total_bytes: p.acks.values().map(|(f, _)| f.total_bytes()).sum(),
             max_sync: p.max_sync,
         };
         tracing::info!(
-            "{kind} {} complete in {} ms ({} bytes of state, longest synchronous snapshot {} ms)",
+            "{kind} {} complete in {} ms ({} bytes written, {} bytes of state, longest synchronous snapshot {} ms)",
             p.id,
             stats.duration.as_millis(),
             stats.state_bytes,
+            stats.total_bytes,
             stats.max_sync.as_millis()
         );
         report.checkpoint_stats.push(stats);
@@ -176,7 +185,7 @@ impl Attempt<'_> {
                     (true, Some(id)) if report.completed_checkpoints.contains(&id) => break Ok(AttemptEnd::Finished),
                     (true, _) if retry_final_at.is_none_or(|t| t <= Instant::now()) => {
                         retry_final_at = None;
-                        pending = self.trigger(None)?;
+                        pending = self.trigger(None, report.completed_checkpoints.last().copied())?;
                         final_checkpoint = pending.as_ref().map(|p| p.id);
                     }
                     (true, _) => {}
@@ -187,7 +196,7 @@ impl Attempt<'_> {
                 && let Some(req) = queued.pop()
             {
                 stopping = matches!(req, SavepointRequest::Stop(..));
-                pending = self.trigger(Some(req))?;
+                pending = self.trigger(Some(req), None)?;
                 if pending.is_none() {
                     stopping = false;
                 }
@@ -198,7 +207,7 @@ impl Attempt<'_> {
             let retry = retry_final_at.filter(|_| pending.is_none() && all_finished);
             let failed = tokio::select! {
                 _ = tokio::time::sleep_until(periodic.unwrap_or_else(far_future)), if periodic.is_some() => {
-                    pending = self.trigger(None)?;
+                    pending = self.trigger(None, report.completed_checkpoints.last().copied())?;
                     None
                 }
                 _ = tokio::time::sleep_until(retry.unwrap_or_else(far_future)), if retry.is_some() => None,

@@ -69,8 +69,12 @@ pub struct CheckpointStats {
     pub triggered: std::time::Instant,
     /// From trigger to complete: barriers through the job, every snapshot durable, metadata written.
     pub duration: Duration,
-    /// Bytes of state files written, all subtasks.
+    /// Bytes written for this checkpoint, all subtasks: state files and the shared file of each
+    /// subtask's keyed state (with incremental checkpoints, only what changed).
     pub state_bytes: u64,
+    /// Bytes of state the checkpoint consists of: `state_bytes` plus the earlier shared files
+    /// it builds on.
+    pub total_bytes: u64,
     /// The longest synchronous snapshot phase of any subtask: how long that subtask's records
     /// waited while its operator snapshotted.
     pub max_sync: Duration,

@@ -13,6 +13,20 @@ use wasmflow_types::Batch;
 pub struct Barrier {
     pub checkpoint_id: u64,
     pub timestamp: i64,
+    /// Where keyed state goes at this barrier.
+    pub keyed: KeyedSnapshotKind,
+}
+
+/// How subtasks write their keyed state for one checkpoint (docs/state.md, incremental
+/// checkpoints).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyedSnapshotKind {
+    /// All of it, inside the subtask's state file: savepoints (self-contained, relocatable) and
+    /// checkpoints with `incremental = false`.
+    SelfContained,
+    /// Into a shared file that later checkpoints can build on: only what changed since `base`
+    /// (the newest complete checkpoint) when the subtask wrote a shared file for it, else all.
+    Shared { base: Option<u64> },
 }
 
 /// Whether an upstream subtask's output counts for its consumers' watermark (Flink's

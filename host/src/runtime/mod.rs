@@ -9,12 +9,14 @@
 //! * [`coordinator`]: checkpoints, savepoints and control requests of one attempt.
 //! * [`limits`]: the limits a subtask runs under, from the job file.
 //! * [`restore`]: turns a checkpoint into each new subtask's initial state (rescale included).
+//! * [`keyed_files`]: the shared files of a subtask's keyed state under incremental checkpoints.
 
 mod attempt;
 pub mod channel;
 pub mod control;
 mod coordinator;
 pub mod job;
+mod keyed_files;
 pub mod limits;
 pub mod message;
 pub mod operator;

@@ -60,8 +60,16 @@ pub fn assign(job: &JobSpec, checkpoint: &LoadedCheckpoint, allow_non_restored_s
 
 /// The state subtask `index` of `operator` starts with: its operator state, and for a keyed
 /// operator the key groups it owns (`keyed = Some(max_parallelism, parallelism)`), taken whole
-/// from whichever old subtask held them.
-pub fn state_for(assignment: Option<&mut Assignment>, operator: &str, index: usize, limits: StateLimits, keyed: Option<(u32, u32)>) -> Result<SubtaskState> {
+/// from whichever old subtask held them. `incremental`: the keyed state notes its changes for
+/// incremental checkpoints.
+pub fn state_for(
+    assignment: Option<&mut Assignment>,
+    operator: &str,
+    index: usize,
+    limits: StateLimits,
+    keyed: Option<(u32, u32)>,
+    incremental: bool,
+) -> Result<SubtaskState> {
     let mut restored = assignment.and_then(|a| a.get_mut(operator));
     let store = match restored.as_mut().and_then(|r| r.subtasks.get_mut(index)) {
         Some(r) => OperatorStateStore::restore(std::mem::take(r), limits.clone()),
@@ -70,6 +78,9 @@ pub fn state_for(assignment: Option<&mut Assignment>, operator: &str, index: usi
     let Some((max_parallelism, parallelism)) = keyed else { return Ok(store.into()) };
     let range = KeyGroupRange::for_subtask(max_parallelism, parallelism, index as u32);
     let snapshots = restored.map(|r| r.keyed.as_slice()).unwrap_or_default();
-    let backend = KeyedStateBackend::restore(max_parallelism, range, limits, snapshots).map_err(|e| anyhow::anyhow!("operator '{operator}': {e}"))?;
+    let mut backend = KeyedStateBackend::restore(max_parallelism, range, limits, snapshots).map_err(|e| anyhow::anyhow!("operator '{operator}': {e}"))?;
+    if incremental {
+        backend.track_changes();
+    }
     Ok(SubtaskState::keyed(store, backend))
 }

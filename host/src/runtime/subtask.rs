@@ -25,6 +25,7 @@ use super::channel::{EdgeOutput, InputEvent, InputGate};
 use wasmflow_state::TimeDomain;
 use wasmflow_types::{Batch, OperatorKind, PollStatus, SubtaskTag};
 
+use super::keyed_files::KeyedFiles;
 use super::message::{Barrier, Message, WatermarkStatus};
 use crate::checkpoint::{CheckpointStorage, StateFileRef};
 use crate::engine::GuestError;
@@ -73,6 +74,8 @@ pub struct ChainMember {
     pub metrics: Arc<OperatorMetrics>,
     /// Where the member starts: [`Progress::at_start`].
     pub progress: Progress,
+    /// The shared files its keyed state was written to (incremental checkpoints).
+    pub keyed_files: KeyedFiles,
 }
 
 /// Everything a subtask loop needs.
@@ -229,7 +232,8 @@ impl SubtaskLoop {
     async fn snapshot(&mut self, barrier: Barrier) -> Result<()> {
         for member in &mut self.chain {
             let started = Instant::now();
-            let snapshot = match member.instance.snapshot_state(barrier.checkpoint_id, barrier.timestamp).await {
+            let since = member.keyed_files.since(&barrier);
+            let snapshot = match member.instance.snapshot_state(barrier.checkpoint_id, barrier.timestamp, since).await {
                 Ok(s) => s,
                 Err(e) => {
                     // The guest is in an unknown state after a failed snapshot: decline and fail.
@@ -239,9 +243,9 @@ impl SubtaskLoop {
             };
             let sync = started.elapsed();
             let finished = member.progress.finished;
-            let (storage, events, tag) = (self.storage.clone(), self.events.clone(), member.tag.clone());
+            let (storage, events, tag, files) = (self.storage.clone(), self.events.clone(), member.tag.clone(), member.keyed_files.clone());
             tokio::task::spawn_blocking(move || {
-                let event = match storage.write_state(barrier.checkpoint_id, &tag.operator, tag.subtask, &snapshot) {
+                let event = match files.write(storage.as_ref(), &barrier, &tag, snapshot) {
                     Ok(file) => Event::Ack { checkpoint_id: barrier.checkpoint_id, tag, file, sync, finished },
                     Err(e) => Event::Declined { checkpoint_id: barrier.checkpoint_id, tag, reason: format!("{e:#}") },
                 };

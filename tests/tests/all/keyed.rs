@@ -396,3 +396,84 @@ async fn processing_time_timers_fire_on_the_wall_clock() {
     run_job(&Engine::new().unwrap(), &JobSpec::load(&path).unwrap(), RunOptions { native, ..Default::default() }).await.unwrap();
     assert_eq!(committed_lines(&dir.path().join("out")), ["key-0", "key-1", "key-2", "key-3"]);
 }
+
+/// generator (`keys` distinct keys, rate-limited so the run spans many checkpoints) → key-hash →
+/// keyed-counter at parallelism 2, checkpoints every 100 ms, `incremental` as given.
+fn counter_job(dir: &Path, count: u64, keys: u64, incremental: bool) -> PathBuf {
+    let text = format!(
+        "[job]\nname = \"counts\"\nbatch-size = 64\n\n[checkpoints]\ninterval-ms = 100\ndir = \"checkpoints\"\nretain = 2\nincremental = {incremental}\n\n\
+         [[operators]]\nid = \"events\"\nmodule = \"{}\"\nconfig = {{ count = {count}, keys = {keys}, records-per-second = 10000 }}\n\n\
+         [[operators]]\nid = \"count\"\nmodule = \"{}\"\nparallelism = 2\n\n\
+         [[edges]]\nfrom = \"events\"\nto = \"count\"\npartitioning = \"key-hash\"\n",
+        operator("generator").display(),
+        operator("keyed-counter").display()
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Every key's count in a checkpoint's keyed state (shared files merged).
+fn checkpointed_counts(checkpoint: &wasmflow_host::checkpoint::LoadedCheckpoint) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for subtask in &checkpoint.states["count"] {
+        for group in &subtask.keyed.as_ref().expect("keyed state").groups {
+            for e in group.decode_entries().unwrap() {
+                let wasmflow_state::KeyedValue::Value(bytes, _) = e.value else { panic!("a count is a value") };
+                let n: u64 = wasmflow_types::codec::decode(&bytes).unwrap();
+                assert!(counts.insert(String::from_utf8(e.key).unwrap(), n).is_none(), "a key in two subtasks");
+            }
+        }
+    }
+    counts
+}
+
+/// Incremental checkpoints (docs/state.md, incremental checkpoints): after the first full
+/// snapshot, a subtask's checkpoint writes only the keys counted since the last complete
+/// checkpoint into a new shared file and references the earlier ones. The final checkpoint's
+/// chains merge into exactly the counts of the input, as with full checkpoints; retention kept
+/// every shared file a retained checkpoint references and deleted every other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_checkpoints_write_changes_and_keep_the_files_they_need() {
+    let (count, keys) = (30_000u64, 4_000u64);
+    // Record n has key n % keys.
+    let expected: BTreeMap<String, u64> = (0..keys).map(|k| (format!("key-{k}"), count / keys + u64::from(k < count % keys))).collect();
+    let mut written = BTreeMap::new();
+    for incremental in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let job = counter_job(dir.path(), count, keys, incremental);
+        let report = run_job(&Engine::new().unwrap(), &JobSpec::load(&job).unwrap(), RunOptions::default()).await.unwrap();
+        assert!(report.completed_checkpoints.len() >= 5, "the run spans several checkpoints: {:?}", report.completed_checkpoints);
+        let root = dir.path().join("checkpoints");
+        let newest = format!("chk-{}", report.completed_checkpoints.last().unwrap());
+        let checkpoint = load_dir(&root.join(&newest)).unwrap();
+        let got = checkpointed_counts(&checkpoint);
+        let wrong: Vec<_> = expected.iter().filter(|(k, n)| got.get(*k) != Some(n)).take(5).collect();
+        assert!(wrong.is_empty() && got.len() == expected.len(), "incremental = {incremental}: {} keys, e.g. wrong: {wrong:?}", got.len());
+        let refs: Vec<_> = checkpoint.metadata.operators["count"].subtasks.clone();
+        let stats = &report.checkpoint_stats;
+        written.insert(incremental, stats.iter().map(|c| c.state_bytes).sum::<u64>() / stats.len() as u64);
+        if !incremental {
+            assert!(refs.iter().all(|r| r.shared.is_empty()) && !root.join("shared").exists(), "full checkpoints keep keyed state in the state files");
+            continue;
+        }
+        // Shared files: a full snapshot and its increments, every one referenced by a retained
+        // checkpoint, none missing.
+        assert!(refs.iter().all(|r| (1..=11).contains(&r.shared.len())), "{refs:?}");
+        let retained: Vec<_> =
+            report.completed_checkpoints.iter().rev().take(2).map(|id| load_dir(&root.join(format!("chk-{id}"))).unwrap().metadata).collect();
+        let referenced: std::collections::BTreeSet<String> =
+            retained.iter().flat_map(|m| m.operators.values()).flat_map(|o| &o.subtasks).flat_map(|r| &r.shared).map(|f| f.path.clone()).collect();
+        let mut on_disk = std::collections::BTreeSet::new();
+        for op in std::fs::read_dir(root.join("shared")).unwrap().flatten() {
+            for f in std::fs::read_dir(op.path()).unwrap().flatten() {
+                on_disk.insert(format!("shared/{}/{}", op.file_name().to_string_lossy(), f.file_name().to_string_lossy()));
+            }
+        }
+        assert_eq!(on_disk, referenced, "shared files on disk are exactly those the retained checkpoints reference");
+        let increments = retained.iter().flat_map(|m| &m.operators["count"].subtasks).filter(|r| r.shared.len() > 1).count();
+        assert!(increments > 0, "the retained checkpoints build on earlier ones");
+    }
+    // Writing only the changes writes less per checkpoint.
+    assert!(written[&true] < written[&false], "incremental checkpoints wrote {} bytes on average, full ones {}", written[&true], written[&false]);
+}

@@ -1,0 +1,91 @@
+//! What changed in keyed state since a checkpoint: the bookkeeping behind incremental
+//! checkpoints.
+//!
+//! With change tracking on ([`KeyedStateBackend::track_changes`](crate::KeyedStateBackend::track_changes)),
+//! the backend notes every (state, key) entry and every timer that is written, cleared, expired
+//! or fired. A checkpoint that builds on an earlier, complete one (its *base*) then writes only
+//! those: the current value of each changed entry, or a deletion. The changes a snapshot
+//! included are kept until a newer complete checkpoint covers them: when a checkpoint is aborted,
+//! the next delta is taken against the same base again and must hold the aborted one's changes
+//! too. Keeping one set per snapshot (rather than one running set) is what makes that possible.
+
+use std::collections::HashSet;
+
+use crate::keyed::{KeyedStateId, TimeDomain};
+
+type Set<T> = HashSet<T, foldhash::fast::RandomState>;
+
+/// Entries and timers touched in some period.
+#[derive(Default, Debug)]
+pub(crate) struct Changes {
+    /// Per state id, the keys whose entry changed.
+    pub entries: Vec<Set<Vec<u8>>>,
+    /// Timers registered, deleted or fired.
+    pub timers: Set<(TimeDomain, i64, Vec<u8>)>,
+}
+
+impl Changes {
+    pub fn entry(&mut self, id: KeyedStateId, key: &[u8]) {
+        if self.entries.len() <= id {
+            self.entries.resize_with(id + 1, Set::default);
+        }
+        let keys = &mut self.entries[id];
+        // Most writes repeat a key already noted: look up before copying it.
+        if !keys.contains(key) {
+            keys.insert(key.to_vec());
+        }
+    }
+
+    pub fn timer(&mut self, domain: TimeDomain, timestamp: i64, key: &[u8]) {
+        self.timers.insert((domain, timestamp, key.to_vec()));
+    }
+
+    fn absorb(&mut self, other: &Changes) {
+        for (id, keys) in other.entries.iter().enumerate() {
+            for key in keys {
+                self.entry(id, key);
+            }
+        }
+        self.timers.extend(other.timers.iter().cloned());
+    }
+}
+
+/// The changes since the last snapshot, and those of each snapshot a later delta may still have
+/// to repeat.
+#[derive(Default, Debug)]
+pub(crate) struct ChangeLog {
+    /// Since the last snapshot.
+    pub current: Changes,
+    /// Snapshots newer than the newest base seen, ascending by checkpoint id, each with the
+    /// changes it was the first to include.
+    snapshots: Vec<(u64, Changes)>,
+    /// The newest base seen: a complete checkpoint this backend took a snapshot for.
+    base: Option<u64>,
+}
+
+impl ChangeLog {
+    /// Closes the current period at the snapshot for `checkpoint`. `since` is the newest
+    /// complete checkpoint: returns everything changed since this backend's snapshot for it, or
+    /// `None` when it took none (a full snapshot is then needed).
+    pub fn snapshot(&mut self, checkpoint: u64, since: Option<u64>) -> Option<Changes> {
+        let current = std::mem::take(&mut self.current);
+        let known = since.filter(|b| self.base == Some(*b) || self.snapshots.iter().any(|(id, _)| id == b));
+        if let Some(b) = since {
+            // No checkpoint older than the newest complete one can be a base again.
+            self.snapshots.retain(|(id, _)| *id > b);
+        }
+        if known.is_some() {
+            self.base = known;
+        }
+        let delta = known.map(|_| {
+            let mut all = Changes::default();
+            for (_, c) in &self.snapshots {
+                all.absorb(c);
+            }
+            all.absorb(&current);
+            all
+        });
+        self.snapshots.push((checkpoint, current));
+        delta
+    }
+}
