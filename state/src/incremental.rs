@@ -39,15 +39,6 @@ impl Changes {
     pub fn timer(&mut self, domain: TimeDomain, timestamp: i64, key: &[u8]) {
         self.timers.insert((domain, timestamp, key.to_vec()));
     }
-
-    fn absorb(&mut self, other: &Changes) {
-        for (id, keys) in other.entries.iter().enumerate() {
-            for key in keys {
-                self.entry(id, key);
-            }
-        }
-        self.timers.extend(other.timers.iter().cloned());
-    }
 }
 
 /// The changes since the last snapshot, and those of each snapshot a later delta may still have
@@ -65,27 +56,33 @@ pub(crate) struct ChangeLog {
 
 impl ChangeLog {
     /// Closes the current period at the snapshot for `checkpoint`. `since` is the newest
-    /// complete checkpoint: returns everything changed since this backend's snapshot for it, or
-    /// `None` when it took none (a full snapshot is then needed).
-    pub fn snapshot(&mut self, checkpoint: u64, since: Option<u64>) -> Option<Changes> {
+    /// complete checkpoint: returns the change sets a delta since this backend's snapshot for it
+    /// must cover, oldest first (the last is the period just closed; a key may be in several),
+    /// or `None` when it took none (a full snapshot is then needed).
+    pub fn snapshot(&mut self, checkpoint: u64, since: Option<u64>) -> Option<&[(u64, Changes)]> {
         let current = std::mem::take(&mut self.current);
         let known = since.filter(|b| self.base == Some(*b) || self.snapshots.iter().any(|(id, _)| id == b));
         if let Some(b) = since {
-            // No checkpoint older than the newest complete one can be a base again.
-            self.snapshots.retain(|(id, _)| *id > b);
+            // No checkpoint older than the newest complete one can be a base again. Freeing a
+            // million noted keys takes a while: not while records wait at the barrier.
+            let (keep, old): (Vec<_>, Vec<_>) = std::mem::take(&mut self.snapshots).into_iter().partition(|(id, _)| *id > b);
+            self.snapshots = keep;
+            drop_in_background(old);
         }
         if known.is_some() {
             self.base = known;
         }
-        let delta = known.map(|_| {
-            let mut all = Changes::default();
-            for (_, c) in &self.snapshots {
-                all.absorb(c);
-            }
-            all.absorb(&current);
-            all
-        });
         self.snapshots.push((checkpoint, current));
-        delta
+        known.map(|_| self.snapshots.as_slice())
+    }
+}
+
+/// Drops `value` on another thread (large sets of small allocations take milliseconds to free).
+fn drop_in_background<T: Send + 'static>(value: Vec<T>) {
+    if value.is_empty() {
+        return;
+    }
+    if std::thread::Builder::new().name("wasmflow-free".into()).spawn(move || drop(value)).is_err() {
+        // No thread to spare: the caller frees it, later than wished but correctly.
     }
 }

@@ -844,10 +844,24 @@ impl KeyedStateBackend {
     /// entry, which an increment must not cost. Until then they are invisible to reads (and a
     /// read removes them), and an increment may carry one that changed before it expired.
     pub fn snapshot_since(&mut self, now: i64, checkpoint_id: u64, since: Option<u64>) -> KeyedSnapshot {
-        match self.changes.as_mut().and_then(|log| log.snapshot(checkpoint_id, since)) {
-            Some(changes) => self.encode_changes(&changes, since.expect("a delta has a base")),
-            None => self.snapshot(now),
-        }
+        let Some(mut log) = self.changes.take() else { return self.snapshot(now) };
+        let snapshot = match log.snapshot(checkpoint_id, since) {
+            Some(periods) if !self.mostly_changed(periods) => self.encode_changes(periods, since.expect("a delta has a base")),
+            _ => self.snapshot(now),
+        };
+        self.changes = Some(log);
+        snapshot
+    }
+
+    /// Whether an increment would cost more than a full snapshot. An increment looks each
+    /// changed entry up by key: a random access into a large table, ~3 µs per entry for a
+    /// million keys on a 2-core VM (bench/REPORT.md). A full snapshot walks the maps in memory
+    /// order at ~0.3 µs per entry. Past a tenth of the entries changed, the full snapshot is the
+    /// faster one, and it restarts the chain too.
+    fn mostly_changed(&self, periods: &[(u64, Changes)]) -> bool {
+        let changed: usize = periods.iter().flat_map(|(_, c)| &c.entries).map(|keys| keys.len()).sum();
+        let entries: usize = self.states.iter().map(|s| s.slots.len()).sum();
+        changed > 0 && changed * 10 > entries
     }
 
     /// State ids sorted by name: a snapshot's state indexes.
@@ -873,19 +887,29 @@ impl KeyedStateBackend {
         self.finish(&order, groups, None)
     }
 
-    fn encode_changes(&self, changes: &Changes, base: u64) -> KeyedSnapshot {
+    /// An increment from the change sets of the periods since the base, oldest first: each
+    /// changed entry and timer once, as it is now.
+    fn encode_changes(&self, periods: &[(u64, Changes)], base: u64) -> KeyedSnapshot {
         let order = self.by_name_order();
         let mut groups = GroupBuffers::new(self.max_parallelism, self.range);
+        // Newest period first; a key also noted in a newer period was already written.
+        let newer_has = |i: usize, f: &dyn Fn(&Changes) -> bool| periods[i + 1..].iter().any(|(_, c)| f(c));
         for (position, &id) in order.iter().enumerate() {
-            let Some(keys) = changes.entries.get(id) else { continue };
             let slots = &self.states[id].slots;
-            for key in keys {
-                let value = slots.get(key).map_or(ValueRef::Deleted, Slot::as_ref);
-                groups.entry(&EntryRef { state: position as u32, key, value });
+            for (i, (_, changes)) in periods.iter().enumerate().rev() {
+                let Some(keys) = changes.entries.get(id) else { continue };
+                for key in keys {
+                    if newer_has(i, &|c| c.entries.get(id).is_some_and(|k| k.contains(key))) {
+                        continue;
+                    }
+                    let value = slots.get(key).map_or(ValueRef::Deleted, Slot::as_ref);
+                    groups.entry(&EntryRef { state: position as u32, key, value });
+                }
             }
         }
-        let mut timers: Vec<&(TimeDomain, i64, Vec<u8>)> = changes.timers.iter().collect();
+        let mut timers: Vec<&(TimeDomain, i64, Vec<u8>)> = periods.iter().flat_map(|(_, c)| &c.timers).collect();
         timers.sort();
+        timers.dedup();
         for (domain, timestamp, key) in timers {
             let present = self.timers.queue_ref(*domain).contains(&(*timestamp, key.clone()));
             groups.timer(TimerEntry { domain: *domain, timestamp: *timestamp, key: key.clone() }, present);

@@ -435,7 +435,9 @@ fn checkpointed_counts(checkpoint: &wasmflow_host::checkpoint::LoadedCheckpoint)
 /// every shared file a retained checkpoint references and deleted every other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incremental_checkpoints_write_changes_and_keep_the_files_they_need() {
-    let (count, keys) = (30_000u64, 4_000u64);
+    // 1 000 records per 100 ms checkpoint: once every key is in the state (after 2 s), each
+    // checkpoint changes about 5 % of the entries, and writes an increment.
+    let (count, keys) = (40_000u64, 20_000u64);
     // Record n has key n % keys.
     let expected: BTreeMap<String, u64> = (0..keys).map(|k| (format!("key-{k}"), count / keys + u64::from(k < count % keys))).collect();
     let mut written = BTreeMap::new();
