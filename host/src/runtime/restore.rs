@@ -84,3 +84,59 @@ pub fn state_for(
     }
     Ok(SubtaskState::keyed(store, backend))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use wasmflow_state::{KeyGroupRange, KeyedSnapshot, KeyedStateBackend, StateLimits, SubtaskSnapshot, TypeInfo};
+
+    use super::*;
+    use crate::checkpoint::{CheckpointMetadata, FORMAT_VERSION};
+
+    fn job(partitioning: &str) -> JobSpec {
+        let text = format!(
+            "[job]\nname = \"t\"\n\n[[operators]]\nid = \"src\"\nmodule = \"gen.wasm\"\n\n[[operators]]\nid = \"count\"\nmodule = \"count.wasm\"\n\n\
+             [[edges]]\nfrom = \"src\"\nto = \"count\"\npartitioning = \"{partitioning}\"\n"
+        );
+        JobSpec::parse(&text, Path::new("job.toml")).unwrap()
+    }
+
+    fn checkpoint(keyed: KeyedSnapshot) -> LoadedCheckpoint {
+        let metadata = CheckpointMetadata {
+            format_version: FORMAT_VERSION,
+            checkpoint_id: 1,
+            timestamp: 0,
+            kind: "checkpoint".into(),
+            job_name: "t".into(),
+            attempt: 1,
+            operators: BTreeMap::new(),
+        };
+        let states = BTreeMap::from([("count".to_string(), vec![SubtaskSnapshot { states: vec![], keyed: Some(keyed) }])]);
+        LoadedCheckpoint { location: "chk-1".into(), metadata, states }
+    }
+
+    fn keyed(with_entry: bool) -> KeyedSnapshot {
+        let mut b = KeyedStateBackend::new(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits::default());
+        let v = b.register_value("count", TypeInfo::default(), None).unwrap();
+        if with_entry {
+            b.value_update(v, b"k", vec![1], 0).unwrap();
+        }
+        b.snapshot(0)
+    }
+
+    /// Only keyed data binds an operator to being keyed: a keyed operator that registered keyed
+    /// state but never wrote any restores into a job where its input is no longer `key-hash`,
+    /// while one with entries is refused, naming the operator and the fix.
+    #[test]
+    fn only_keyed_data_requires_a_keyed_operator_on_restore() {
+        assert!(assign(&job("rebalance"), &checkpoint(keyed(false)), false).is_ok());
+        let e = format!("{:#}", assign(&job("rebalance"), &checkpoint(keyed(true)), false).err().unwrap());
+        assert_eq!(
+            e,
+            "chk-1: operator 'count' has keyed state, but in this job it is not keyed: make every edge into 'count' partitioning = \"key-hash\" again"
+        );
+        assert!(assign(&job("key-hash"), &checkpoint(keyed(true)), false).is_ok());
+    }
+}
