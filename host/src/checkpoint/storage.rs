@@ -568,9 +568,14 @@ mod tests {
     }
 
     fn checkpoint(storage: &LocalStorage, id: u64, count: u64) -> String {
-        let dir = format!("chk-{id}");
-        let file = storage.write_state(id, "counter", 0, &snapshot(count), vec![]).unwrap();
-        let operators = BTreeMap::from([("counter".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file], finished: vec![] })]);
+        commit_one(storage, id, "counter", &snapshot(count), vec![]);
+        format!("chk-{id}")
+    }
+
+    /// Writes one subtask's state file (referencing `shared`) and commits checkpoint `id` with it.
+    fn commit_one(storage: &LocalStorage, id: u64, operator: &str, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> StateFileRef {
+        let file = storage.write_state(id, operator, 0, snapshot, shared).unwrap();
+        let operators = BTreeMap::from([(operator.to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file.clone()], finished: vec![] })]);
         let meta = CheckpointMetadata {
             format_version: FORMAT_VERSION,
             checkpoint_id: id,
@@ -581,7 +586,7 @@ mod tests {
             operators,
         };
         storage.commit(id, &meta).unwrap();
-        dir
+        file
     }
 
     /// A savepoint can come from anywhere: a state file that is a symlink (here to /dev/zero,
@@ -652,19 +657,7 @@ mod tests {
     }
 
     fn commit_keyed(storage: &LocalStorage, id: u64, shared: Vec<StateFileRef>) -> StateFileRef {
-        let file = storage.write_state(id, "count", 0, &SubtaskSnapshot::default(), shared).unwrap();
-        let operators = BTreeMap::from([("count".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file.clone()], finished: vec![] })]);
-        let meta = CheckpointMetadata {
-            format_version: FORMAT_VERSION,
-            checkpoint_id: id,
-            timestamp: 0,
-            kind: "checkpoint".into(),
-            job_name: "j".into(),
-            attempt: 1,
-            operators,
-        };
-        storage.commit(id, &meta).unwrap();
-        file
+        commit_one(storage, id, "count", &SubtaskSnapshot::default(), shared)
     }
 
     fn values(keyed: &KeyedSnapshot) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -688,6 +681,10 @@ mod tests {
         let mut b = KeyedStateBackend::new(128, wasmflow_state::KeyGroupRange::for_subtask(128, 1, 0), wasmflow_state::StateLimits::default());
         let v = b.register_value("v", TypeInfo::default(), None).unwrap();
         b.track_changes();
+        // Enough keys that changing two of them makes an increment (a tenth or less changed).
+        for i in 0..30u8 {
+            b.value_update(v, &[b'k', i], vec![i], 0).unwrap();
+        }
         b.value_update(v, b"a", vec![1], 0).unwrap();
         b.value_update(v, b"b", vec![2], 0).unwrap();
         let f1 = storage.write_shared(1, "count", 0, &b.snapshot_since(0, 1, None)).unwrap();
@@ -702,7 +699,9 @@ mod tests {
         assert!(!root.path().join("chk-1").exists());
         assert!(root.path().join(&f1.path).exists() && root.path().join(&f2.path).exists(), "checkpoint 2 needs both");
         let loaded = storage.load("chk-2").unwrap();
-        assert_eq!(values(loaded.states["count"][0].keyed.as_ref().unwrap()), BTreeMap::from([(b"a".to_vec(), vec![3])]));
+        let mut expected: BTreeMap<Vec<u8>, Vec<u8>> = (0..30u8).map(|i| (vec![b'k', i], vec![i])).collect();
+        expected.insert(b"a".to_vec(), vec![3]);
+        assert_eq!(values(loaded.states["count"][0].keyed.as_ref().unwrap()), expected);
 
         let f3 = storage.write_shared(3, "count", 0, &b.snapshot_since(0, 3, None)).unwrap();
         commit_keyed(&storage, 3, vec![f3.clone()]);

@@ -50,7 +50,11 @@ impl KeyedFiles {
             (KeyedSnapshotKind::Shared { .. }, Some(keyed)) if keyed.base.is_some() || !keyed.groups.is_empty() => {
                 let file = storage.write_shared(id, &tag.operator, tag.subtask, &keyed)?;
                 let mut chain = match keyed.base {
-                    Some(base) => self.chains.lock().expect("keyed files lock").get(&base).cloned().unwrap_or_default(),
+                    // `since` kept the base's chain; without it the increment would restore
+                    // nothing: decline the checkpoint rather than commit a broken chain.
+                    Some(base) => self.chains.lock().expect("keyed files lock").get(&base).cloned().ok_or_else(|| {
+                        anyhow::anyhow!("the keyed state's increment builds on checkpoint {base}, whose shared files this subtask no longer knows")
+                    })?,
                     None => Vec::new(),
                 };
                 chain.push(file);
