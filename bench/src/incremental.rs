@@ -40,7 +40,7 @@ pub fn measure() -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     let mut snapshot = |backend: &mut KeyedStateBackend, id: u64, since: Option<u64>, label: String, changed_keys: u64| -> Result<()> {
         let started = Instant::now();
-        let keyed = backend.snapshot_since(0, id, since);
+        let keyed = backend.snapshot_since(0, id, since)?;
         let sync_ms = started.elapsed().as_secs_f64() * 1e3;
         let started = Instant::now();
         let file = storage.write_shared(id, "count", 0, &keyed)?;

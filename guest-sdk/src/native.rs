@@ -149,7 +149,7 @@ impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
     /// only what changed since checkpoint `keyed_since` when it can (incremental checkpoints).
     pub fn snapshot_state_since(&mut self, checkpoint_id: u64, timestamp: i64, keyed_since: Option<u64>) -> Result<SubtaskSnapshot> {
         self.op.snapshot_state(checkpoint_id, timestamp)?;
-        Ok(lock(&self.store).snapshot_since(crate::log::now_millis(), checkpoint_id, keyed_since))
+        Ok(lock(&self.store).snapshot_since(crate::log::now_millis(), checkpoint_id, keyed_since)?)
     }
 
     /// `notify_checkpoint_complete`.

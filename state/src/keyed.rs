@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::incremental::{ChangeLog, Changes};
 use crate::keygroups::{KeyGroupRange, key_group};
+use crate::table::{Slot, Stamped, Table, UserMap};
 use crate::{StateLimits, TypeInfo};
 
 /// Handle to a registered keyed state.
@@ -102,6 +103,10 @@ pub enum KeyedStateError {
     /// A key group's entries could not be decoded.
     #[error("keyed state of key group {key_group} cannot be decoded: {reason}")]
     Corrupt { key_group: u32, reason: String },
+    /// The disk store failed (I/O, a corrupt entry): the subtask fails and restarts from the
+    /// last checkpoint.
+    #[error("keyed state store: {0}")]
+    Store(String),
     /// Restoring state written with another number of key groups.
     #[error(
         "the checkpoint's keyed state was written with max-parallelism {was}, but the job has max-parallelism {now}: max-parallelism is fixed for the life of keyed state; set `[job] max-parallelism = {was}`"
@@ -109,42 +114,11 @@ pub enum KeyedStateError {
     MaxParallelismChanged { was: u32, now: u32 },
 }
 
-/// A value with the processing time it was last written at (for TTL).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Stamped {
-    bytes: Vec<u8>,
-    written: i64,
-}
-
-#[derive(Clone, Debug)]
-enum Slot {
-    Value(Stamped),
-    List(Vec<Vec<u8>>),
-    Map(UserMap),
-}
-
-impl Slot {
-    fn bytes(&self) -> usize {
-        match self {
-            Slot::Value(v) => v.bytes.len(),
-            Slot::List(items) => items.iter().map(Vec::len).sum(),
-            Slot::Map(m) => m.iter().map(|(k, v)| k.len() + v.bytes.len()).sum(),
-        }
-    }
-}
-
-/// A map state's content for one key: map key → value with its write time.
-type UserMap = BTreeMap<Vec<u8>, Stamped>;
-
-/// One state's values by key. foldhash: several times faster than std's SipHash on short keys,
-/// still seeded per process (a stream cannot aim collisions at it).
-type Slots = HashMap<Vec<u8>, Slot, foldhash::fast::RandomState>;
-
 struct StateData {
     descriptor: KeyedStateDescriptor,
     /// Whether the running operator registered it (restored-only states are carried along).
     registered: bool,
-    slots: Slots,
+    slots: Table,
 }
 
 /// The timers of one subtask: deduplicated per (key, timestamp) and fired in timestamp order.
@@ -353,7 +327,14 @@ pub struct KeyedSnapshot {
     pub base: Option<u64>,
 }
 
-/// The keyed state and timers of one subtask of a keyed operator (heap backend).
+impl From<String> for KeyedStateError {
+    /// A disk store's failure.
+    fn from(message: String) -> Self {
+        KeyedStateError::Store(message)
+    }
+}
+
+/// The keyed state and timers of one subtask of a keyed operator, on the heap or on local disk.
 pub struct KeyedStateBackend {
     max_parallelism: u32,
     range: KeyGroupRange,
@@ -366,6 +347,9 @@ pub struct KeyedStateBackend {
     last_checked: Vec<u8>,
     /// What changed since earlier snapshots, when incremental snapshots are wanted.
     changes: Option<ChangeLog>,
+    /// The local disk store, for the disk backend; `None`: the heap.
+    #[cfg(feature = "disk")]
+    store: Option<crate::table::disk::DiskStore>,
 }
 
 fn printable(key: &[u8]) -> String {
@@ -402,7 +386,28 @@ impl KeyedStateBackend {
             total_bytes: 0,
             last_checked: Vec::new(),
             changes: None,
+            #[cfg(feature = "disk")]
+            store: None,
         }
+    }
+
+    /// An empty backend that keeps its entries on local disk, in `dir` (created, and deleted
+    /// when the backend is dropped): state larger than memory (docs/state.md, state backends).
+    /// Timers stay in memory.
+    #[cfg(feature = "disk")]
+    pub fn on_disk(max_parallelism: u32, range: KeyGroupRange, limits: StateLimits, dir: &std::path::Path) -> Result<Self, KeyedStateError> {
+        let mut backend = Self::new(max_parallelism, range, limits);
+        backend.store = Some(crate::table::disk::DiskStore::create(dir)?);
+        Ok(backend)
+    }
+
+    /// A table for a new state, on the heap or in the disk store.
+    fn new_table(&mut self) -> Result<Table, KeyedStateError> {
+        #[cfg(feature = "disk")]
+        if let Some(store) = &mut self.store {
+            return Ok(Table::Disk(store.table()?));
+        }
+        Ok(Table::default())
     }
 
     /// Starts noting what changes, so that [`snapshot_since`](Self::snapshot_since) can write
@@ -433,13 +438,20 @@ impl KeyedStateBackend {
         limits: StateLimits,
         snapshots: impl IntoIterator<Item = &'a KeyedSnapshot>,
     ) -> Result<Self, KeyedStateError> {
-        let mut backend = Self::new(max_parallelism, range, limits);
+        Self::new(max_parallelism, range, limits).restored_from(snapshots)
+    }
+
+    /// This (empty) backend with the key groups of its range from `snapshots`, as
+    /// [`restore`](Self::restore) describes.
+    pub fn restored_from<'a>(mut self, snapshots: impl IntoIterator<Item = &'a KeyedSnapshot>) -> Result<Self, KeyedStateError> {
+        let (max_parallelism, range) = (self.max_parallelism, self.range);
+        let backend = &mut self;
         for snapshot in snapshots {
             if snapshot.max_parallelism != max_parallelism {
                 return Err(KeyedStateError::MaxParallelismChanged { was: snapshot.max_parallelism, now: max_parallelism });
             }
             // Map the snapshot's state indexes to ours (descriptors are merged by name).
-            let ids: Vec<KeyedStateId> = snapshot.states.iter().map(|d| backend.carry(d)).collect();
+            let ids = snapshot.states.iter().map(|d| backend.carry(d)).collect::<Result<Vec<KeyedStateId>, _>>()?;
             for group in snapshot.groups.iter().filter(|g| range.contains(g.key_group)) {
                 for e in group.decode_entries()? {
                     let id = *ids.get(e.state as usize).ok_or(KeyedStateError::UnknownHandle(e.state as usize))?;
@@ -449,7 +461,7 @@ impl KeyedStateBackend {
                         KeyedValue::Map(m) => Some(Slot::Map(m.into_iter().map(|(k, bytes, written)| (k, Stamped { bytes, written })).collect())),
                         KeyedValue::Deleted => None,
                     };
-                    backend.put_slot(id, &e.key, slot);
+                    backend.put_slot(id, &e.key, slot)?;
                 }
                 for t in &group.removed_timers {
                     if backend.timers.queue(t.domain).remove(&(t.timestamp, t.key.clone())) {
@@ -463,7 +475,7 @@ impl KeyedStateBackend {
                 }
             }
         }
-        Ok(backend)
+        Ok(self)
     }
 
     /// Merges an old subtask's full snapshot and its increments into one full snapshot (what
@@ -479,20 +491,21 @@ impl KeyedStateBackend {
         let unlimited = StateLimits { max_states: usize::MAX, max_entry_bytes: usize::MAX, max_total_bytes: usize::MAX };
         let mut merged = Self::restore(first.max_parallelism, first.range, unlimited, chain)?;
         // i64::MIN: keep every entry, expired or not; the restoring subtask applies the TTL.
-        Ok(merged.snapshot(i64::MIN))
+        merged.snapshot(i64::MIN)
     }
 
     /// Adds a restored state's descriptor if the name is new (a later snapshot's description
     /// of a known name replaces the earlier one); its id either way.
-    fn carry(&mut self, d: &KeyedStateDescriptor) -> KeyedStateId {
+    fn carry(&mut self, d: &KeyedStateDescriptor) -> Result<KeyedStateId, KeyedStateError> {
         if let Some(&id) = self.by_name.get(&d.name) {
             self.states[id].descriptor = d.clone();
-            return id;
+            return Ok(id);
         }
         let id = self.states.len();
-        self.states.push(StateData { descriptor: d.clone(), registered: false, slots: Slots::default() });
+        let slots = self.new_table()?;
+        self.states.push(StateData { descriptor: d.clone(), registered: false, slots });
         self.by_name.insert(d.name.clone(), id);
-        id
+        Ok(id)
     }
 
     /// The key groups this subtask owns.
@@ -548,7 +561,8 @@ impl KeyedStateBackend {
         }
         let id = self.states.len();
         self.by_name.insert(d.name.clone(), id);
-        self.states.push(StateData { descriptor: d, registered: true, slots: Slots::default() });
+        let slots = self.new_table()?;
+        self.states.push(StateData { descriptor: d, registered: true, slots });
         Ok(id)
     }
 
@@ -614,21 +628,17 @@ impl KeyedStateBackend {
 
     /// Replaces the slot of `key` (None removes it), keeping the byte count. The key is copied
     /// only when it is new.
-    fn put_slot(&mut self, id: KeyedStateId, key: &[u8], slot: Option<Slot>) {
+    fn put_slot(&mut self, id: KeyedStateId, key: &[u8], slot: Option<Slot>) -> Result<(), KeyedStateError> {
         self.note_entry(id, key);
-        let data = &mut self.states[id];
         let new = slot.as_ref().map(|s| s.bytes() + key.len()).unwrap_or(0);
-        let old = match (slot, data.slots.get_mut(key)) {
-            (Some(s), Some(existing)) => Some(std::mem::replace(existing, s)),
-            (Some(s), None) => data.slots.insert(key.to_vec(), s),
-            (None, _) => data.slots.remove(key),
-        };
+        let old = self.states[id].slots.replace(key, slot)?;
         let old = old.map(|s| s.bytes() + key.len()).unwrap_or(0);
         self.total_bytes = self.total_bytes - old + new;
+        Ok(())
     }
 
-    fn slot_bytes(&self, id: KeyedStateId, key: &[u8]) -> usize {
-        self.states[id].slots.get(key).map(|s| s.bytes() + key.len()).unwrap_or(0)
+    fn slot_bytes(&self, id: KeyedStateId, key: &[u8]) -> Result<usize, KeyedStateError> {
+        Ok(self.states[id].slots.get(key)?.map(|s| s.bytes() + key.len()).unwrap_or(0))
     }
 
     /// `ValueState.value()` for `key`, as of processing time `now`. An expired value is removed
@@ -636,13 +646,17 @@ impl KeyedStateBackend {
     pub fn value_get(&mut self, id: KeyedStateId, key: &[u8], now: i64) -> Result<Option<Vec<u8>>, KeyedStateError> {
         self.check_key(key)?;
         let s = self.state(id, KeyedKind::Value)?;
-        match s.slots.get(key) {
-            Some(Slot::Value(v)) if !Self::expired(s.descriptor.ttl_ms, v.written, now) => Ok(Some(v.bytes.clone())),
-            Some(_) => {
-                self.put_slot(id, key, None);
+        let live = match s.slots.get(key)?.as_deref() {
+            Some(Slot::Value(v)) if !Self::expired(s.descriptor.ttl_ms, v.written, now) => Some(Some(v.bytes.clone())),
+            Some(_) => None,
+            None => Some(None),
+        };
+        match live {
+            Some(value) => Ok(value),
+            None => {
+                self.put_slot(id, key, None)?;
                 Ok(None)
             }
-            None => Ok(None),
         }
     }
 
@@ -650,23 +664,21 @@ impl KeyedStateBackend {
     pub fn value_update(&mut self, id: KeyedStateId, key: &[u8], value: Vec<u8>, now: i64) -> Result<(), KeyedStateError> {
         self.check_key(key)?;
         self.state(id, KeyedKind::Value)?;
-        self.check_size(value.len(), self.slot_bytes(id, key), key.len() + value.len())?;
-        self.put_slot(id, key, Some(Slot::Value(Stamped { bytes: value, written: now })));
-        Ok(())
+        self.check_size(value.len(), self.slot_bytes(id, key)?, key.len() + value.len())?;
+        self.put_slot(id, key, Some(Slot::Value(Stamped { bytes: value, written: now })))
     }
 
     /// `clear()` on any keyed state for `key`.
     pub fn clear(&mut self, id: KeyedStateId, key: &[u8]) -> Result<(), KeyedStateError> {
         self.check_key(key)?;
         self.states.get(id).ok_or(KeyedStateError::UnknownHandle(id))?;
-        self.put_slot(id, key, None);
-        Ok(())
+        self.put_slot(id, key, None)
     }
 
     /// `ListState.get()` for `key` (empty when there is none).
     pub fn list_get(&mut self, id: KeyedStateId, key: &[u8]) -> Result<Vec<Vec<u8>>, KeyedStateError> {
         self.check_key(key)?;
-        Ok(match self.state(id, KeyedKind::List)?.slots.get(key) {
+        Ok(match self.state(id, KeyedKind::List)?.slots.get(key)?.as_deref() {
             Some(Slot::List(items)) => items.clone(),
             _ => Vec::new(),
         })
@@ -676,15 +688,18 @@ impl KeyedStateBackend {
     pub fn list_add(&mut self, id: KeyedStateId, key: &[u8], element: Vec<u8>) -> Result<(), KeyedStateError> {
         self.check_key(key)?;
         self.state(id, KeyedKind::List)?;
-        let old = self.slot_bytes(id, key);
+        let old = self.slot_bytes(id, key)?;
         let added = if old == 0 { key.len() } else { 0 } + element.len();
         self.check_size(element.len(), old, old + added)?;
         self.note_entry(id, key);
-        let data = &mut self.states[id];
-        match data.slots.entry(key.to_vec()).or_insert_with(|| Slot::List(Vec::new())) {
-            Slot::List(items) => items.push(element),
-            _ => unreachable!("list state holds lists"),
-        }
+        self.states[id].slots.update(
+            key,
+            || Slot::List(Vec::new()),
+            |slot| match slot {
+                Slot::List(items) => (items.push(element), true),
+                _ => unreachable!("list state holds lists"),
+            },
+        )?;
         self.total_bytes += added;
         Ok(())
     }
@@ -695,15 +710,15 @@ impl KeyedStateBackend {
         self.state(id, KeyedKind::List)?;
         let largest = elements.iter().map(Vec::len).max().unwrap_or(0);
         let new = if elements.is_empty() { 0 } else { key.len() + elements.iter().map(Vec::len).sum::<usize>() };
-        self.check_size(largest, self.slot_bytes(id, key), new)?;
-        self.put_slot(id, key, if elements.is_empty() { None } else { Some(Slot::List(elements)) });
-        Ok(())
+        self.check_size(largest, self.slot_bytes(id, key)?, new)?;
+        self.put_slot(id, key, if elements.is_empty() { None } else { Some(Slot::List(elements)) })
     }
 
-    fn map_of(&self, id: KeyedStateId, key: &[u8]) -> Result<(Option<&UserMap>, Option<u64>), KeyedStateError> {
+    fn map_of(&self, id: KeyedStateId, key: &[u8]) -> Result<(Option<std::borrow::Cow<'_, UserMap>>, Option<u64>), KeyedStateError> {
         let s = self.state(id, KeyedKind::Map)?;
-        let map = match s.slots.get(key) {
-            Some(Slot::Map(m)) => Some(m),
+        let map = match s.slots.get(key)? {
+            Some(std::borrow::Cow::Borrowed(Slot::Map(m))) => Some(std::borrow::Cow::Borrowed(m)),
+            Some(std::borrow::Cow::Owned(Slot::Map(m))) => Some(std::borrow::Cow::Owned(m)),
             _ => None,
         };
         Ok((map, s.descriptor.ttl_ms))
@@ -713,13 +728,17 @@ impl KeyedStateBackend {
     pub fn map_get(&mut self, id: KeyedStateId, key: &[u8], user_key: &[u8], now: i64) -> Result<Option<Vec<u8>>, KeyedStateError> {
         self.check_key(key)?;
         let (map, ttl) = self.map_of(id, key)?;
-        match map.and_then(|m| m.get(user_key)) {
-            Some(v) if !Self::expired(ttl, v.written, now) => Ok(Some(v.bytes.clone())),
-            Some(_) => {
+        let live = match map.as_ref().and_then(|m| m.get(user_key)) {
+            Some(v) if !Self::expired(ttl, v.written, now) => Some(Some(v.bytes.clone())),
+            Some(_) => None,
+            None => Some(None),
+        };
+        match live {
+            Some(value) => Ok(value),
+            None => {
                 self.map_remove(id, key, user_key)?;
                 Ok(None)
             }
-            None => Ok(None),
         }
     }
 
@@ -727,15 +746,20 @@ impl KeyedStateBackend {
     pub fn map_put(&mut self, id: KeyedStateId, key: &[u8], user_key: Vec<u8>, value: Vec<u8>, now: i64) -> Result<(), KeyedStateError> {
         self.check_key(key)?;
         let (map, _) = self.map_of(id, key)?;
-        let old_entry = map.and_then(|m| m.get(&user_key)).map(|v| user_key.len() + v.bytes.len()).unwrap_or(0);
+        let old_entry = map.as_ref().and_then(|m| m.get(&user_key)).map(|v| user_key.len() + v.bytes.len()).unwrap_or(0);
         let key_bytes = if map.is_none() { key.len() } else { 0 };
+        drop(map);
         let new_entry = user_key.len() + value.len();
         self.check_size(user_key.len().max(value.len()), old_entry, new_entry + key_bytes)?;
         self.note_entry(id, key);
-        match self.states[id].slots.entry(key.to_vec()).or_insert_with(|| Slot::Map(BTreeMap::new())) {
-            Slot::Map(m) => m.insert(user_key, Stamped { bytes: value, written: now }),
-            _ => unreachable!("map state holds maps"),
-        };
+        self.states[id].slots.update(
+            key,
+            || Slot::Map(BTreeMap::new()),
+            |slot| match slot {
+                Slot::Map(m) => (m.insert(user_key, Stamped { bytes: value, written: now }), true),
+                _ => unreachable!("map state holds maps"),
+            },
+        )?;
         self.total_bytes = self.total_bytes - old_entry + new_entry + key_bytes;
         Ok(())
     }
@@ -744,19 +768,24 @@ impl KeyedStateBackend {
     pub fn map_remove(&mut self, id: KeyedStateId, key: &[u8], user_key: &[u8]) -> Result<(), KeyedStateError> {
         self.check_key(key)?;
         self.state(id, KeyedKind::Map)?;
-        let data = &mut self.states[id];
-        if let Some(Slot::Map(m)) = data.slots.get_mut(key) {
-            if let Some(log) = &mut self.changes {
-                log.current.entry(id, key);
-            }
-            if let Some(v) = m.remove(user_key) {
-                self.total_bytes -= user_key.len() + v.bytes.len();
-            }
-            if m.is_empty() {
-                data.slots.remove(key);
-                self.total_bytes -= key.len();
-            }
+        if self.states[id].slots.get(key)?.is_none() {
+            return Ok(());
         }
+        self.note_entry(id, key);
+        let freed = self.states[id].slots.update(
+            key,
+            || Slot::Map(BTreeMap::new()),
+            |slot| match slot {
+                Slot::Map(m) => {
+                    let entry = m.remove(user_key).map_or(0, |v| user_key.len() + v.bytes.len());
+                    // The key's map goes when it is empty.
+                    let empty = m.is_empty();
+                    (entry + if empty { key.len() } else { 0 }, !empty)
+                }
+                _ => unreachable!("map state holds maps"),
+            },
+        )?;
+        self.total_bytes -= freed;
         Ok(())
     }
 
@@ -764,7 +793,7 @@ impl KeyedStateBackend {
     pub fn map_entries(&mut self, id: KeyedStateId, key: &[u8], now: i64) -> Result<crate::snapshot::MapEntries, KeyedStateError> {
         self.check_key(key)?;
         let (map, ttl) = self.map_of(id, key)?;
-        Ok(map.into_iter().flatten().filter(|(_, v)| !Self::expired(ttl, v.written, now)).map(|(k, v)| (k.clone(), v.bytes.clone())).collect())
+        Ok(map.iter().flat_map(|m| m.iter()).filter(|(_, v)| !Self::expired(ttl, v.written, now)).map(|(k, v)| (k.clone(), v.bytes.clone())).collect())
     }
 
     /// Registers a timer for `key` (Flink's `registerEventTimeTimer`/`registerProcessingTimeTimer`):
@@ -831,8 +860,8 @@ impl KeyedStateBackend {
     /// A copy of every state and timer, grouped by key group, as of processing time `now`:
     /// expired TTL entries are left out (and dropped from the backend). Entries are encoded
     /// straight into their key group's buffer, one pass over each state's map.
-    pub fn snapshot(&mut self, now: i64) -> KeyedSnapshot {
-        self.drop_expired(now);
+    pub fn snapshot(&mut self, now: i64) -> Result<KeyedSnapshot, KeyedStateError> {
+        self.drop_expired(now)?;
         self.encode_all()
     }
 
@@ -843,7 +872,7 @@ impl KeyedStateBackend {
     /// Expired TTL entries are dropped at full snapshots only: finding them means visiting every
     /// entry, which an increment must not cost. Until then they are invisible to reads (and a
     /// read removes them), and an increment may carry one that changed before it expired.
-    pub fn snapshot_since(&mut self, now: i64, checkpoint_id: u64, since: Option<u64>) -> KeyedSnapshot {
+    pub fn snapshot_since(&mut self, now: i64, checkpoint_id: u64, since: Option<u64>) -> Result<KeyedSnapshot, KeyedStateError> {
         let Some(mut log) = self.changes.take() else { return self.snapshot(now) };
         let snapshot = match log.snapshot(checkpoint_id, since) {
             Some(periods) if !self.mostly_changed(periods) => self.encode_changes(periods, since.expect("a delta has a base")),
@@ -871,25 +900,23 @@ impl KeyedStateBackend {
         order
     }
 
-    fn encode_all(&self) -> KeyedSnapshot {
+    fn encode_all(&self) -> Result<KeyedSnapshot, KeyedStateError> {
         let order = self.by_name_order();
         let mut groups = GroupBuffers::new(self.max_parallelism, self.range);
         for (position, &id) in order.iter().enumerate() {
-            for (key, slot) in &self.states[id].slots {
-                groups.entry(&EntryRef { state: position as u32, key, value: slot.as_ref() });
-            }
+            self.states[id].slots.for_each(|key, slot| groups.entry(&EntryRef { state: position as u32, key, value: slot.as_ref() }))?;
         }
         for (domain, queue) in [(TimeDomain::EventTime, &self.timers.event), (TimeDomain::ProcessingTime, &self.timers.processing)] {
             for (timestamp, key) in queue {
                 groups.timer(TimerEntry { domain, timestamp: *timestamp, key: key.clone() }, true);
             }
         }
-        self.finish(&order, groups, None)
+        Ok(self.finish(&order, groups, None))
     }
 
     /// An increment from the change sets of the periods since the base, oldest first: each
     /// changed entry and timer once, as it is now.
-    fn encode_changes(&self, periods: &[(u64, Changes)], base: u64) -> KeyedSnapshot {
+    fn encode_changes(&self, periods: &[(u64, Changes)], base: u64) -> Result<KeyedSnapshot, KeyedStateError> {
         let order = self.by_name_order();
         let mut groups = GroupBuffers::new(self.max_parallelism, self.range);
         // Newest period first; a key also noted in a newer period was already written.
@@ -902,7 +929,8 @@ impl KeyedStateBackend {
                     if newer_has(i, &|c| c.entries.get(id).is_some_and(|k| k.contains(key))) {
                         continue;
                     }
-                    let value = slots.get(key).map_or(ValueRef::Deleted, Slot::as_ref);
+                    let slot = slots.get(key)?;
+                    let value = slot.as_deref().map_or(ValueRef::Deleted, Slot::as_ref);
                     groups.entry(&EntryRef { state: position as u32, key, value });
                 }
             }
@@ -914,7 +942,7 @@ impl KeyedStateBackend {
             let present = self.timers.queue_ref(*domain).contains(&(*timestamp, key.clone()));
             groups.timer(TimerEntry { domain: *domain, timestamp: *timestamp, key: key.clone() }, present);
         }
-        self.finish(&order, groups, Some(base))
+        Ok(self.finish(&order, groups, Some(base)))
     }
 
     fn finish(&self, order: &[usize], groups: GroupBuffers, base: Option<u64>) -> KeyedSnapshot {
@@ -928,7 +956,7 @@ impl KeyedStateBackend {
     }
 
     /// Drops entries whose TTL has passed (Flink's full-snapshot cleanup).
-    fn drop_expired(&mut self, now: i64) {
+    fn drop_expired(&mut self, now: i64) -> Result<(), KeyedStateError> {
         let mut freed = 0;
         let mut changed: Vec<(KeyedStateId, Vec<u8>)> = Vec::new();
         let tracking = self.changes.is_some();
@@ -954,16 +982,17 @@ impl KeyedStateBackend {
                     _ => (true, 0),
                 };
                 if dropped > 0 && tracking {
-                    changed.push((id, key.clone()));
+                    changed.push((id, key.to_vec()));
                 }
                 freed += dropped;
                 keep
-            });
+            })?;
         }
         self.total_bytes -= freed;
         for (id, key) in changed {
             self.note_entry(id, &key);
         }
+        Ok(())
     }
 
     /// Names of the states the operator registered in this run.

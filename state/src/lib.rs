@@ -21,6 +21,7 @@ mod redistribute;
 mod snapshot;
 mod store;
 mod subtask;
+mod table;
 
 pub use keyed::{
     DueTimers, KeyGroupSnapshot, KeyedEntry, KeyedKind, KeyedSnapshot, KeyedStateBackend, KeyedStateDescriptor, KeyedStateError, KeyedStateId, KeyedValue,

@@ -1,7 +1,7 @@
 //! All the state of one (operator, subtask): its operator state and, for a keyed operator, its
 //! keyed state and timers.
 
-use crate::{KeyedStateBackend, OperatorStateStore, SubtaskSnapshot};
+use crate::{KeyedStateBackend, KeyedStateError, OperatorStateStore, SubtaskSnapshot};
 
 /// The state one subtask owns, snapshotted together at every checkpoint.
 pub struct SubtaskState {
@@ -39,19 +39,19 @@ impl SubtaskState {
 
     /// A copy of every state as it is now; `now` (processing time, ms) decides which TTL
     /// entries have expired and are left out.
-    pub fn snapshot(&mut self, now: i64) -> SubtaskSnapshot {
+    pub fn snapshot(&mut self, now: i64) -> Result<SubtaskSnapshot, KeyedStateError> {
         let mut snapshot = self.operator.snapshot();
-        snapshot.keyed = self.keyed.as_mut().map(|k| k.snapshot(now));
-        snapshot
+        snapshot.keyed = self.keyed.as_mut().map(|k| k.snapshot(now)).transpose()?;
+        Ok(snapshot)
     }
 
     /// The snapshot for checkpoint `checkpoint_id`: as [`snapshot`](Self::snapshot), except that
     /// keyed state tracking its changes holds only what changed since checkpoint `since` when it
     /// can ([`KeyedStateBackend::snapshot_since`]).
-    pub fn snapshot_since(&mut self, now: i64, checkpoint_id: u64, since: Option<u64>) -> SubtaskSnapshot {
+    pub fn snapshot_since(&mut self, now: i64, checkpoint_id: u64, since: Option<u64>) -> Result<SubtaskSnapshot, KeyedStateError> {
         let mut snapshot = self.operator.snapshot();
-        snapshot.keyed = self.keyed.as_mut().map(|k| k.snapshot_since(now, checkpoint_id, since));
-        snapshot
+        snapshot.keyed = self.keyed.as_mut().map(|k| k.snapshot_since(now, checkpoint_id, since)).transpose()?;
+        Ok(snapshot)
     }
 }
 

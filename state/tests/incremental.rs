@@ -112,7 +112,7 @@ fn a_chain_of_increments_restores_what_a_full_snapshot_holds() {
         for id in 1..=40u64 {
             let now = id as i64 * 10;
             mutate(&mut b, &mut rng, 1, 0, now);
-            let snapshot = b.snapshot_since(now, id, complete);
+            let snapshot = b.snapshot_since(now, id, complete).unwrap();
             let chain = match snapshot.base {
                 None => vec![snapshot],
                 Some(base) => {
@@ -126,11 +126,11 @@ fn a_chain_of_increments_restores_what_a_full_snapshot_holds() {
             }
             // Increments may carry entries that expired since (they are dropped at full
             // snapshots only): compare what reads see.
-            let expected = visible(contents(&b.snapshot(now)), now);
+            let expected = visible(contents(&b.snapshot(now).unwrap()), now);
             let merged = KeyedStateBackend::merge_chain(&chain).unwrap();
             assert!(visible(contents(&merged), now) == expected, "seed {seed}, checkpoint {id}: the merged chain differs");
             let mut restored = KeyedStateBackend::restore(128, b.range(), StateLimits::default(), &chain).unwrap();
-            assert!(contents(&restored.snapshot(now)) == expected, "seed {seed}, checkpoint {id}: the state restored from the chain differs");
+            assert!(contents(&restored.snapshot(now).unwrap()) == expected, "seed {seed}, checkpoint {id}: the state restored from the chain differs");
             complete = Some(id);
             chains.insert(id, chain);
         }
@@ -148,15 +148,15 @@ fn a_snapshot_is_full_when_most_entries_changed() {
     for i in 0..100 {
         b.value_update(v, format!("key-{i}").as_bytes(), vec![1], 0).unwrap();
     }
-    b.snapshot_since(0, 1, None);
+    b.snapshot_since(0, 1, None).unwrap();
     for i in 0..10 {
         b.value_update(v, format!("key-{i}").as_bytes(), vec![2], 0).unwrap();
     }
-    assert_eq!(b.snapshot_since(0, 2, Some(1)).base, Some(1), "a tenth changed: an increment");
+    assert_eq!(b.snapshot_since(0, 2, Some(1)).unwrap().base, Some(1), "a tenth changed: an increment");
     for i in 0..11 {
         b.value_update(v, format!("key-{i}").as_bytes(), vec![3], 0).unwrap();
     }
-    assert_eq!(b.snapshot_since(0, 3, Some(2)).base, None, "more than a tenth: full");
+    assert_eq!(b.snapshot_since(0, 3, Some(2)).unwrap().base, None, "more than a tenth: full");
 }
 
 /// An increment holds what changed, not the whole state: one changed key of a thousand.
@@ -167,11 +167,11 @@ fn an_increment_holds_only_what_changed() {
     for i in 0..1000 {
         b.value_update(v, format!("key-{i}").as_bytes(), vec![1; 8], 0).unwrap();
     }
-    let full = b.snapshot_since(0, 1, None);
+    let full = b.snapshot_since(0, 1, None).unwrap();
     assert_eq!(full.base, None);
     b.value_update(v, b"key-7", vec![2; 8], 1).unwrap();
     b.clear(v, b"key-8").unwrap();
-    let delta = b.snapshot_since(1, 2, Some(1));
+    let delta = b.snapshot_since(1, 2, Some(1)).unwrap();
     assert_eq!(delta.base, Some(1));
     let entries: Vec<_> =
         delta.groups.iter().flat_map(|g| g.decode_entries().unwrap()).map(|e| (e.key, e.value)).collect::<BTreeMap<_, _>>().into_iter().collect();
@@ -179,7 +179,7 @@ fn an_increment_holds_only_what_changed() {
     let bytes = |s: &KeyedSnapshot| s.groups.iter().map(|g| g.entries.len()).sum::<usize>();
     assert!(bytes(&delta) * 100 < bytes(&full), "{} vs {}", bytes(&delta), bytes(&full));
     // Nothing changed: an empty increment.
-    assert!(b.snapshot_since(1, 3, Some(2)).groups.is_empty());
+    assert!(b.snapshot_since(1, 3, Some(2)).unwrap().groups.is_empty());
 }
 
 /// Without change tracking, or when the newest complete checkpoint is not one this backend
@@ -188,11 +188,11 @@ fn an_increment_holds_only_what_changed() {
 fn a_snapshot_is_full_without_tracking_or_a_known_base() {
     let mut untracked = KeyedStateBackend::new(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits::default());
     untracked.register_value("v", ty("u8"), None).unwrap();
-    untracked.snapshot_since(0, 1, None);
-    assert_eq!(untracked.snapshot_since(0, 2, Some(1)).base, None);
+    untracked.snapshot_since(0, 1, None).unwrap();
+    assert_eq!(untracked.snapshot_since(0, 2, Some(1)).unwrap().base, None);
     let mut b = tracked(1, 0);
-    assert_eq!(b.snapshot_since(0, 5, Some(4)).base, None, "checkpoint 4 was taken before this backend existed");
-    assert_eq!(b.snapshot_since(0, 6, Some(5)).base, Some(5));
+    assert_eq!(b.snapshot_since(0, 5, Some(4)).unwrap().base, None, "checkpoint 4 was taken before this backend existed");
+    assert_eq!(b.snapshot_since(0, 6, Some(5)).unwrap().base, Some(5));
 }
 
 /// The chains of two old subtasks restore at other parallelisms: each new subtask gets its key
@@ -204,15 +204,15 @@ fn chains_rescale_by_key_group() {
     for id in 1..=6u64 {
         for (i, (b, chain)) in olds.iter_mut().enumerate() {
             mutate(b, &mut rng, 2, i as u32, id as i64);
-            let snapshot = b.snapshot_since(id as i64, id, id.checked_sub(1).filter(|&c| c > 0));
+            let snapshot = b.snapshot_since(id as i64, id, id.checked_sub(1).filter(|&c| c > 0)).unwrap();
             if snapshot.base.is_none() {
                 chain.clear();
             }
             chain.push(snapshot);
         }
     }
-    let mut expected = visible(contents(&olds[0].0.snapshot(6)), 6);
-    let second = visible(contents(&olds[1].0.snapshot(6)), 6);
+    let mut expected = visible(contents(&olds[0].0.snapshot(6).unwrap()), 6);
+    let second = visible(contents(&olds[1].0.snapshot(6).unwrap()), 6);
     expected.0.extend(second.0);
     expected.1.extend(second.1);
     for new_p in [3u32, 1] {
@@ -220,7 +220,7 @@ fn chains_rescale_by_key_group() {
         for i in 0..new_p {
             let chains = olds.iter().flat_map(|(_, c)| c.iter());
             let mut b = KeyedStateBackend::restore(128, KeyGroupRange::for_subtask(128, new_p, i), StateLimits::default(), chains).unwrap();
-            let (e, t) = contents(&b.snapshot(6));
+            let (e, t) = contents(&b.snapshot(6).unwrap());
             got.0.extend(e);
             got.1.extend(t);
         }
@@ -238,8 +238,8 @@ fn chains_rescale_by_key_group() {
 #[test]
 fn a_chain_must_start_with_a_full_snapshot() {
     let mut b = tracked(1, 0);
-    b.snapshot_since(0, 1, None);
-    let delta = b.snapshot_since(0, 2, Some(1));
+    b.snapshot_since(0, 1, None).unwrap();
+    let delta = b.snapshot_since(0, 2, Some(1)).unwrap();
     let e = KeyedStateBackend::merge_chain(&[delta]).unwrap_err().to_string();
     assert!(e.contains("must be one full snapshot followed by increments"), "{e}");
 }

@@ -84,12 +84,12 @@ fn ttl_hides_expired_entries_and_the_snapshot_drops_them() {
     // A write renews the entry (OnCreateAndWrite).
     b.value_update(v, b"a", vec![1], 1100).unwrap();
     assert_eq!(b.value_get(v, b"a", 1150).unwrap(), Some(vec![1]));
-    let snapshot = b.snapshot(1140);
+    let snapshot = b.snapshot(1140).unwrap();
     let entries: Vec<KeyedEntry> = snapshot.groups.iter().flat_map(|g| g.decode_entries().unwrap()).collect();
     let mut values: Vec<KeyedValue> = entries.into_iter().map(|e| e.value).collect();
     values.sort_by_key(|v| matches!(v, KeyedValue::Map(_)));
     assert_eq!(values, [KeyedValue::Value(vec![1], 1100), KeyedValue::Map(vec![(vec![2], vec![2], 1050)])], "the value and the map with its one live entry");
-    let s = b.snapshot(1300);
+    let s = b.snapshot(1300).unwrap();
     assert!(s.groups.is_empty(), "everything expired is gone: {s:?}");
     assert_eq!(b.total_bytes(), 0);
     let err = b.register_list("l", ty("u8")).map(|_| ()).and(Ok::<_, KeyedStateError>(()));
@@ -133,7 +133,7 @@ fn a_rescale_moves_whole_key_groups_with_their_timers() {
                     b.value_update(v, k, val.clone(), 0).unwrap();
                     b.register_timer(TimeDomain::EventTime, k, k.len() as i64).unwrap();
                 }
-                b.snapshot(0)
+                b.snapshot(0).unwrap()
             })
             .collect::<Vec<_>>()
     };
@@ -170,7 +170,7 @@ fn a_rescale_moves_whole_key_groups_with_their_timers() {
 fn a_different_max_parallelism_is_refused() {
     let mut b = backend(1, 0);
     b.register_value("v", ty("u8"), None).unwrap();
-    let s = b.snapshot(0);
+    let s = b.snapshot(0).unwrap();
     let err = KeyedStateBackend::restore(256, KeyGroupRange::for_subtask(256, 1, 0), StateLimits::default(), [&s]).err().unwrap();
     assert_eq!(
         err.to_string(),
@@ -194,7 +194,8 @@ fn keyed_state_and_timers_count_against_the_limits() {
     assert_eq!(b.total_bytes(), 28 + 9);
     // Over the limit (as after a restore under a lowered limit), shrinking still works.
     let mut over =
-        KeyedStateBackend::restore(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits { max_total_bytes: 10, ..limits }, [&b.snapshot(0)]).unwrap();
+        KeyedStateBackend::restore(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits { max_total_bytes: 10, ..limits }, [&b.snapshot(0).unwrap()])
+            .unwrap();
     let v = over.id_of("v").unwrap();
     assert!(over.value_update(v, b"a", vec![0; 16], 0).is_ok(), "same size: not growing");
     over.value_update(v, b"b", vec![0; 1], 0).unwrap();
@@ -214,7 +215,7 @@ fn every_kind_round_trips_through_a_snapshot() {
     b.list_add(l, b"k", vec![3, 4]).unwrap();
     b.map_put(m, b"k", vec![9], vec![8], 7).unwrap();
     b.map_put(m, b"j", vec![1], vec![], 7).unwrap();
-    let snapshot = b.snapshot(10);
+    let snapshot = b.snapshot(10).unwrap();
     let mut r = KeyedStateBackend::restore(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits::default(), [&snapshot]).unwrap();
     assert_eq!(r.total_bytes(), b.total_bytes());
     let (v, l, m) = (r.id_of("v").unwrap(), r.id_of("l").unwrap(), r.id_of("m").unwrap());

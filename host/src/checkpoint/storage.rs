@@ -687,11 +687,11 @@ mod tests {
         }
         b.value_update(v, b"a", vec![1], 0).unwrap();
         b.value_update(v, b"b", vec![2], 0).unwrap();
-        let f1 = storage.write_shared(1, "count", 0, &b.snapshot_since(0, 1, None)).unwrap();
+        let f1 = storage.write_shared(1, "count", 0, &b.snapshot_since(0, 1, None).unwrap()).unwrap();
         commit_keyed(&storage, 1, vec![f1.clone()]);
         b.value_update(v, b"a", vec![3], 0).unwrap();
         b.clear(v, b"b").unwrap();
-        let s2 = b.snapshot_since(0, 2, Some(1));
+        let s2 = b.snapshot_since(0, 2, Some(1)).unwrap();
         assert_eq!(s2.base, Some(1));
         let f2 = storage.write_shared(2, "count", 0, &s2).unwrap();
         commit_keyed(&storage, 2, vec![f1.clone(), f2.clone()]);
@@ -703,11 +703,11 @@ mod tests {
         expected.insert(b"a".to_vec(), vec![3]);
         assert_eq!(values(loaded.states["count"][0].keyed.as_ref().unwrap()), expected);
 
-        let f3 = storage.write_shared(3, "count", 0, &b.snapshot_since(0, 3, None)).unwrap();
+        let f3 = storage.write_shared(3, "count", 0, &b.snapshot_since(0, 3, None).unwrap()).unwrap();
         commit_keyed(&storage, 3, vec![f3.clone()]);
         storage.abort(4);
-        assert!(storage.write_shared(4, "count", 0, &b.snapshot(0)).is_err(), "an aborted checkpoint writes no shared file");
-        let in_flight = storage.write_shared(5, "count", 0, &b.snapshot(0)).unwrap();
+        assert!(storage.write_shared(4, "count", 0, &b.snapshot(0).unwrap()).is_err(), "an aborted checkpoint writes no shared file");
+        let in_flight = storage.write_shared(5, "count", 0, &b.snapshot(0).unwrap()).unwrap();
         storage.prune(1).unwrap();
         assert!(!root.path().join(&f1.path).exists() && !root.path().join(&f2.path).exists(), "no retained checkpoint references them");
         assert!(root.path().join(&f3.path).exists() && root.path().join(&in_flight.path).exists());
@@ -731,7 +731,7 @@ mod tests {
     fn shared_references_must_stay_inside_the_storage_and_out_of_savepoints() {
         let root = tempfile::tempdir().unwrap();
         let storage = LocalStorage::new(root.path()).unwrap();
-        let b = KeyedStateBackend::new(128, wasmflow_state::KeyGroupRange::for_subtask(128, 1, 0), wasmflow_state::StateLimits::default()).snapshot(0);
+        let b = KeyedStateBackend::new(128, wasmflow_state::KeyGroupRange::for_subtask(128, 1, 0), wasmflow_state::StateLimits::default()).snapshot(0).unwrap();
         let f1 = storage.write_shared(1, "count", 0, &b).unwrap();
         let outside = StateFileRef { path: "shared/../chk-1/count/0.state".into(), ..f1.clone() };
         commit_keyed(&storage, 1, vec![outside]);

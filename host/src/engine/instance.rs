@@ -203,7 +203,12 @@ impl OperatorInstance for WasmInstance {
     /// `snapshot-state`, then a deep copy of the subtask's state (Flink's synchronous phase).
     async fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64, keyed_since: Option<u64>) -> Result<SubtaskSnapshot, GuestError> {
         self.call("snapshot-state", Phase::Snapshot, move |g, s| Box::pin(async move { g.call_snapshot_state(s, checkpoint_id, timestamp).await })).await?;
-        Ok(self.store.data_mut().state.snapshot_since(super::host::now_millis(), checkpoint_id, keyed_since))
+        let tag = self.store.data().tag.clone();
+        self.store.data_mut().state.snapshot_since(super::host::now_millis(), checkpoint_id, keyed_since).map_err(|e| GuestError::Failed {
+            tag,
+            call: "snapshot-state",
+            message: e.to_string(),
+        })
     }
 
     /// `notify-checkpoint-complete`.

@@ -61,6 +61,9 @@ pub struct JobSpec {
     /// Default sandbox limits for every operator.
     #[serde(default)]
     pub limits: LimitsSpec,
+    /// Where keyed state lives while the job runs.
+    #[serde(default)]
+    pub state: StateSpec,
     /// Operators, in any order.
     pub operators: Vec<OperatorSpec>,
     /// Connections between operators.
@@ -72,6 +75,32 @@ pub struct JobSpec {
     /// Path of the job file itself (for error messages).
     #[serde(skip)]
     pub path: PathBuf,
+}
+
+/// `[state]`: the keyed state backend (docs/state.md, state backends).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StateSpec {
+    /// `heap` (default): keyed state in memory. `disk`: in an LSM tree on local disk, for
+    /// state larger than memory (Flink's RocksDB backend).
+    #[serde(default)]
+    pub backend: StateBackendKind,
+    /// Local directory of the disk backend's working files, relative to the job file (default:
+    /// the system's temporary directory). Each subtask's store is deleted when it stops; the
+    /// checkpoints are the durable copy.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+}
+
+/// Which keyed state backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateBackendKind {
+    /// In memory.
+    #[default]
+    Heap,
+    /// On local disk.
+    Disk,
 }
 
 /// `[job]`

@@ -166,6 +166,19 @@ impl<'a> Attempt<'a> {
         Ok(a)
     }
 
+    /// With the disk backend, where subtask `index` of `operator` keeps its keyed state in this
+    /// attempt: below `[state] dir`, or the system's temporary directory.
+    fn state_store_dir(&self, operator: &str, index: usize) -> Option<std::path::PathBuf> {
+        if self.job.state.backend != crate::job::StateBackendKind::Disk {
+            return None;
+        }
+        let base = match &self.job.state.dir {
+            Some(dir) => self.job.resolve(dir),
+            None => std::env::temp_dir().join(format!("wasmflow-state-{}", std::process::id())),
+        };
+        Some(base.join(format!("attempt-{}-{operator}-{index}", self.number)))
+    }
+
     /// Subtask `index` of an operator: instantiated, restored, created, initialized and opened.
     async fn start_member(
         &self,
@@ -182,7 +195,8 @@ impl<'a> Attempt<'a> {
             None => None,
         };
         let incremental = self.job.checkpoints.as_ref().is_some_and(|c| c.incremental);
-        let store = restore::state_for(assignment, &op.id, index, setup.limits.state.clone(), setup.keyed, incremental)?;
+        let store_dir = self.state_store_dir(&op.id, index);
+        let store = restore::state_for(assignment, &op.id, index, setup.limits.state.clone(), setup.keyed, incremental, store_dir.as_deref())?;
         let data = StoreData::new(tag.clone(), store, &setup.limits, files);
         let mut instance = module.instantiate(engine, data, setup.call_timeout).await?;
         match (instance.kind(), setup.has_inputs) {

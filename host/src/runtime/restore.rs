@@ -61,7 +61,8 @@ pub fn assign(job: &JobSpec, checkpoint: &LoadedCheckpoint, allow_non_restored_s
 /// The state subtask `index` of `operator` starts with: its operator state, and for a keyed
 /// operator the key groups it owns (`keyed = Some(max_parallelism, parallelism)`), taken whole
 /// from whichever old subtask held them. `incremental`: the keyed state notes its changes for
-/// incremental checkpoints.
+/// incremental checkpoints. `disk_dir`: keep the keyed state in a disk store in that
+/// directory (the disk backend) instead of on the heap.
 pub fn state_for(
     assignment: Option<&mut Assignment>,
     operator: &str,
@@ -69,6 +70,7 @@ pub fn state_for(
     limits: StateLimits,
     keyed: Option<(u32, u32)>,
     incremental: bool,
+    disk_dir: Option<&std::path::Path>,
 ) -> Result<SubtaskState> {
     let mut restored = assignment.and_then(|a| a.get_mut(operator));
     let store = match restored.as_mut().and_then(|r| r.subtasks.get_mut(index)) {
@@ -78,7 +80,11 @@ pub fn state_for(
     let Some((max_parallelism, parallelism)) = keyed else { return Ok(store.into()) };
     let range = KeyGroupRange::for_subtask(max_parallelism, parallelism, index as u32);
     let snapshots = restored.map(|r| r.keyed.as_slice()).unwrap_or_default();
-    let mut backend = KeyedStateBackend::restore(max_parallelism, range, limits, snapshots).map_err(|e| anyhow::anyhow!("operator '{operator}': {e}"))?;
+    let empty = match disk_dir {
+        Some(dir) => KeyedStateBackend::on_disk(max_parallelism, range, limits, dir),
+        None => Ok(KeyedStateBackend::new(max_parallelism, range, limits)),
+    };
+    let mut backend = empty.and_then(|b| b.restored_from(snapshots)).map_err(|e| anyhow::anyhow!("operator '{operator}': {e}"))?;
     if incremental {
         backend.track_changes();
     }
@@ -123,7 +129,7 @@ mod tests {
         if with_entry {
             b.value_update(v, b"k", vec![1], 0).unwrap();
         }
-        b.snapshot(0)
+        b.snapshot(0).unwrap()
     }
 
     /// Only keyed data binds an operator to being keyed: a keyed operator that registered keyed
