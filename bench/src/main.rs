@@ -76,7 +76,8 @@ fn main() -> anyhow::Result<()> {
         report.push_str(&flink::report(&points, plotted)?);
     }
     if wanted("keyed") {
-        report.push_str(&keyed::report(&keyed::measure(&rt)?)?);
+        let points = keyed::measure(&rt)?;
+        report.push_str(&keyed::report(&points, &keyed::measure_disk()?)?);
     }
     if wanted("incremental") {
         report.push_str(&incremental::report(&incremental::measure()?)?);
