@@ -143,7 +143,7 @@ pub fn report(rows: &[Row]) -> Result<String> {
          so these ratios say the wasm source keeps up with the broker, not what it costs per record. At parallelism 1 \
          the source also pays for its start (partition discovery, watermark queries for the bounded end, \
          one consumer per subtask) inside the same few seconds; where it is under 0.9 that is the reason. \
-         A faster broker (Apache Kafka or Redpanda) is needed to measure the source's own per-record cost.\n"
+         The source's own per-record cost is measured in the next section, on librdkafka's in-process mock broker.\n"
     )?;
     Ok(s)
 }

@@ -1,7 +1,7 @@
 //! `make bench`: every benchmark of issue #6, each a side-by-side comparison taken in one run,
 //! and `bench/REPORT.md` (tables, targets, the plot `bench/throughput.png`).
 //!
-//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [flink] [keyed] [incremental]`
+//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [kafka-mock] [flink] [keyed] [incremental]`
 //! runs only the named parts (all by default) and still writes the report with what ran.
 //! Timings are medians of repeated runs; memory is measured with a counting allocator, so it is
 //! exact for the host's heap.
@@ -11,6 +11,7 @@ mod checkpoint;
 mod flink;
 mod incremental;
 mod kafka;
+mod kafka_mock;
 mod keyed;
 mod pipeline;
 mod plot;
@@ -21,7 +22,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-const PARTS: [&str; 8] = ["startup", "restore", "pipeline", "checkpoints", "kafka", "flink", "keyed", "incremental"];
+const PARTS: [&str; 9] = ["startup", "restore", "pipeline", "checkpoints", "kafka", "kafka-mock", "flink", "keyed", "incremental"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -62,6 +63,11 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("kafka") {
         report.push_str(&kafka::report(&kafka::measure(&rt)?)?);
+    }
+    if wanted("kafka-mock") {
+        let load = kafka_mock::load_average();
+        let rows = kafka_mock::measure(&rt)?;
+        report.push_str(&kafka_mock::report(&rows, (load, kafka_mock::load_average()))?);
     }
     if wanted("flink") {
         let points = flink::measure()?;
