@@ -22,10 +22,26 @@ pub(crate) struct Changes {
     pub entries: Vec<Set<Vec<u8>>>,
     /// Timers registered, deleted or fired.
     pub timers: Set<(TimeDomain, i64, Vec<u8>)>,
+    /// Keys noted in `entries`.
+    noted: usize,
+    /// More keys changed than an increment is worth (see [`ChangeLog::limit`]): they were no
+    /// longer noted, and every snapshot that would have to repeat this period is full.
+    pub overflowed: bool,
 }
 
 impl Changes {
-    pub fn entry(&mut self, id: KeyedStateId, key: &[u8]) {
+    /// Notes a changed key, unless more than `limit` were noted already.
+    pub fn entry(&mut self, id: KeyedStateId, key: &[u8], limit: usize) {
+        if self.overflowed {
+            return;
+        }
+        if self.noted >= limit {
+            // Past this, the snapshot is full anyway: stop paying for the set (a key copy and
+            // an insertion per changed key), and free it.
+            self.overflowed = true;
+            self.entries = Vec::new();
+            return;
+        }
         if self.entries.len() <= id {
             self.entries.resize_with(id + 1, Set::default);
         }
@@ -33,6 +49,7 @@ impl Changes {
         // Most writes repeat a key already noted: look up before copying it.
         if !keys.contains(key) {
             keys.insert(key.to_vec());
+            self.noted += 1;
         }
     }
 
@@ -43,7 +60,7 @@ impl Changes {
 
 /// The changes since the last snapshot, and those of each snapshot a later delta may still have
 /// to repeat.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub(crate) struct ChangeLog {
     /// Since the last snapshot.
     pub current: Changes,
@@ -52,9 +69,27 @@ pub(crate) struct ChangeLog {
     snapshots: Vec<(u64, Changes)>,
     /// The newest base seen: a complete checkpoint this backend took a snapshot for.
     base: Option<u64>,
+    /// Changed keys noted per period before it overflows: a tenth of the entries at the last
+    /// snapshot (an increment of more is slower than a full snapshot), at least
+    /// [`MIN_LIMIT`].
+    pub limit: usize,
+}
+
+/// The least [`ChangeLog::limit`]: small states are cheap to track either way.
+const MIN_LIMIT: usize = 1024;
+
+impl Default for ChangeLog {
+    fn default() -> Self {
+        ChangeLog { current: Changes::default(), snapshots: Vec::new(), base: None, limit: MIN_LIMIT }
+    }
 }
 
 impl ChangeLog {
+    /// Sets the limit of the next period from the number of entries now.
+    pub fn set_limit(&mut self, entries: usize) {
+        self.limit = (entries / 10).max(MIN_LIMIT);
+    }
+
     /// Closes the current period at the snapshot for `checkpoint`. `since` is the newest
     /// complete checkpoint: returns the change sets a delta since this backend's snapshot for it
     /// must cover, oldest first (the last is the period just closed; a key may be in several),
@@ -73,7 +108,8 @@ impl ChangeLog {
             self.base = known;
         }
         self.snapshots.push((checkpoint, current));
-        known.map(|_| self.snapshots.as_slice())
+        // A period that overflowed no longer knows its changes: only a full snapshot covers it.
+        known.filter(|_| !self.snapshots.iter().any(|(_, c)| c.overflowed)).map(|_| self.snapshots.as_slice())
     }
 }
 

@@ -418,7 +418,7 @@ impl KeyedStateBackend {
 
     fn note_entry(&mut self, id: KeyedStateId, key: &[u8]) {
         if let Some(log) = &mut self.changes {
-            log.current.entry(id, key);
+            log.current.entry(id, key, log.limit);
         }
     }
 
@@ -874,19 +874,31 @@ impl KeyedStateBackend {
     /// read removes them), and an increment may carry one that changed before it expired.
     pub fn snapshot_since(&mut self, now: i64, checkpoint_id: u64, since: Option<u64>) -> Result<KeyedSnapshot, KeyedStateError> {
         let Some(mut log) = self.changes.take() else { return self.snapshot(now) };
-        let snapshot = match log.snapshot(checkpoint_id, since) {
-            Some(periods) if !self.mostly_changed(periods) => self.encode_changes(periods, since.expect("a delta has a base")),
-            _ => self.snapshot(now),
+        let increment = match log.snapshot(checkpoint_id, since) {
+            Some(periods) if !self.mostly_changed(periods) => Some(self.encode_changes(periods, since.expect("a delta has a base"))),
+            _ => None,
         };
         self.changes = Some(log);
-        snapshot
+        // Entries a full snapshot drops as expired are noted in the new period.
+        let snapshot = match increment {
+            Some(increment) => increment?,
+            None => self.snapshot(now)?,
+        };
+        let entries = self.states.iter().map(|s| s.slots.len()).sum();
+        if let Some(log) = &mut self.changes {
+            log.set_limit(entries);
+        }
+        Ok(snapshot)
     }
 
-    /// Whether an increment would cost more than a full snapshot. An increment looks each
-    /// changed entry up by key: a random access into a large table, ~3 µs per entry for a
-    /// million keys on a 2-core VM (bench/REPORT.md). A full snapshot walks the maps in memory
-    /// order at ~0.3 µs per entry. Past a tenth of the entries changed, the full snapshot is the
-    /// faster one, and it restarts the chain too.
+    /// Whether a full snapshot is the better buy. An increment looks each changed entry up by
+    /// key: a random access into a large table, ~0.7–1.3 µs per entry for a million keys on a
+    /// 2-core VM (bench/REPORT.md), against ~0.27 µs per entry for a full snapshot's walk in
+    /// memory order. Past a tenth of the entries changed, an increment costs a good part of a
+    /// full snapshot and lengthens the chain; the full snapshot restarts it.
+    ///
+    /// While a period runs, it stops noting keys past a tenth of the entries at its start
+    /// (`ChangeLog::limit`): the set would only cost time and memory for a full snapshot.
     fn mostly_changed(&self, periods: &[(u64, Changes)]) -> bool {
         let changed: usize = periods.iter().flat_map(|(_, c)| &c.entries).map(|keys| keys.len()).sum();
         let entries: usize = self.states.iter().map(|s| s.slots.len()).sum();

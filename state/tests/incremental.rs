@@ -243,3 +243,33 @@ fn a_chain_must_start_with_a_full_snapshot() {
     let e = KeyedStateBackend::merge_chain(&[delta]).unwrap_err().to_string();
     assert!(e.contains("must be one full snapshot followed by increments"), "{e}");
 }
+
+/// A period that changes more than a tenth of the entries stops noting keys (the set would cost
+/// time and memory for a full snapshot anyway): its snapshot is full, and so is any later one
+/// that would have to repeat it (its checkpoint aborted, the base still older).
+#[test]
+fn a_period_past_a_tenth_of_the_entries_stops_noting_and_snapshots_in_full() {
+    let mut b = KeyedStateBackend::new(128, KeyGroupRange::for_subtask(128, 1, 0), StateLimits::default());
+    let v = b.register_value("v", ty("u8"), None).unwrap();
+    b.track_changes();
+    let keys: Vec<Vec<u8>> = (0..20_000).map(|i| format!("key-{i}").into_bytes()).collect();
+    for k in &keys {
+        b.value_update(v, k, vec![1], 0).unwrap();
+    }
+    assert_eq!(b.snapshot_since(0, 1, None).unwrap().base, None);
+    // A tenth of 20 000 is 2 000: 2 500 changed keys overflow the period.
+    for k in &keys[..2500] {
+        b.value_update(v, k, vec![2], 0).unwrap();
+    }
+    assert_eq!(b.snapshot_since(0, 2, Some(1)).unwrap().base, None, "overflowed: full");
+    // Checkpoint 2 aborted: a snapshot since 1 must repeat period 2, which it cannot list.
+    b.value_update(v, &keys[0], vec![3], 0).unwrap();
+    let again = b.snapshot_since(0, 3, Some(1)).unwrap();
+    assert_eq!(again.base, None, "a later snapshot over the overflowed period is full too");
+    // Once a complete checkpoint follows it, increments resume.
+    b.value_update(v, &keys[1], vec![4], 0).unwrap();
+    let increment = b.snapshot_since(0, 4, Some(3)).unwrap();
+    assert_eq!(increment.base, Some(3));
+    let entries: Vec<_> = increment.groups.iter().flat_map(|g| g.decode_entries().unwrap()).map(|e| e.key).collect();
+    assert_eq!(entries, vec![keys[1].clone()]);
+}
