@@ -38,7 +38,6 @@ use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
 use wasmflow_host::runtime::job::SharedMetrics;
 use wasmflow_host::runtime::{RunOptions, run_job};
-use wasmflow_tests::operator;
 
 const TOPIC: &str = "bench-mock";
 const PARTITIONS: i32 = 400;
@@ -199,31 +198,7 @@ fn plain(bootstrap: &str, parallelism: u32) -> Result<Row> {
 }
 
 fn job_text(bootstrap: &str, parallelism: u32, run: usize) -> String {
-    let properties: String = FETCH_PROPERTIES.iter().map(|(k, v)| format!(", \"{k}\" = \"{v}\"")).collect();
-    format!(
-        r#"[job]
-name = "kafka-mock-bench"
-
-[[operators]]
-id = "source"
-module = "{source}"
-parallelism = {parallelism}
-grants = {{ kafka = {{ bootstrap-servers = "{bootstrap}" }} }}
-config = {{ topics = ["{TOPIC}"], startup-mode = "earliest", bounded = true, properties = {{ "group.id" = "bench-mock-{parallelism}-{run}"{properties} }} }}
-
-[[operators]]
-id = "out"
-module = "{sink}"
-parallelism = {parallelism}
-
-[[edges]]
-from = "source"
-to = "out"
-partitioning = "forward"
-"#,
-        source = operator("kafka-source").display(),
-        sink = operator("null-sink").display(),
-    )
+    crate::kafka::source_to_null_job("kafka-mock-bench", bootstrap, TOPIC, parallelism, &format!("bench-mock-{parallelism}-{run}"), FETCH_PROPERTIES)
 }
 
 /// The job `kafka-source → null-sink` at `parallelism`, run to its bounded end; the sink must
@@ -329,13 +304,7 @@ pub fn report(rows: &[Row], load: (f64, f64)) -> Result<String> {
         let plain = rows.iter().find(|p| p.reader.starts_with("plain") && p.parallelism == r.parallelism);
         let ratio = r.rate() / plain.map_or(f64::NAN, Row::rate);
         let cpu_ratio = r.per_cpu_second() / plain.map_or(f64::NAN, Row::per_cpu_second);
-        let verdict = if r.reader.starts_with("plain") {
-            "—"
-        } else if ratio >= 0.9 {
-            "met"
-        } else {
-            "missed"
-        };
+        let verdict = crate::kafka::verdict(r.reader, ratio);
         writeln!(
             s,
             "| {} | {} | {} | {:.2} | {:.0} | {ratio:.2} | {verdict} | {:.1} | {:.0} | {cpu_ratio:.2} |",

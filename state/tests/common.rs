@@ -3,6 +3,22 @@
 
 use wasmflow_state::{Mode, NamedStateSnapshot, RestoredSubtask, StateValue, SubtaskSnapshot, TypeInfo};
 
+/// A type description with just a name.
+pub fn ty(name: &str) -> TypeInfo {
+    TypeInfo { type_name: name.into(), schema: String::new() }
+}
+
+/// A deterministic pseudo-random sequence (no dependency, same on every machine).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
 pub fn list_state(name: &str, mode: Mode, items: &[&str]) -> NamedStateSnapshot {
     NamedStateSnapshot {
         name: name.into(),

@@ -5,21 +5,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use wasmflow_state::{KeyGroupRange, KeyedSnapshot, KeyedStateBackend, KeyedValue, StateLimits, TimeDomain, TypeInfo, subtask_for_key};
+mod common;
 
-fn ty(name: &str) -> TypeInfo {
-    TypeInfo { type_name: name.into(), schema: String::new() }
-}
-
-/// A deterministic pseudo-random sequence (no dependency, same on every machine).
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
+use common::{Lcg, ty};
+use wasmflow_state::{KeyGroupRange, KeyedSnapshot, KeyedStateBackend, KeyedValue, StateLimits, TimeDomain, subtask_for_key};
 
 type Contents = (BTreeMap<(String, Vec<u8>), KeyedValue>, BTreeSet<(TimeDomain, i64, Vec<u8>)>);
 
