@@ -15,6 +15,7 @@
 
 mod incremental;
 mod keyed;
+mod keyed_snapshot;
 mod keygroups;
 mod mode;
 mod redistribute;
