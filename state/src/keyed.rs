@@ -713,7 +713,7 @@ impl KeyedStateBackend {
             Some(increment) => increment?,
             None => self.snapshot(now)?,
         };
-        let entries = self.states.iter().map(|s| s.slots.len()).sum();
+        let entries = self.entry_count();
         if let Some(log) = &mut self.changes {
             log.set_limit(entries);
         }
@@ -730,8 +730,12 @@ impl KeyedStateBackend {
     /// (`ChangeLog::limit`): the set would only cost time and memory for a full snapshot.
     fn mostly_changed(&self, periods: &[(u64, Changes)]) -> bool {
         let changed: usize = periods.iter().flat_map(|(_, c)| &c.entries).map(|keys| keys.len()).sum();
-        let entries: usize = self.states.iter().map(|s| s.slots.len()).sum();
-        changed > 0 && changed * 10 > entries
+        changed > 0 && changed * 10 > self.entry_count()
+    }
+
+    /// Keys with an entry, over all states.
+    fn entry_count(&self) -> usize {
+        self.states.iter().map(|s| s.slots.len()).sum()
     }
 
     /// State ids sorted by name: a snapshot's state indexes.

@@ -571,6 +571,12 @@ impl JobSpec {
         self.operators.iter().find(|o| o.id == id)
     }
 
+    /// Whether checkpoints write keyed state incrementally (`[checkpoints] incremental`, on by
+    /// default; no checkpoints, no increments).
+    pub fn incremental_checkpoints(&self) -> bool {
+        self.checkpoints.as_ref().is_some_and(|c| c.incremental)
+    }
+
     /// Whether `id` is a keyed operator: it has inputs and every one is a `key-hash` edge, so
     /// each key reaches one subtask and the operator may keep keyed state and timers.
     pub fn is_keyed(&self, id: &str) -> bool {

@@ -194,7 +194,7 @@ impl<'a> Attempt<'a> {
             Some(dir) => Some(FilesDir::open(self.job.resolve(dir))?),
             None => None,
         };
-        let incremental = self.job.checkpoints.as_ref().is_some_and(|c| c.incremental);
+        let incremental = self.job.incremental_checkpoints();
         let store_dir = self.state_store_dir(&op.id, index);
         let store = restore::state_for(assignment, &op.id, index, setup.limits.state.clone(), setup.keyed, incremental, store_dir.as_deref())?;
         let data = StoreData::new(tag.clone(), store, &setup.limits, files);

@@ -54,9 +54,8 @@ impl Attempt<'_> {
             }
         }
         let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-        let incremental = self.job.checkpoints.as_ref().is_some_and(|c| c.incremental);
         let keyed = match savepoint {
-            None if incremental => KeyedSnapshotKind::Shared { base: last_complete },
+            None if self.job.incremental_checkpoints() => KeyedSnapshotKind::Shared { base: last_complete },
             _ => KeyedSnapshotKind::SelfContained,
         };
         let barrier = Barrier { checkpoint_id: id, timestamp, keyed };
