@@ -13,6 +13,9 @@
 //! * [`runtime`]: subtasks on tokio, channels, partitioning, barriers.
 //! * [`checkpoint`]: durable checkpoints and savepoints.
 //! * [`connectors`]: the Kafka capability.
+//! * [`status`]: what a running job records about itself (graph, checkpoint history, failures).
+//! * [`api`]: the running job's HTTP API and dashboard.
+pub mod api;
 pub mod build;
 pub mod checkpoint;
 pub mod cli;
@@ -24,4 +27,5 @@ pub mod job;
 pub mod native;
 pub mod runtime;
 pub mod scaffold;
+pub mod status;
 pub mod untrusted;

@@ -1,25 +1,28 @@
-//! `wasmflow savepoint` and `wasmflow stop`: talk to a running job's control endpoint.
+//! `wasmflow savepoint`, `wasmflow stop` and `wasmflow status`: calls to a running job's HTTP API
+//! ([`crate::api`]).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::api::client::Client;
+use crate::api::routes::StopRequest;
 use crate::checkpoint::CheckpointStorage;
 use crate::job::JobSpec;
-use crate::runtime::control::{Command, Request, request};
+use crate::status::view::{CheckpointStatus, JobView};
 
 /// Which job to talk to.
 #[derive(Debug, Args)]
 pub struct Target {
-    /// The job file of the running job (its endpoint address is read from `<checkpoint dir>/_control`).
+    /// The job file of the running job (its API address and token are read from `<checkpoint dir>/_control`).
     #[arg(long, conflicts_with = "address")]
     pub job: Option<PathBuf>,
-    /// The control endpoint address printed when the job started (with --token).
-    #[arg(long, requires = "token")]
-    pub address: Option<String>,
-    /// The job's control token (from `<checkpoint dir>/_control`), with --address.
+    /// The API address printed when the job started (`host:port` or `http://host:port`).
     #[arg(long)]
+    pub address: Option<String>,
+    /// The job's token (from `<checkpoint dir>/_control`), with --address; needed by savepoint and stop.
+    #[arg(long, requires = "address")]
     pub token: Option<String>,
 }
 
@@ -28,70 +31,129 @@ pub struct SavepointArgs {
     #[command(flatten)]
     pub target: Target,
     /// Directory to write `savepoint-<id>` into (default: `savepoints` next to the job file, or
-    /// the current directory with --address).
+    /// the job's own savepoint directory with --address).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Print the reply as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Take a final savepoint into this directory before stopping.
+    /// Take a final savepoint (into DIR if given) before stopping.
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
     pub savepoint: Option<PathBuf>,
+    /// Print the reply as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// The endpoint and token of the job, and its job file if named.
-fn address(t: &Target) -> Result<(String, String, Option<JobSpec>)> {
-    if let (Some(a), Some(token)) = (&t.address, &t.token) {
-        return Ok((a.clone(), token.clone(), None));
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Print `{"job": …, "checkpoints": …, "exceptions": …}` as the API returns them.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The client for the job, and its job file if named.
+fn connect(t: &Target, needs_token: bool) -> Result<(Client, Option<JobSpec>)> {
+    if let Some(address) = &t.address {
+        if needs_token && t.token.is_none() {
+            bail!("this changes the job: give its token with --token (it is in <checkpoint dir>/_control), or name the job with --job JOB.toml");
+        }
+        return Ok((Client::new(address, t.token.clone()), None));
     }
-    let Some(job_path) = &t.job else { bail!("name the job: --job JOB.toml, or --address HOST:PORT --token TOKEN") };
+    let Some(job_path) = &t.job else { bail!("name the job: --job JOB.toml, or --address HOST:PORT [--token TOKEN]") };
     let job = JobSpec::load(job_path)?;
     let storage = crate::runtime::job::job_storage(&job)?;
     let control = storage.read_control()?;
-    Ok((control.address, control.token, Some(job)))
+    Ok((Client::new(&control.address, Some(control.token)), Some(job)))
 }
 
-fn default_dir(job: Option<&JobSpec>, given: Option<PathBuf>) -> Result<PathBuf> {
+/// The savepoint directory to send: the one given (created here, as the user who asks), the
+/// job file's, or none (the job's own default).
+fn savepoint_dir(job: Option<&JobSpec>, given: Option<PathBuf>) -> Result<Option<PathBuf>> {
     let dir = match (given.filter(|p| !p.as_os_str().is_empty()), job) {
         (Some(d), _) => d,
         (None, Some(j)) => j.resolve(&j.savepoints.dir),
-        (None, None) => std::env::current_dir()?,
+        (None, None) => return Ok(None),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(dir.canonicalize()?)
-}
-
-fn send(addr: &str, token: String, command: Command) -> Result<serde_json::Value> {
-    let req = Request { command, token };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let reply = rt.block_on(request(addr, &req))?;
-    if reply["ok"] != serde_json::Value::Bool(true) {
-        bail!("the job refused: {}", reply["error"].as_str().unwrap_or("unknown error"));
-    }
-    Ok(reply)
+    Ok(Some(dir.canonicalize()?))
 }
 
 pub fn savepoint(args: SavepointArgs) -> Result<()> {
-    let (addr, token, job) = address(&args.target)?;
-    let target = default_dir(job.as_ref(), args.dir)?;
-    let reply = send(&addr, token, Command::Savepoint { target })?;
-    println!("{}", reply["path"].as_str().unwrap_or_default());
+    let (client, job) = connect(&args.target, true)?;
+    let reply = client.savepoint(savepoint_dir(job.as_ref(), args.dir)?)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else {
+        println!("{}", reply.path);
+    }
     Ok(())
 }
 
 pub fn stop(args: StopArgs) -> Result<()> {
-    let (addr, token, job) = address(&args.target)?;
-    let savepoint = match args.savepoint {
-        Some(dir) => Some(default_dir(job.as_ref(), Some(dir))?),
-        None => None,
+    let (client, job) = connect(&args.target, true)?;
+    let request = match args.savepoint {
+        Some(dir) => StopRequest { savepoint: true, target: savepoint_dir(job.as_ref(), Some(dir))? },
+        None => StopRequest::default(),
     };
-    let reply = send(&addr, token, Command::Stop { savepoint })?;
-    match reply["path"].as_str() {
-        Some(p) => println!("stopped; savepoint {p}"),
-        None => println!("stopped"),
+    let reply = client.stop(&request)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+    } else {
+        match reply.savepoint {
+            Some(p) => println!("stopped; savepoint {p}"),
+            None => println!("stopped"),
+        }
     }
     Ok(())
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let (client, _) = connect(&args.target, false)?;
+    let (job, checkpoints, exceptions) = (client.job()?, client.checkpoints()?, client.exceptions()?);
+    if args.json {
+        let all = serde_json::json!({ "job": job, "checkpoints": checkpoints, "exceptions": exceptions });
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    print!("{}", render(&job));
+    let last = checkpoints.history.iter().find(|c| c.status == CheckpointStatus::Completed);
+    println!(
+        "checkpoints: {} completed, {} failed, {} in progress{}",
+        checkpoints.completed,
+        checkpoints.failed,
+        checkpoints.in_progress,
+        last.map(|c| format!("; last {} ({:?}) in {:.0} ms, {} bytes", c.id, c.kind, c.duration_ms.unwrap_or(0.0), c.total_bytes)).unwrap_or_default()
+    );
+    if let Some(e) = exceptions.exceptions.first() {
+        println!("last failure (attempt {}, {} in all): {}", e.attempt, exceptions.total, e.message.lines().next().unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// The job as a table: one row per operator.
+fn render(job: &JobView) -> String {
+    let mut out = format!(
+        "job '{}': {:?}, attempt {}, {} restart(s), last checkpoint {}\n",
+        job.name,
+        job.state,
+        job.attempt,
+        job.restarts,
+        job.last_checkpoint.map(|c| c.to_string()).unwrap_or_else(|| "none".into())
+    );
+    let width = job.operators.iter().map(|o| o.id.len()).max().unwrap_or(8).max(8);
+    out.push_str(&format!("{:<width$}  {:>11}  {:<5}  task\n", "OPERATOR", "PARALLELISM", "KEYED"));
+    for o in &job.operators {
+        let chain = job.chains.get(o.chain).map(|c| c.join(" -> ")).unwrap_or_default();
+        out.push_str(&format!("{:<width$}  {:>11}  {:<5}  {chain}\n", o.id, o.parallelism, if o.keyed { "yes" } else { "no" }));
+    }
+    out
 }

@@ -44,6 +44,8 @@ pub enum Command {
     Savepoint(control::SavepointArgs),
     /// Stop a running job, optionally with a final savepoint.
     Stop(control::StopArgs),
+    /// Show a running job: state, operators, checkpoints, last failure.
+    Status(control::StatusArgs),
     /// Scaffold a new operator crate that builds and passes its tests right away.
     New {
         /// Crate name (also the directory created).
@@ -82,6 +84,7 @@ pub fn main() -> Result<()> {
         Command::Inspect { dir, json, parallelism } => inspect(&dir, json, &parallelism),
         Command::Savepoint(args) => control::savepoint(args),
         Command::Stop(args) => control::stop(args),
+        Command::Status(args) => control::status(args),
     }
 }
 

@@ -10,12 +10,13 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::sync::mpsc;
 
+use crate::api;
 use crate::checkpoint::{CheckpointStorage, ControlFile};
 use crate::engine::Engine;
 use crate::job::JobSpec;
-use crate::runtime::control;
 use crate::runtime::subtask::OperatorMetrics;
 use crate::runtime::{RestoreFrom, RunOptions, run_job};
+use crate::status::JobStatus;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -33,7 +34,8 @@ pub struct RunArgs {
     /// Restore even if the savepoint has state for operators the job no longer has.
     #[arg(long)]
     pub allow_non_restored_state: bool,
-    /// Control endpoint address (loopback); default from the job file, else 127.0.0.1:0.
+    /// The HTTP API's address (API, dashboard, metrics); default from the job file
+    /// (`[job] control-address`), else 127.0.0.1:0 (a free port on loopback).
     #[arg(long)]
     pub control_address: Option<String>,
 }
@@ -63,13 +65,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         let storage = crate::runtime::job::job_storage(&job)?;
         // Before `_control` is written: a second job on the same directory must not overwrite it.
         let dir_lock = storage.lock()?;
-        let token = control::new_token()?;
-        let policy = control::SavepointPolicy { root: job.resolve(&job.savepoints.dir), allow_any_target: job.savepoints.allow_any_target };
+        let token = api::new_token()?;
+        let policy = api::SavepointPolicy { root: job.resolve(&job.savepoints.dir), allow_any_target: job.savepoints.allow_any_target };
         std::fs::create_dir_all(&policy.root).with_context(|| format!("cannot create savepoint directory {}", policy.root.display()))?;
-        let server = control::serve(&address, token.clone(), policy, tx.clone()).await?;
+        let status = JobStatus::new(&job);
+        let state = api::ApiState { token: token.as_str().into(), policy: Arc::new(policy), jobs: tx.clone(), status: status.clone() };
+        let server = api::serve(&address, state).await?;
         let local = server.address;
         storage.publish_control(&ControlFile { address: local.to_string(), token })?;
-        eprintln!("wasmflow: job '{}' control endpoint at {local}", job.job.name.as_deref().unwrap_or("unnamed"));
+        eprintln!("wasmflow: job '{}': dashboard and API at http://{local}/", job.job.name.as_deref().unwrap_or("unnamed"));
         eprintln!("wasmflow: {}", describe_tasks(&job));
         let metrics = Arc::new(Mutex::new(BTreeMap::new()));
         let progress = tokio::spawn(show_progress(metrics.clone()));
@@ -87,6 +91,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             control: Some(rx),
             metrics: Some(metrics),
             dir_lock: Some(dir_lock),
+            status: Some(status),
             ..Default::default()
         };
         let result = run_job(&engine, &job, opts).await;

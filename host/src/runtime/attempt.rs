@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use wasmflow_types::{OperatorKind, SubtaskTag, TaskInfo};
 
 use super::channel::{EdgeOutput, InputGate};
-use super::job::{JobReport, RunOptions};
+use super::job::RunOptions;
 use super::limits::subtask_limits;
 use super::operator::OperatorCode;
 use super::restore::{self, Assignment};
@@ -19,6 +19,7 @@ use crate::checkpoint::{LoadedCheckpoint, LocalStorage, OperatorMetadata};
 use crate::engine::Engine;
 use crate::engine::host::{FilesDir, StoreData, SubtaskLimits};
 use crate::job::{JobSpec, OperatorSpec, Partitioning};
+use crate::status::JobStatus;
 
 /// What every subtask of one operator shares in a deployment.
 struct OperatorSetup<'a> {
@@ -70,6 +71,8 @@ pub(super) struct Attempt<'a> {
     pub(super) sources: BTreeSet<SubtaskTag>,
     pub(super) total: usize,
     pub(super) metrics: BTreeMap<String, Arc<OperatorMetrics>>,
+    /// Where checkpoints and failures are recorded for the HTTP API.
+    pub(super) status: Arc<JobStatus>,
 }
 
 impl Drop for Attempt<'_> {
@@ -89,6 +92,7 @@ impl<'a> Attempt<'a> {
         restore: Option<&LoadedCheckpoint>,
         attempt: u64,
         opts: &RunOptions,
+        status: Arc<JobStatus>,
     ) -> Result<Attempt<'a>> {
         let mut assignment: Option<Assignment> = restore.map(|c| restore::assign(job, c, opts.allow_non_restored_state)).transpose()?;
         let capacity = job.job.channel_capacity();
@@ -125,6 +129,7 @@ impl<'a> Attempt<'a> {
             sources: BTreeSet::new(),
             total: 0,
             metrics: BTreeMap::new(),
+            status,
         };
         // What every subtask of an operator shares, worked out once per operator.
         let mut setups = BTreeMap::new();
@@ -230,38 +235,5 @@ impl<'a> Attempt<'a> {
         for (_, tx) in &self.controls {
             let _ = tx.send(c.clone());
         }
-    }
-
-    /// The job's state as the control endpoint's `status` reports it: records per operator,
-    /// checkpoints, restarts.
-    pub(super) fn status(&self, report: &JobReport) -> serde_json::Value {
-        let ops: serde_json::Map<String, serde_json::Value> = self
-            .metrics
-            .iter()
-            .map(|(id, m)| {
-                (
-                    id.clone(),
-                    serde_json::json!({
-                        "records_in": m.records_in.load(std::sync::atomic::Ordering::Relaxed),
-                        "records_out": m.records_out.load(std::sync::atomic::Ordering::Relaxed),
-                    }),
-                )
-            })
-            .collect();
-        let last = report.checkpoint_stats.last().map(|c| {
-            serde_json::json!({
-                "id": c.checkpoint_id,
-                "duration_ms": c.duration.as_secs_f64() * 1e3,
-                "state_bytes": c.state_bytes,
-                "total_bytes": c.total_bytes,
-                "max_sync_ms": c.max_sync.as_secs_f64() * 1e3,
-            })
-        });
-        serde_json::json!({
-            "operators": ops,
-            "completed_checkpoints": report.completed_checkpoints,
-            "last_checkpoint": last,
-            "restarts": report.restarts,
-        })
     }
 }

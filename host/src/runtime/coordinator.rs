@@ -13,8 +13,9 @@ use tokio::time::Instant;
 use super::attempt::{Attempt, AttemptEnd};
 use super::job::{CheckpointStats, ControlRequest, JobReport};
 use super::message::{Barrier, KeyedSnapshotKind};
-use super::subtask::{Control, Event};
+use super::subtask::{Control, Event, SubtaskFailure};
 use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, OperatorMetadata, StateFileRef};
+use crate::status::view::CheckpointKind;
 use wasmflow_types::SubtaskTag;
 
 struct PendingCheckpoint {
@@ -65,6 +66,8 @@ impl Attempt<'_> {
                 let _ = tx.send(Control::Trigger(barrier));
             }
         }
+        let kind = if savepoint.is_some() { CheckpointKind::Savepoint } else { CheckpointKind::Checkpoint };
+        self.status.checkpoint_triggered(id, kind, self.number, timestamp as u64);
         Ok(Some(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), max_sync: Duration::ZERO, savepoint }))
     }
 
@@ -97,9 +100,7 @@ impl Attempt<'_> {
         {
             // A savepoint that cannot be written fails the request, not the job.
             let why = format!("cannot write savepoint {}: {e:#}", location.display());
-            tracing::warn!("{why}");
-            self.storage.abort(p.id);
-            self.send_all(Control::Aborted(p.id));
+            self.abort(&p, &why);
             return Ok(p.savepoint.map(|req| (req, Err(why))));
         }
         committed?;
@@ -125,6 +126,7 @@ impl Attempt<'_> {
             stats.total_bytes,
             stats.max_sync.as_millis()
         );
+        self.status.checkpoint_completed(p.id, stats.duration, stats.state_bytes, stats.total_bytes, &location);
         report.checkpoint_stats.push(stats);
         // As Flink (since 1.15): a savepoint is not a checkpoint. It is not used for recovery,
         // so its side effects must not be committed either — except when the job stops with it,
@@ -150,6 +152,7 @@ impl Attempt<'_> {
 
     fn abort(&self, p: &PendingCheckpoint, why: &str) {
         tracing::warn!("checkpoint {} aborted: {why}", p.id);
+        self.status.checkpoint_failed(p.id, p.started.elapsed(), why);
         self.storage.abort(p.id);
         self.send_all(Control::Aborted(p.id));
     }
@@ -224,15 +227,11 @@ impl Attempt<'_> {
                         let _ = reply.send(Ok(None));
                         break Ok(AttemptEnd::Stopped);
                     }
-                    Some(ControlRequest::Status { reply }) => {
-                        let _ = reply.send(self.status(report));
-                        None
-                    }
                     None => { *control = None; None }
                 },
                 ev = self.events.recv() => match ev.expect("the attempt holds a sender") {
                     Event::Finished(tag) => { finished.insert(tag); None }
-                    Event::Failed(tag, e) => break Err(anyhow!("{e}").context(format!("subtask {tag} failed"))),
+                    Event::Failed(tag, message) => break Err(SubtaskFailure { tag, message }.into()),
                     Event::Declined { checkpoint_id, tag, reason } => match pending.take_if(|p| p.id == checkpoint_id) {
                         Some(p) => {
                             let why = format!("{tag} declined: {reason}");
@@ -245,6 +244,7 @@ impl Attempt<'_> {
                     Event::Ack { checkpoint_id, tag, file, sync, finished } => {
                         let complete = match pending.as_mut().filter(|p| p.id == checkpoint_id) {
                             Some(p) => {
+                                self.status.checkpoint_acked(checkpoint_id, &tag.operator, tag.subtask, p.started.elapsed(), sync, file.written_bytes());
                                 p.acks.insert((tag.operator, tag.subtask), (file, finished));
                                 p.max_sync = p.max_sync.max(sync);
                                 p.acks.len() == self.total
@@ -298,8 +298,8 @@ impl Attempt<'_> {
         }
         // A failure during shutdown (e.g. a trap in close) still counts.
         while let Ok(ev) = self.events.try_recv() {
-            if let (Ok(_), Event::Failed(tag, e)) = (&result, ev) {
-                return Err(anyhow!("{e}").context(format!("subtask {tag} failed while stopping")));
+            if let (Ok(_), Event::Failed(tag, message)) = (&result, ev) {
+                return Err(anyhow::Error::new(SubtaskFailure { tag, message }).context("the job failed while stopping"));
             }
         }
         result

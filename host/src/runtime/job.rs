@@ -20,6 +20,8 @@ use crate::engine::Engine;
 use crate::engine::host::{record_attempt, recorded_attempt};
 use crate::job::JobSpec;
 use crate::native::NativeRegistry;
+use crate::status::JobStatus;
+use crate::status::view::JobState;
 
 /// Where a job starts from.
 #[derive(Clone, Debug)]
@@ -37,8 +39,6 @@ pub enum ControlRequest {
     Savepoint { target: PathBuf, reply: oneshot::Sender<Result<PathBuf, String>> },
     /// Stop the job, after a savepoint into `target` if given.
     Stop { savepoint: Option<PathBuf>, reply: oneshot::Sender<Result<Option<PathBuf>, String>> },
-    /// Records in/out per operator and completed checkpoints.
-    Status { reply: oneshot::Sender<serde_json::Value> },
 }
 
 /// Each operator's metrics, shared with a progress display.
@@ -50,7 +50,7 @@ pub struct RunOptions {
     pub restore: Option<RestoreFrom>,
     /// Skip state of operators the job no longer has.
     pub allow_non_restored_state: bool,
-    /// Requests from outside (savepoint, stop, status).
+    /// Requests from outside (savepoint, stop).
     pub control: Option<mpsc::Receiver<ControlRequest>>,
     /// Filled with each operator's metrics when the job is deployed (for progress display).
     pub metrics: Option<SharedMetrics>,
@@ -59,6 +59,9 @@ pub struct RunOptions {
     /// The lock on the job's checkpoint directory, if the caller already holds it (the CLI
     /// takes it before it writes `_control`); otherwise `run_job` takes it.
     pub dir_lock: Option<DirLock>,
+    /// Where the job records its state, checkpoints and failures (the HTTP API reads it);
+    /// `run_job` makes its own when not given.
+    pub status: Option<Arc<JobStatus>>,
 }
 
 /// Statistics of one completed checkpoint (what Flink's web UI shows per checkpoint).
@@ -161,6 +164,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         }
     }
     let mut report = JobReport::default();
+    let status = opts.status.clone().unwrap_or_else(|| JobStatus::new(job));
     let files_dirs: Vec<PathBuf> = job.operators.iter().filter_map(|op| op.grants.files.as_ref().map(|d| job.resolve(d))).collect();
     loop {
         // Sinks name their files by attempt: a new attempt is above every attempt any granted
@@ -173,26 +177,36 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         for dir in &files_dirs {
             record_attempt(dir, attempt)?;
         }
-        let result = Attempt::deploy(engine, job, &modules, storage.clone(), restore.as_ref(), attempt, &opts).await;
+        let result = Attempt::deploy(engine, job, &modules, storage.clone(), restore.as_ref(), attempt, &opts, status.clone()).await;
         let result = match result {
-            Ok(mut a) => a.coordinate(&mut control, &mut report).await,
+            Ok(mut a) => {
+                status.attempt_started(attempt);
+                a.coordinate(&mut control, &mut report).await
+            }
             Err(e) => Err(e),
         };
         match result {
-            Ok(AttemptEnd::Finished) => return Ok(report),
+            Ok(AttemptEnd::Finished) => {
+                status.set_state(JobState::Finished);
+                return Ok(report);
+            }
             Ok(AttemptEnd::Stopped) => {
+                status.set_state(JobState::Stopped);
                 report.stopped = true;
                 return Ok(report);
             }
             Err(failure) => {
-                if report.restarts >= job.restart.attempts {
+                let restarting = report.restarts < job.restart.attempts;
+                status.attempt_failed(attempt, &failure, restarting);
+                if !restarting {
                     return Err(
                         failure.context(format!("job failed (restart strategy: {} restart(s) allowed, {} used)", job.restart.attempts, report.restarts))
                     );
                 }
                 report.restarts += 1;
                 tracing::warn!("restart {}/{} in {} ms after failure: {failure:#}", report.restarts, job.restart.attempts, job.restart.delay_ms);
-                if restart_delay(Duration::from_millis(job.restart.delay_ms), &mut control, &report).await {
+                if restart_delay(Duration::from_millis(job.restart.delay_ms), &mut control).await {
+                    status.set_state(JobState::Stopped);
                     report.stopped = true;
                     return Ok(report);
                 }
@@ -206,7 +220,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
 
 /// Waits out the restart delay while answering control requests: a stop ends the job (returns
 /// true); a savepoint cannot be taken while no attempt runs.
-async fn restart_delay(delay: Duration, control: &mut Option<mpsc::Receiver<ControlRequest>>, report: &JobReport) -> bool {
+async fn restart_delay(delay: Duration, control: &mut Option<mpsc::Receiver<ControlRequest>>) -> bool {
     let until = Instant::now() + delay;
     loop {
         tokio::select! {
@@ -221,13 +235,6 @@ async fn restart_delay(delay: Duration, control: &mut Option<mpsc::Receiver<Cont
                 }
                 Some(ControlRequest::Savepoint { reply, .. }) => {
                     let _ = reply.send(Err(RESTARTING.into()));
-                }
-                Some(ControlRequest::Status { reply }) => {
-                    let _ = reply.send(serde_json::json!({
-                        "state": "restarting",
-                        "completed_checkpoints": report.completed_checkpoints,
-                        "restarts": report.restarts,
-                    }));
                 }
                 None => *control = None,
             },

@@ -13,7 +13,6 @@
 
 mod attempt;
 pub mod channel;
-pub mod control;
 mod coordinator;
 pub mod job;
 mod keyed_files;

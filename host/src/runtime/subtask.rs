@@ -60,6 +60,15 @@ pub enum Event {
     Failed(SubtaskTag, String),
 }
 
+/// A subtask's failure, as the job's error: `subtask <tag> failed: <message>`. Typed so the
+/// failure history ([`crate::status`]) can name the failing operator and subtask.
+#[derive(Debug, thiserror::Error)]
+#[error("subtask {tag} failed: {message}")]
+pub struct SubtaskFailure {
+    pub tag: SubtaskTag,
+    pub message: String,
+}
+
 /// Records in and out of one operator, summed over its subtasks.
 #[derive(Debug, Default)]
 pub struct OperatorMetrics {

@@ -4,9 +4,10 @@
 //!
 //! Run one feature with `cargo test -p wasmflow-tests --release -- kafka_source::`.
 
+mod api;
 mod chaining;
 mod checkpoints;
-mod control;
+
 mod durability;
 mod kafka_connector;
 mod kafka_source;
