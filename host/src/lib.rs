@@ -13,6 +13,7 @@
 //! * [`runtime`]: subtasks on tokio, channels, partitioning, barriers.
 //! * [`checkpoint`]: durable checkpoints and savepoints.
 //! * [`connectors`]: the Kafka capability.
+//! * [`metrics`]: the Prometheus metrics of a run.
 pub mod build;
 pub mod checkpoint;
 pub mod cli;
@@ -21,6 +22,7 @@ pub mod engine;
 pub mod inspect;
 pub mod instance;
 pub mod job;
+pub mod metrics;
 pub mod native;
 pub mod runtime;
 pub mod scaffold;

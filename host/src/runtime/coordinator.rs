@@ -98,6 +98,7 @@ impl Attempt<'_> {
             // A savepoint that cannot be written fails the request, not the job.
             let why = format!("cannot write savepoint {}: {e:#}", location.display());
             tracing::warn!("{why}");
+            self.metrics.checkpoint_failed(true);
             self.storage.abort(p.id);
             self.send_all(Control::Aborted(p.id));
             return Ok(p.savepoint.map(|req| (req, Err(why))));
@@ -125,6 +126,7 @@ impl Attempt<'_> {
             stats.total_bytes,
             stats.max_sync.as_millis()
         );
+        self.metrics.checkpoint_completed(p.savepoint.is_some(), &stats);
         report.checkpoint_stats.push(stats);
         // As Flink (since 1.15): a savepoint is not a checkpoint. It is not used for recovery,
         // so its side effects must not be committed either — except when the job stops with it,
@@ -150,6 +152,7 @@ impl Attempt<'_> {
 
     fn abort(&self, p: &PendingCheckpoint, why: &str) {
         tracing::warn!("checkpoint {} aborted: {why}", p.id);
+        self.metrics.checkpoint_failed(p.savepoint.is_some());
         self.storage.abort(p.id);
         self.send_all(Control::Aborted(p.id));
     }
