@@ -6,6 +6,7 @@
 
 pub mod broker;
 pub mod job;
+pub mod openmetrics;
 
 use std::path::{Path, PathBuf};
 

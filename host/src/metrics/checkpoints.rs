@@ -43,7 +43,11 @@ impl CheckpointMetrics {
             restarts: Counter::default(),
         };
         registry.register("checkpoints_completed", "Checkpoints (or savepoints) completed: _metadata written.", m.completed.clone());
-        registry.register("checkpoints_failed", "Checkpoints (or savepoints) aborted: declined, timed out, or cut short by a stop or failure.", m.failed.clone());
+        registry.register(
+            "checkpoints_failed",
+            "Checkpoints (or savepoints) aborted: declined, timed out, or cut short by a stop or failure.",
+            m.failed.clone(),
+        );
         registry.register_with_unit(
             "checkpoint_duration",
             "From trigger to complete: barriers through the job, every snapshot durable, _metadata written.",

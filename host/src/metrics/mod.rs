@@ -33,17 +33,17 @@ use std::sync::{Arc, Mutex};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
-pub use self::channels::EdgeProbe;
 use self::channels::ChannelFill;
+pub use self::channels::EdgeProbe;
 use self::checkpoints::CheckpointMetrics;
-pub use self::kafka::{KafkaLagView, SubtaskKafka};
 use self::kafka::KafkaFamilies;
+pub use self::kafka::{KafkaLagView, SubtaskKafka};
 use self::labels::{CheckpointKind, JobLabels, SubtaskLabels};
-pub use self::subtask::SubtaskMetrics;
 use self::subtask::SubtaskFamilies;
+pub use self::subtask::SubtaskMetrics;
 pub use self::time::ChainTime;
-pub use self::view::{OperatorMetricsView, SubtaskMetricsView, WINDOW};
 use self::view::RateWindow;
+pub use self::view::{OperatorMetricsView, SubtaskMetricsView, WINDOW};
 use crate::runtime::CheckpointStats;
 
 /// The content type of [`JobMetrics::encode`]'s text.
@@ -103,10 +103,13 @@ impl JobMetrics {
 
     /// Records in and out per operator, summed over its subtasks (a progress line's numbers).
     pub fn records(&self) -> Vec<(String, u64, u64)> {
-        self.operators().into_iter().map(|op| {
-            let (i, o) = op.records();
-            (op.operator, i, o)
-        }).collect()
+        self.operators()
+            .into_iter()
+            .map(|op| {
+                let (i, o) = op.records();
+                (op.operator, i, o)
+            })
+            .collect()
     }
 
     /// Checkpoints (not savepoints) completed and failed so far in this run.
@@ -264,10 +267,7 @@ mod tests {
             }
         }
         assert_eq!(m.checkpoint_counts(), (2, 1));
-        assert_eq!(
-            m.kafka_lag(),
-            vec![KafkaLagView { operator: "numbers".into(), subtask: 0, topic: "orders".into(), partition: 3, lag: 42 }]
-        );
+        assert_eq!(m.kafka_lag(), vec![KafkaLagView { operator: "numbers".into(), subtask: 0, topic: "orders".into(), partition: 3, lag: 42 }]);
     }
 
     /// A run without Kafka, channels or checkpoints shows none of their series; the job name is

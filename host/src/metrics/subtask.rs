@@ -82,11 +82,7 @@ impl SubtaskFamilies {
             f.back_pressured.clone(),
         );
         registry.register_with_unit("guest_memory", "Linear memory of the subtask's wasm instance.", Unit::Bytes, f.memory.clone());
-        registry.register(
-            "guest_deadline_exceeded",
-            "Guest calls interrupted because they ran past limits.call-timeout-ms.",
-            f.deadlines.clone(),
-        );
+        registry.register("guest_deadline_exceeded", "Guest calls interrupted because they ran past limits.call-timeout-ms.", f.deadlines.clone());
         registry.register_with_unit(
             "checkpoint_alignment",
             "From the first barrier of a checkpoint on one input channel to the same barrier on all of them.",

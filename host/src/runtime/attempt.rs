@@ -221,13 +221,7 @@ impl<'a> Attempt<'a> {
         instance.initialize_state(setup.restored.map(|(id, _)| id)).await?;
         instance.open().await?;
         let finished_on_restore = setup.restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism));
-        Ok(ChainMember {
-            tag,
-            instance,
-            metrics,
-            progress: Progress::at_start(finished_on_restore, setup.has_inputs),
-            keyed_files: Default::default(),
-        })
+        Ok(ChainMember { tag, instance, metrics, progress: Progress::at_start(finished_on_restore, setup.has_inputs), keyed_files: Default::default() })
     }
 
     pub(super) fn send_all(&self, c: Control) {

@@ -142,6 +142,13 @@ enum Next {
     Shutdown,
 }
 
+/// What ended a loop's wait.
+enum Woken {
+    Control(Option<Control>),
+    Timer,
+    Input(Option<InputEvent>),
+}
+
 impl SubtaskLoop {
     /// Hands `batch`, emitted by member `from`, to the members after it and then to the tail's
     /// outputs.
@@ -335,16 +342,19 @@ impl SubtaskLoop {
                 let wake = idle_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
                 let waiting = std::time::Instant::now();
                 let woken = tokio::select! {
-                    c = self.control.recv() => Some(c),
-                    _ = tokio::time::sleep_until(wake), if !finished => None,
+                    c = self.control.recv() => Woken::Control(c),
+                    _ = tokio::time::sleep_until(wake), if !finished => Woken::Timer,
                 };
                 self.time.idle(waiting.elapsed());
                 match woken {
-                    Some(c) => match c {
-                        Some(c) => if let Next::Shutdown = self.handle(c).await? { return self.shutdown().await },
-                        None => return Ok(()),
-                    },
-                    None => idle_until = None,
+                    Woken::Control(Some(c)) => {
+                        if let Next::Shutdown = self.handle(c).await? {
+                            return self.shutdown().await;
+                        }
+                    }
+                    Woken::Control(None) => return Ok(()),
+                    Woken::Timer => idle_until = None,
+                    Woken::Input(_) => unreachable!("a source has no input"),
                 }
                 continue;
             }
@@ -377,38 +387,38 @@ impl SubtaskLoop {
         loop {
             let timer = self.next_processing_timer();
             let waiting = std::time::Instant::now();
-            tokio::select! {
+            let woken = tokio::select! {
                 biased;
-                c = self.control.recv() => {
-                    self.time.idle(waiting.elapsed());
-                    match c {
-                        Some(c) => if let Next::Shutdown = self.handle(c).await? { return self.shutdown().await },
-                        None => return Ok(()),
+                c = self.control.recv() => Woken::Control(c),
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => Woken::Timer,
+                ev = gate.next() => Woken::Input(ev),
+            };
+            // Whatever woke the loop, the wait was for something to do: idle time.
+            self.time.idle(waiting.elapsed());
+            match woken {
+                Woken::Control(Some(c)) => {
+                    if let Next::Shutdown = self.handle(c).await? {
+                        return self.shutdown().await;
                     }
-                },
-                _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => {
-                    self.time.idle(waiting.elapsed());
-                    self.fire_processing_timers().await?
-                },
-                ev = gate.next() => { self.time.idle(waiting.elapsed()); match ev {
-                    None => return Ok(()),
-                    Some(InputEvent::Records(batch)) => {
-                        let head = &mut self.chain[0];
-                        head.metrics.input(&batch);
-                        let started = std::time::Instant::now();
-                        let out = head.instance.process(batch).await?;
-                        self.time.busy(0, started);
-                        self.emit_from(0, out).await?;
-                    }
-                    Some(InputEvent::BarrierAligned(barrier)) => {
-                        self.chain[0].metrics.aligned(gate.last_alignment());
-                        self.snapshot(barrier).await?;
-                        self.broadcast(Message::Barrier(barrier)).await?;
-                    }
-                    Some(InputEvent::Watermark(w)) => self.advance_watermark(0, w).await?,
-                    Some(InputEvent::Status(s)) => self.set_idle(s == WatermarkStatus::Idle).await?,
-                    Some(InputEvent::AllEnded) => self.end_of_input().await?,
-                }},
+                }
+                Woken::Control(None) | Woken::Input(None) => return Ok(()),
+                Woken::Timer => self.fire_processing_timers().await?,
+                Woken::Input(Some(InputEvent::Records(batch))) => {
+                    let head = &mut self.chain[0];
+                    head.metrics.input(&batch);
+                    let started = std::time::Instant::now();
+                    let out = head.instance.process(batch).await?;
+                    self.time.busy(0, started);
+                    self.emit_from(0, out).await?;
+                }
+                Woken::Input(Some(InputEvent::BarrierAligned(barrier))) => {
+                    self.chain[0].metrics.aligned(gate.last_alignment());
+                    self.snapshot(barrier).await?;
+                    self.broadcast(Message::Barrier(barrier)).await?;
+                }
+                Woken::Input(Some(InputEvent::Watermark(w))) => self.advance_watermark(0, w).await?,
+                Woken::Input(Some(InputEvent::Status(s))) => self.set_idle(s == WatermarkStatus::Idle).await?,
+                Woken::Input(Some(InputEvent::AllEnded)) => self.end_of_input().await?,
             }
         }
     }

@@ -11,6 +11,7 @@ mod durability;
 mod kafka_connector;
 mod kafka_source;
 mod keyed;
+mod metrics;
 mod native;
 mod pipeline;
 mod recovery;

@@ -157,7 +157,18 @@ impl KafkaConsumer {
             .name("wasmflow-kafka-poll".into())
             .spawn(move || poll_loop(&c, &tx, &s, max_record))
             .map_err(|e| KafkaError::Other(e.to_string()))?;
-        Ok(KafkaConsumer { client, servers: bootstrap(properties), limits, buffer: rx, stop, positions, reset_to_latest, last_commit: Mutex::default(), meta, metrics })
+        Ok(KafkaConsumer {
+            client,
+            servers: bootstrap(properties),
+            limits,
+            buffer: rx,
+            stop,
+            positions,
+            reset_to_latest,
+            last_commit: Mutex::default(),
+            meta,
+            metrics,
+        })
     }
 
     /// Names of all topics.

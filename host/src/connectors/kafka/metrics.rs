@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use rdkafka::TopicPartitionList;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::KafkaResult;
-use rdkafka::TopicPartitionList;
 use serde::Deserialize;
 
 use crate::metrics::SubtaskMetrics;
@@ -119,9 +119,11 @@ impl ClientContext for MetricsContext {
     fn stats_raw(&self, statistics: &[u8]) {
         let Some(m) = &self.0 else { return };
         match serde_json::from_slice::<Statistics>(statistics) {
-            Ok(s) => m.highs(s.topics.iter().flat_map(|(topic, t)| {
-                t.partitions.iter().filter_map(move |(p, ps)| Some((topic.as_str(), p.parse::<i32>().ok()?, ps.hi_offset)))
-            })),
+            Ok(s) => m.highs(
+                s.topics
+                    .iter()
+                    .flat_map(|(topic, t)| t.partitions.iter().filter_map(move |(p, ps)| Some((topic.as_str(), p.parse::<i32>().ok()?, ps.hi_offset)))),
+            ),
             Err(e) => tracing::debug!("Kafka consumer statistics not understood: {e}"),
         }
     }
