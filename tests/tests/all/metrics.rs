@@ -218,3 +218,31 @@ async fn kafka_lag_reaches_zero_on_every_partition() {
     assert_eq!(view.len(), PARTITIONS as usize);
     assert!(view.iter().all(|l| l.lag == 0 && l.topic == "lagged"), "{view:?}");
 }
+
+/// A guest loops forever in `process`: each attempt hits the call deadline once, the job
+/// restarts once and then fails. The deadline counter counts both attempts (a subtask keeps its
+/// series across restarts) and the restart counter is the report's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadline_hits_and_restarts_are_counted_across_attempts() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[job]\nname = \"looping\"\n\n[restart]\nattempts = 1\ndelay-ms = 10\n\n[limits]\ncall-timeout-ms = 500\n\n\
+         [[operators]]\nid = \"numbers\"\nmodule = \"{}\"\nconfig = {{ count = 100 }}\n\n\
+         [[operators]]\nid = \"bad\"\nmodule = \"{}\"\nconfig = {{ behavior = \"loop-in-process\" }}\n\
+         grants = {{ kafka = {{ bootstrap-servers = \"127.0.0.1:9\" }} }}\n\n\
+         [[edges]]\nfrom = \"numbers\"\nto = \"bad\"\n",
+        wasmflow_tests::operator("generator").display(),
+        wasmflow_tests::operator("hostile").display(),
+    );
+    let path = dir.path().join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    let spec = JobSpec::load(&path).unwrap();
+    let metrics = Arc::new(JobMetrics::new("looping"));
+    let e = run_job(&Engine::new().unwrap(), &spec, RunOptions { metrics: Some(metrics.clone()), ..Default::default() }).await.unwrap_err();
+    assert!(format!("{e:#}").contains("1 restart(s) allowed, 1 used"), "{e:#}");
+    let page = page(&metrics);
+    assert_eq!(page.value("wasmflow_restarts_total", &[]), Some(1.0));
+    assert_eq!(subtask_value(&page, "wasmflow_guest_deadline_exceeded_total", "bad", 0), 2.0);
+    assert_eq!(subtask_value(&page, "wasmflow_guest_deadline_exceeded_total", "numbers", 0), 0.0);
+    assert!(subtask_value(&page, "wasmflow_guest_memory_bytes", "bad", 0) > 0.0);
+}
