@@ -246,3 +246,39 @@ async fn deadline_hits_and_restarts_are_counted_across_attempts() {
     assert_eq!(subtask_value(&page, "wasmflow_guest_deadline_exceeded_total", "numbers", 0), 0.0);
     assert!(subtask_value(&page, "wasmflow_guest_memory_bytes", "bad", 0) > 0.0);
 }
+
+/// Without a watermark query of its own (a start at an explicit offset), a consumer learns the
+/// high watermark from librdkafka's statistics, once a second: the lag then shows what the
+/// operator has yet to read, and a fetch brings it down at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_learns_its_lag_from_librdkafka_statistics() {
+    use wasmflow_host::connectors::kafka::{KafkaConsumer, KafkaLimits, StartPosition};
+    let b = TestBroker::start();
+    b.create_topic("stats", 1);
+    b.produce("stats", 0, &(0..10).map(|i| format!("v{i}")).collect::<Vec<_>>(), None);
+    let metrics = JobMetrics::new("stats");
+    let props = vec![("bootstrap.servers".to_string(), b.bootstrap()), ("group.id".to_string(), "g-stats".to_string())];
+    let mut c = KafkaConsumer::with_metrics(&props, KafkaLimits::default(), Some(metrics.subtask("source", 0))).unwrap();
+    c.assign(&[("stats".into(), 0, StartPosition::Offset(0))]).await.unwrap();
+    let lag = || metrics.kafka_lag().iter().map(|l| (l.topic.clone(), l.partition, l.lag)).collect::<Vec<_>>();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut read = 0;
+    while read < 4 {
+        assert!(Instant::now() < deadline, "only {read} records fetched");
+        read += c.fetch(4 - read, Duration::from_millis(200)).await.unwrap().len();
+    }
+    while lag() != vec![("stats".to_string(), 0, 6)] {
+        assert!(Instant::now() < deadline, "no lag from the statistics: {:?}", lag());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    while read < 10 {
+        assert!(Instant::now() < deadline, "only {read} records fetched");
+        read += c.fetch(10, Duration::from_millis(200)).await.unwrap().len();
+    }
+    assert_eq!(lag(), vec![("stats".to_string(), 0, 0)], "the fetch that read the rest set the lag");
+    let page = page(&metrics);
+    assert_eq!(
+        page.value("wasmflow_kafka_consumer_lag_records", &[("operator", "source"), ("subtask", "0"), ("topic", "stats"), ("partition", "0")]),
+        Some(0.0)
+    );
+}
