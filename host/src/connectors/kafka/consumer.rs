@@ -11,9 +11,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::metrics::{ConsumerMetrics, MetricsContext};
-use crate::metrics::SubtaskMetrics;
-
 use super::{KafkaError, KafkaLimits, bootstrap, check_properties, client_config, with_retries};
+use crate::metrics::SubtaskMetrics;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Offset queries in flight at once for one consumer.
