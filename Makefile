@@ -42,6 +42,7 @@ operators: host guest-toolchain
 
 tools:
 	@scripts/install-tansu.sh "$(TOOLS)"
+	@scripts/install-chromium.sh
 
 test: operators tools
 	$(CARGO) test --workspace --release

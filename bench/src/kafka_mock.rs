@@ -24,7 +24,7 @@
 //!   the last record, median of [`RUNS`] runs; the runs alternate plain and wasm.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -36,7 +36,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
-use wasmflow_host::runtime::job::SharedMetrics;
+use wasmflow_host::metrics::JobMetrics;
 use wasmflow_host::runtime::{RunOptions, run_job};
 
 const TOPIC: &str = "bench-mock";
@@ -206,11 +206,11 @@ fn job_text(bootstrap: &str, parallelism: u32, run: usize) -> String {
 async fn wasm(engine: &Engine, bootstrap: &str, parallelism: u32, run: usize) -> Result<Row> {
     let dir = tempfile::tempdir()?;
     let spec = JobSpec::parse(&job_text(bootstrap, parallelism, run), &dir.path().join("kafka-mock-bench.toml"))?;
-    let metrics = SharedMetrics::default();
+    let metrics = Arc::new(JobMetrics::new("kafka-mock-bench"));
     let (started, cpu) = (Instant::now(), cpu_seconds());
     run_job(engine, &spec, RunOptions { metrics: Some(metrics.clone()), ..RunOptions::default() }).await?;
     let (seconds, cpu_seconds) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
-    let records = metrics.lock().expect("metrics lock").get("out").context("no metrics for the sink")?.records_in.load(Ordering::Relaxed);
+    let records = metrics.records().into_iter().find(|(op, _, _)| op == "out").context("no metrics for the sink")?.1;
     ensure!(records == RECORDS, "the wasm source delivered {records} records to the sink, expected {RECORDS}");
     Ok(Row { reader: "wasm Kafka source", parallelism, records, seconds, cpu_seconds })
 }

@@ -15,6 +15,7 @@
 //! * [`connectors`]: the Kafka capability.
 //! * [`status`]: what a running job records about itself (graph, checkpoint history, failures).
 //! * [`api`]: the running job's HTTP API and dashboard.
+//! * [`metrics`]: the Prometheus metrics of a run.
 pub mod api;
 pub mod build;
 pub mod checkpoint;
@@ -24,6 +25,7 @@ pub mod engine;
 pub mod inspect;
 pub mod instance;
 pub mod job;
+pub mod metrics;
 pub mod native;
 pub mod runtime;
 pub mod scaffold;

@@ -2,8 +2,8 @@
 //!
 //! ```no_run
 //! use wasmflow_host::api::client::Client;
-//! let job = Client::new("127.0.0.1:8081", None).job()?;
-//! println!("{} is {:?}", job.name, job.state);
+//! let reply = Client::new("127.0.0.1:8081", None).job()?;
+//! println!("{} is {:?}", reply.job.name, reply.job.state);
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
@@ -14,8 +14,8 @@ use anyhow::{Result, bail};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::routes::{ErrorReply, SavepointReply, SavepointRequest, StopReply, StopRequest};
-use crate::status::view::{CheckpointHistory, ExceptionHistory, JobView};
+use super::routes::{ErrorReply, JobReply, SavepointReply, SavepointRequest, StopReply, StopRequest};
+use crate::status::view::{CheckpointHistory, ExceptionHistory};
 
 /// The job's API could not be reached (not running, wrong address): the CLI exits with its own
 /// code for it.
@@ -69,7 +69,7 @@ impl Client {
     }
 
     /// `GET /v1/job`.
-    pub fn job(&self) -> Result<JobView> {
+    pub fn job(&self) -> Result<JobReply> {
         self.get("/v1/job")
     }
 

@@ -10,6 +10,7 @@
 //! | `POST /v1/savepoints` | take a savepoint (token) |
 //! | `POST /v1/stop` | stop, optionally with a savepoint (token) |
 //! | `GET /v1/openapi.json` | this API as OpenAPI 3.1 |
+//! | `GET /metrics` | Prometheus metrics ([`crate::metrics`]) |
 //!
 //! axum routes, served by our own accept loop on hyper rather than `axum::serve`, for bounds
 //! an untrusted local client cannot push past: at most [`MAX_CONNECTIONS`] connections (more are
@@ -43,6 +44,7 @@ use utoipa_axum::routes;
 pub use auth::new_token;
 pub use policy::SavepointPolicy;
 
+use crate::metrics::JobMetrics;
 use crate::runtime::job::ControlRequest;
 use crate::status::JobStatus;
 
@@ -61,6 +63,8 @@ pub struct ApiState {
     /// Requests that need the running job (savepoint, stop).
     pub jobs: mpsc::Sender<ControlRequest>,
     pub status: Arc<JobStatus>,
+    /// The run's metrics: `GET /metrics`, and the numbers in `GET /v1/job`.
+    pub metrics: Arc<JobMetrics>,
 }
 
 #[derive(OpenApi)]
@@ -104,6 +108,7 @@ pub fn app(state: ApiState) -> Router {
     let (api, doc) = routes();
     let doc = Arc::new(doc);
     api.route("/v1/openapi.json", axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }))
+        .route("/metrics", axum::routing::get(routes::metrics))
         .merge(dashboard::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(READ_TIMEOUT))

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 use super::ApiState;
+use crate::metrics::{KafkaLagView, OperatorMetricsView};
 use crate::runtime::job::ControlRequest;
 use crate::status::view::{CheckpointHistory, ExceptionHistory, JobView};
 
@@ -92,10 +93,28 @@ fn refused(e: String) -> ApiError {
     ApiError(StatusCode::CONFLICT, e)
 }
 
-/// The job graph and its state.
-#[utoipa::path(get, path = "/v1/job", tag = "job", responses((status = OK, body = JobView)))]
-pub async fn job(State(state): State<ApiState>) -> Json<JobView> {
-    Json(state.status.job())
+/// `GET /v1/job`: the job, and what each operator's subtasks are doing.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobReply {
+    #[serde(flatten)]
+    pub job: JobView,
+    /// Per operator and subtask: records and bytes in/out, busy/idle/back-pressured ms per
+    /// second over the last seconds, guest memory.
+    pub metrics: Vec<OperatorMetricsView>,
+    /// Per Kafka partition being read: records yet to read.
+    pub kafka_lag: Vec<KafkaLagView>,
+}
+
+/// The job graph, its state and its operators' numbers.
+#[utoipa::path(get, path = "/v1/job", tag = "job", responses((status = OK, body = JobReply)))]
+pub async fn job(State(state): State<ApiState>) -> Json<JobReply> {
+    Json(JobReply { job: state.status.job(), metrics: state.metrics.operators(), kafka_lag: state.metrics.kafka_lag() })
+}
+
+/// Prometheus metrics in the OpenMetrics text format (not part of the OpenAPI document: its
+/// format is Prometheus's).
+pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], state.metrics.encode())
 }
 
 /// Checkpoint counts and history, newest first.

@@ -7,10 +7,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::api::client::Client;
-use crate::api::routes::StopRequest;
+use crate::api::routes::{JobReply, StopRequest};
 use crate::checkpoint::CheckpointStorage;
 use crate::job::JobSpec;
-use crate::status::view::{CheckpointStatus, JobView};
+use crate::status::view::CheckpointStatus;
 
 /// Which job to talk to.
 #[derive(Debug, Args)]
@@ -118,13 +118,13 @@ pub fn stop(args: StopArgs) -> Result<()> {
 
 pub fn status(args: StatusArgs) -> Result<()> {
     let (client, _) = connect(&args.target, false)?;
-    let (job, checkpoints, exceptions) = (client.job()?, client.checkpoints()?, client.exceptions()?);
+    let (reply, checkpoints, exceptions) = (client.job()?, client.checkpoints()?, client.exceptions()?);
     if args.json {
-        let all = serde_json::json!({ "job": job, "checkpoints": checkpoints, "exceptions": exceptions });
+        let all = serde_json::json!({ "job": reply, "checkpoints": checkpoints, "exceptions": exceptions });
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(());
     }
-    print!("{}", render(&job));
+    print!("{}", render(&reply));
     let last = checkpoints.history.iter().find(|c| c.status == CheckpointStatus::Completed);
     println!(
         "checkpoints: {} completed, {} failed, {} in progress{}",
@@ -139,8 +139,10 @@ pub fn status(args: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-/// The job as a table: one row per operator.
-fn render(job: &JobView) -> String {
+/// The job as a table: one row per operator, its numbers summed (records) or the highest
+/// (times) over its subtasks.
+fn render(reply: &JobReply) -> String {
+    let job = &reply.job;
     let mut out = format!(
         "job '{}': {:?}, attempt {}, {} restart(s), last checkpoint {}\n",
         job.name,
@@ -150,10 +152,24 @@ fn render(job: &JobView) -> String {
         job.last_checkpoint.map(|c| c.to_string()).unwrap_or_else(|| "none".into())
     );
     let width = job.operators.iter().map(|o| o.id.len()).max().unwrap_or(8).max(8);
-    out.push_str(&format!("{:<width$}  {:>11}  {:<5}  task\n", "OPERATOR", "PARALLELISM", "KEYED"));
+    out.push_str(&format!(
+        "{:<width$}  {:>11}  {:<5}  {:>12}  {:>12}  {:>8}  {:>13}  TASK\n",
+        "OPERATOR", "PARALLELISM", "KEYED", "RECORDS IN", "RECORDS OUT", "BUSY", "BACKPRESSURED"
+    ));
     for o in &job.operators {
         let chain = job.chains.get(o.chain).map(|c| c.join(" -> ")).unwrap_or_default();
-        out.push_str(&format!("{:<width$}  {:>11}  {:<5}  {chain}\n", o.id, o.parallelism, if o.keyed { "yes" } else { "no" }));
+        let m = reply.metrics.iter().find(|m| m.operator == o.id);
+        let (rin, rout) = m.map(|m| m.records()).unwrap_or_default();
+        let most = |f: fn(&crate::metrics::SubtaskMetricsView) -> f64| m.map(|m| m.subtasks.iter().map(f).fold(0.0, f64::max)).unwrap_or(0.0);
+        let (busy, pressured) = (most(|s| s.busy_ms_per_second), most(|s| s.back_pressured_ms_per_second));
+        out.push_str(&format!(
+            "{:<width$}  {:>11}  {:<5}  {rin:>12}  {rout:>12}  {:>5.0}ms/s  {:>8.0}ms/s  {chain}\n",
+            o.id,
+            o.parallelism,
+            if o.keyed { "yes" } else { "no" },
+            busy,
+            pressured
+        ));
     }
     out
 }

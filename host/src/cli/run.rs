@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -14,7 +14,6 @@ use crate::api;
 use crate::checkpoint::{CheckpointStorage, ControlFile};
 use crate::engine::Engine;
 use crate::job::JobSpec;
-use crate::runtime::subtask::OperatorMetrics;
 use crate::runtime::{RestoreFrom, RunOptions, run_job};
 use crate::status::JobStatus;
 
@@ -69,13 +68,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         let policy = api::SavepointPolicy { root: job.resolve(&job.savepoints.dir), allow_any_target: job.savepoints.allow_any_target };
         std::fs::create_dir_all(&policy.root).with_context(|| format!("cannot create savepoint directory {}", policy.root.display()))?;
         let status = JobStatus::new(&job);
-        let state = api::ApiState { token: token.as_str().into(), policy: Arc::new(policy), jobs: tx.clone(), status: status.clone() };
+        let metrics = Arc::new(crate::metrics::JobMetrics::new(job.job.name.as_deref().unwrap_or_default()));
+        let state =
+            api::ApiState { token: token.as_str().into(), policy: Arc::new(policy), jobs: tx.clone(), status: status.clone(), metrics: metrics.clone() };
         let server = api::serve(&address, state).await?;
         let local = server.address;
         storage.publish_control(&ControlFile { address: local.to_string(), token })?;
         eprintln!("wasmflow: job '{}': dashboard and API at http://{local}/", job.job.name.as_deref().unwrap_or("unnamed"));
         eprintln!("wasmflow: {}", describe_tasks(&job));
-        let metrics = Arc::new(Mutex::new(BTreeMap::new()));
         let progress = tokio::spawn(show_progress(metrics.clone()));
         // Ctrl-C / SIGTERM stop the job cleanly (like `wasmflow stop`).
         let stopper = tx.clone();
@@ -124,7 +124,7 @@ async fn wait_for_signal() {
 }
 
 /// Records in/out per operator and their rate, on a terminal only.
-async fn show_progress(metrics: Arc<Mutex<BTreeMap<String, Arc<OperatorMetrics>>>>) {
+async fn show_progress(metrics: Arc<crate::metrics::JobMetrics>) {
     if !std::io::stderr().is_terminal() {
         return;
     }
@@ -133,15 +133,7 @@ async fn show_progress(metrics: Arc<Mutex<BTreeMap<String, Arc<OperatorMetrics>>
     let mut last: BTreeMap<String, (u64, Instant)> = BTreeMap::new();
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let snapshot: Vec<(String, u64, u64)> = metrics
-            .lock()
-            .expect("metrics lock")
-            .iter()
-            .map(|(id, m)| {
-                use std::sync::atomic::Ordering::Relaxed;
-                (id.clone(), m.records_in.load(Relaxed), m.records_out.load(Relaxed))
-            })
-            .collect();
+        let snapshot: Vec<(String, u64, u64)> = metrics.records();
         let mut parts = Vec::new();
         for (id, rin, rout) in snapshot {
             let moved = rin.max(rout);

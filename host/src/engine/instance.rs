@@ -84,6 +84,9 @@ impl WasmInstance {
         // the call in progress is past its deadline, which traps.
         store.epoch_deadline_callback(|ctx| {
             let late = ctx.data().call_deadline.is_some_and(|d| Instant::now() >= d);
+            if late && let Some(m) = &ctx.data().metrics {
+                m.deadline_exceeded();
+            }
             if late { Ok(UpdateDeadline::Interrupt) } else { Ok(UpdateDeadline::Yield(1)) }
         });
         let tag = store.data().tag.clone();

@@ -14,11 +14,13 @@ use super::job::RunOptions;
 use super::limits::subtask_limits;
 use super::operator::OperatorCode;
 use super::restore::{self, Assignment};
-use super::subtask::{self, ChainMember, Control, Event, OperatorMetrics, Progress, SubtaskLoop};
+use super::subtask::{self, ChainMember, Control, Event, Progress, SubtaskLoop};
 use crate::checkpoint::{LoadedCheckpoint, LocalStorage, OperatorMetadata};
 use crate::engine::Engine;
 use crate::engine::host::{FilesDir, StoreData, SubtaskLimits};
 use crate::job::{JobSpec, OperatorSpec, Partitioning};
+use crate::metrics::labels::EdgeLabels;
+use crate::metrics::{ChainTime, EdgeProbe, JobMetrics};
 use crate::status::JobStatus;
 
 /// What every subtask of one operator shares in a deployment.
@@ -33,7 +35,6 @@ struct OperatorSetup<'a> {
     /// operator (even with empty state): an operator added since starts fresh, and a Kafka source
     /// applies its startup mode.
     restored: Option<(u64, &'a OperatorMetadata)>,
-    metrics: Arc<OperatorMetrics>,
     /// For a keyed operator: (max-parallelism, parallelism), to give each subtask its key groups.
     keyed: Option<(u32, u32)>,
 }
@@ -48,7 +49,6 @@ impl<'a> OperatorSetup<'a> {
             has_inputs: job.edges.iter().any(|e| e.to == op.id),
             config: serde_json::to_string(&op.config.clone().unwrap_or_default())?,
             restored: restore.and_then(|c| c.metadata.operators.get(&op.id).map(|m| (c.metadata.checkpoint_id, m))),
-            metrics: Arc::new(OperatorMetrics::default()),
             keyed: job.is_keyed(&op.id).then_some((job.job.max_parallelism(), op.parallelism)),
         })
     }
@@ -70,7 +70,8 @@ pub(super) struct Attempt<'a> {
     pub(super) tasks: Vec<tokio::task::JoinHandle<()>>,
     pub(super) sources: BTreeSet<SubtaskTag>,
     pub(super) total: usize,
-    pub(super) metrics: BTreeMap<String, Arc<OperatorMetrics>>,
+    /// The run's metrics (they outlive the attempt).
+    pub(super) metrics: Arc<JobMetrics>,
     /// Where checkpoints and failures are recorded for the HTTP API.
     pub(super) status: Arc<JobStatus>,
 }
@@ -103,6 +104,7 @@ impl<'a> Attempt<'a> {
         let budget = job.job.channel_bytes();
         let mut inputs: HashMap<(String, usize), Vec<super::channel::ChannelReceiver>> = HashMap::new();
         let mut outputs: HashMap<(String, usize), Vec<EdgeOutput>> = HashMap::new();
+        let mut probes = Vec::new();
         for (_, edge) in job.edges.iter().enumerate().filter(|(i, _)| !job.is_chained(*i)) {
             let (pa, pb) = (job.operator(&edge.from).unwrap().parallelism as usize, job.operator(&edge.to).unwrap().parallelism as usize);
             for i in 0..pa {
@@ -114,7 +116,10 @@ impl<'a> Attempt<'a> {
                     inputs.entry((edge.to.clone(), j)).or_default().push(rx);
                 }
                 let index = if edge.partitioning == Partitioning::Forward { 0 } else { i };
-                outputs.entry((edge.from.clone(), i)).or_default().push(EdgeOutput::new(edge.partitioning, senders, index, job.job.max_parallelism()));
+                let output = EdgeOutput::new(edge.partitioning, senders, index, job.job.max_parallelism());
+                let labels = EdgeLabels { operator: edge.from.clone(), subtask: i as u32, target: edge.to.clone() };
+                probes.push(EdgeProbe { labels, channels: output.probes() });
+                outputs.entry((edge.from.clone(), i)).or_default().push(output);
             }
         }
 
@@ -128,15 +133,14 @@ impl<'a> Attempt<'a> {
             tasks: Vec::new(),
             sources: BTreeSet::new(),
             total: 0,
-            metrics: BTreeMap::new(),
+            metrics: opts.metrics.clone().expect("run_job always passes metrics"),
             status,
         };
+        a.metrics.channels(probes);
         // What every subtask of an operator shares, worked out once per operator.
         let mut setups = BTreeMap::new();
         for op in &job.operators {
-            let setup = OperatorSetup::new(job, op, restore)?;
-            a.metrics.insert(op.id.clone(), setup.metrics.clone());
-            setups.insert(op.id.as_str(), setup);
+            setups.insert(op.id.as_str(), OperatorSetup::new(job, op, restore)?);
         }
         for chain in job.chains() {
             let parallelism = setups[chain.head()].op.parallelism as usize;
@@ -152,6 +156,7 @@ impl<'a> Attempt<'a> {
                 }
                 a.controls.push((head.tag.clone(), ctl_tx));
                 a.total += members.len();
+                let time = ChainTime::new(members.iter().map(|m| m.metrics.clone()).collect());
                 let task = SubtaskLoop {
                     chain: members,
                     control: ctl_rx,
@@ -161,12 +166,10 @@ impl<'a> Attempt<'a> {
                     storage: storage.clone(),
                     batch_size,
                     event_time: Default::default(),
+                    time,
                 };
                 a.tasks.push(tokio::spawn(subtask::run(task)));
             }
-        }
-        if let Some(m) = &opts.metrics {
-            *m.lock().expect("metrics lock") = a.metrics.clone();
         }
         Ok(a)
     }
@@ -202,7 +205,8 @@ impl<'a> Attempt<'a> {
         let incremental = self.job.incremental_checkpoints();
         let store_dir = self.state_store_dir(&op.id, index);
         let store = restore::state_for(assignment, &op.id, index, setup.limits.state.clone(), setup.keyed, incremental, store_dir.as_deref())?;
-        let data = StoreData::new(tag.clone(), store, &setup.limits, files);
+        let metrics = self.metrics.subtask(&op.id, index as u32);
+        let data = StoreData::new(tag.clone(), store, &setup.limits, files).with_metrics(metrics.clone());
         let mut instance = module.instantiate(engine, data, setup.call_timeout).await?;
         match (instance.kind(), setup.has_inputs) {
             (OperatorKind::Source, true) => bail!("operator '{}' is a source but an edge leads into it", op.id),
@@ -222,13 +226,7 @@ impl<'a> Attempt<'a> {
         instance.initialize_state(setup.restored.map(|(id, _)| id)).await?;
         instance.open().await?;
         let finished_on_restore = setup.restored.is_some_and(|(_, m)| m.finished_on_restore(index as u32, op.parallelism));
-        Ok(ChainMember {
-            tag,
-            instance,
-            metrics: setup.metrics.clone(),
-            progress: Progress::at_start(finished_on_restore, setup.has_inputs),
-            keyed_files: Default::default(),
-        })
+        Ok(ChainMember { tag, instance, metrics, progress: Progress::at_start(finished_on_restore, setup.has_inputs), keyed_files: Default::default() })
     }
 
     pub(super) fn send_all(&self, c: Control) {

@@ -5,9 +5,11 @@ use std::future::poll_fn;
 use std::task::Poll;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
-use tokio::sync::mpsc::{self, Receiver, Sender};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::{self, Receiver, Sender, WeakSender};
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use wasmflow_types::Batch;
 
@@ -46,15 +48,40 @@ fn cost(message: &Message, budget: usize) -> usize {
 }
 
 impl ChannelSender {
-    /// Sends, waiting for room in messages and in bytes (back-pressure).
-    pub async fn send(&self, message: Message) -> Result<(), ChannelClosed> {
+    /// Sends, waiting for room in messages and in bytes (back-pressure). Returns how long it
+    /// waited (the subtask's back-pressured time); a send that finds room reads no clock.
+    pub async fn send(&self, message: Message) -> Result<Duration, ChannelClosed> {
+        let mut waited = Duration::ZERO;
         let n = cost(&message, self.budget);
         if n > 0 {
-            let permit = self.bytes.acquire_many(n as u32).await.map_err(|_| ChannelClosed)?;
+            let permit = match self.bytes.try_acquire_many(n as u32) {
+                Ok(permit) => permit,
+                Err(TryAcquireError::Closed) => return Err(ChannelClosed),
+                Err(TryAcquireError::NoPermits) => {
+                    let started = Instant::now();
+                    let permit = self.bytes.acquire_many(n as u32).await.map_err(|_| ChannelClosed)?;
+                    waited += started.elapsed();
+                    permit
+                }
+            };
             // Given back by the receiver when it takes the message out.
             permit.forget();
         }
-        self.tx.send(message).await.map_err(|_| ChannelClosed)
+        match self.tx.try_send(message) {
+            Ok(()) => {}
+            Err(TrySendError::Closed(_)) => return Err(ChannelClosed),
+            Err(TrySendError::Full(message)) => {
+                let started = Instant::now();
+                self.tx.send(message).await.map_err(|_| ChannelClosed)?;
+                waited += started.elapsed();
+            }
+        }
+        Ok(waited)
+    }
+
+    /// A probe on how full the channel is, for the metrics (it does not keep the channel open).
+    pub fn probe(&self) -> ChannelProbe {
+        ChannelProbe { tx: self.tx.downgrade(), bytes: self.bytes.clone(), budget: self.budget }
     }
 
     /// Bytes of record data in the channel now.
@@ -70,6 +97,25 @@ impl ChannelReceiver {
             self.bytes.add_permits(cost(m, self.budget));
         }
         polled
+    }
+}
+
+/// Reads how full a channel is without keeping it open (`wasmflow_output_channel_fill_ratio`).
+#[derive(Debug)]
+pub struct ChannelProbe {
+    tx: WeakSender<Message>,
+    bytes: Arc<Semaphore>,
+    budget: usize,
+}
+
+impl ChannelProbe {
+    /// The higher of the channel's two fills, messages over capacity and record bytes over the
+    /// byte budget (either bound full blocks the sender); `None` once the channel is gone.
+    pub fn fill(&self) -> Option<f64> {
+        let tx = self.tx.upgrade()?;
+        let messages = (tx.max_capacity() - tx.capacity()) as f64 / tx.max_capacity() as f64;
+        let bytes = self.budget.saturating_sub(self.bytes.available_permits()) as f64 / self.budget.max(1) as f64;
+        Some(messages.max(bytes))
     }
 }
 
@@ -104,10 +150,15 @@ impl EdgeOutput {
         EdgeOutput { partitioning, max_parallelism, next: index, senders, index }
     }
 
-    /// Sends a batch according to the partitioning.
-    pub async fn send_batch(&mut self, batch: Batch) -> Result<(), ChannelClosed> {
+    /// Probes on this edge's channels (see [`ChannelProbe`]).
+    pub fn probes(&self) -> Vec<ChannelProbe> {
+        self.senders.iter().map(ChannelSender::probe).collect()
+    }
+
+    /// Sends a batch according to the partitioning; returns how long it waited for room.
+    pub async fn send_batch(&mut self, batch: Batch) -> Result<Duration, ChannelClosed> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(Duration::ZERO);
         }
         match self.partitioning {
             Partitioning::Forward => self.send_to(self.index, Message::Records(batch)).await,
@@ -119,25 +170,28 @@ impl EdgeOutput {
             // One consumer owns every key group: nothing to split.
             Partitioning::KeyHash if self.senders.len() == 1 => self.send_to(0, Message::Records(batch)).await,
             Partitioning::KeyHash => {
+                let mut waited = Duration::ZERO;
                 for (target, part) in split_by_key(&batch, self.max_parallelism, self.senders.len()).into_iter().enumerate() {
                     if !part.is_empty() {
-                        self.send_to(target, Message::Records(part)).await?;
+                        waited += self.send_to(target, Message::Records(part)).await?;
                     }
                 }
-                Ok(())
+                Ok(waited)
             }
         }
     }
 
-    /// Sends a barrier, watermark, status or end-of-input to every downstream subtask.
-    pub async fn broadcast(&mut self, message: Message) -> Result<(), ChannelClosed> {
+    /// Sends a barrier, watermark, status or end-of-input to every downstream subtask; returns
+    /// how long it waited for room.
+    pub async fn broadcast(&mut self, message: Message) -> Result<Duration, ChannelClosed> {
+        let mut waited = Duration::ZERO;
         for i in 0..self.senders.len() {
-            self.send_to(i, message.clone()).await?;
+            waited += self.send_to(i, message.clone()).await?;
         }
-        Ok(())
+        Ok(waited)
     }
 
-    async fn send_to(&mut self, target: usize, message: Message) -> Result<(), ChannelClosed> {
+    async fn send_to(&mut self, target: usize, message: Message) -> Result<Duration, ChannelClosed> {
         self.senders[target].send(message).await
     }
 }
@@ -174,6 +228,10 @@ pub struct InputGate {
     blocked: Vec<bool>,
     ended: Vec<bool>,
     pending_barrier: Option<Barrier>,
+    /// When the pending barrier arrived on its first channel.
+    aligning_since: Option<Instant>,
+    /// How long the last aligned barrier took from its first channel to its last.
+    last_alignment: Duration,
     all_ended_reported: bool,
     cursor: usize,
     watermarks: WatermarkValve,
@@ -271,10 +329,18 @@ impl InputGate {
             blocked: vec![false; n],
             ended: vec![false; n],
             pending_barrier: None,
+            aligning_since: None,
+            last_alignment: Duration::ZERO,
             all_ended_reported: false,
             cursor: 0,
             watermarks: WatermarkValve::new(n),
         }
+    }
+
+    /// How long the last [`InputEvent::BarrierAligned`] waited, from the barrier's arrival on
+    /// its first channel to its last (zero with one input channel).
+    pub fn last_alignment(&self) -> Duration {
+        self.last_alignment
     }
 
     /// Next event; `None` when every upstream sender is gone (teardown).
@@ -284,11 +350,14 @@ impl InputGate {
             match message {
                 Message::Records(batch) => return Some(InputEvent::Records(batch)),
                 Message::Barrier(b) => {
-                    self.pending_barrier = Some(b);
+                    if self.pending_barrier.replace(b).is_none() && self.inputs.len() > 1 {
+                        self.aligning_since = Some(Instant::now());
+                    }
                     self.blocked[channel] = true;
                     if self.blocked.iter().all(|&x| x) {
                         self.blocked.iter_mut().for_each(|x| *x = false);
                         self.pending_barrier = None;
+                        self.last_alignment = self.aligning_since.take().map_or(Duration::ZERO, |t| t.elapsed());
                         return Some(InputEvent::BarrierAligned(b));
                     }
                 }

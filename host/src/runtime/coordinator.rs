@@ -127,6 +127,7 @@ impl Attempt<'_> {
             stats.max_sync.as_millis()
         );
         self.status.checkpoint_completed(p.id, stats.duration, stats.state_bytes, stats.total_bytes, &location);
+        self.metrics.checkpoint_completed(p.savepoint.is_some(), &stats);
         report.checkpoint_stats.push(stats);
         // As Flink (since 1.15): a savepoint is not a checkpoint. It is not used for recovery,
         // so its side effects must not be committed either — except when the job stops with it,
@@ -153,6 +154,7 @@ impl Attempt<'_> {
     fn abort(&self, p: &PendingCheckpoint, why: &str) {
         tracing::warn!("checkpoint {} aborted: {why}", p.id);
         self.status.checkpoint_failed(p.id, p.started.elapsed(), why);
+        self.metrics.checkpoint_failed(p.savepoint.is_some());
         self.storage.abort(p.id);
         self.send_all(Control::Aborted(p.id));
     }

@@ -2,7 +2,6 @@
 //! attempt deployed ([`super::attempt`]) and coordinated ([`super::coordinator`]), restarted from
 //! the newest checkpoint after a failure (Flink's fixed-delay strategy).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +13,11 @@ use tokio::time::Instant;
 use super::attempt::{Attempt, AttemptEnd};
 use super::coordinator::recv_control;
 use super::operator::load_operators;
-use super::subtask::OperatorMetrics;
 use crate::checkpoint::{CheckpointStorage, DirLock, LoadedCheckpoint, LocalStorage, load_dir};
 use crate::engine::Engine;
 use crate::engine::host::{record_attempt, recorded_attempt};
 use crate::job::JobSpec;
+use crate::metrics::JobMetrics;
 use crate::native::NativeRegistry;
 use crate::status::JobStatus;
 use crate::status::view::JobState;
@@ -41,9 +40,6 @@ pub enum ControlRequest {
     Stop { savepoint: Option<PathBuf>, reply: oneshot::Sender<Result<Option<PathBuf>, String>> },
 }
 
-/// Each operator's metrics, shared with a progress display.
-pub type SharedMetrics = Arc<std::sync::Mutex<BTreeMap<String, Arc<OperatorMetrics>>>>;
-
 /// How to run a job.
 #[derive(Default)]
 pub struct RunOptions {
@@ -52,8 +48,9 @@ pub struct RunOptions {
     pub allow_non_restored_state: bool,
     /// Requests from outside (savepoint, stop).
     pub control: Option<mpsc::Receiver<ControlRequest>>,
-    /// Filled with each operator's metrics when the job is deployed (for progress display).
-    pub metrics: Option<SharedMetrics>,
+    /// The run's metrics (`GET /metrics`, a progress display), kept across restarts; without
+    /// them `run_job` keeps its own.
+    pub metrics: Option<Arc<JobMetrics>>,
     /// Native operators the job file may name with `module = "native:<name>"`.
     pub native: NativeRegistry,
     /// The lock on the job's checkpoint directory, if the caller already holds it (the CLI
@@ -131,6 +128,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
     };
     storage.remove_incomplete()?;
     let mut control = opts.control.take();
+    let metrics = opts.metrics.get_or_insert_with(|| Arc::new(JobMetrics::new(job.job.name.as_deref().unwrap_or_default()))).clone();
     let mut restore = match opts.restore.take() {
         None => None,
         Some(RestoreFrom::Savepoint(dir)) => Some(load_dir(&dir)?),
@@ -204,6 +202,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                     );
                 }
                 report.restarts += 1;
+                metrics.restarted();
                 tracing::warn!("restart {}/{} in {} ms after failure: {failure:#}", report.restarts, job.restart.attempts, job.restart.delay_ms);
                 if restart_delay(Duration::from_millis(job.restart.delay_ms), &mut control).await {
                     status.set_state(JobState::Stopped);

@@ -14,7 +14,6 @@
 //! Processing-time timers fire between batches when the wall clock reaches them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -30,6 +29,7 @@ use super::message::{Barrier, Message, WatermarkStatus};
 use crate::checkpoint::{CheckpointStorage, StateFileRef};
 use crate::engine::GuestError;
 use crate::instance::OperatorInstance;
+use crate::metrics::{ChainTime, SubtaskMetrics};
 
 /// Commands from the coordinator to a subtask (a control channel, not in-band).
 #[derive(Clone, Debug)]
@@ -69,18 +69,12 @@ pub struct SubtaskFailure {
     pub message: String,
 }
 
-/// Records in and out of one operator, summed over its subtasks.
-#[derive(Debug, Default)]
-pub struct OperatorMetrics {
-    pub records_in: AtomicU64,
-    pub records_out: AtomicU64,
-}
-
 /// One operator of a chain, with everything that is its own.
 pub struct ChainMember {
     pub tag: SubtaskTag,
     pub instance: Box<dyn OperatorInstance>,
-    pub metrics: Arc<OperatorMetrics>,
+    /// This operator subtask's series (the same on every attempt of the run).
+    pub metrics: Arc<SubtaskMetrics>,
     /// Where the member starts: [`Progress::at_start`].
     pub progress: Progress,
     /// The shared files its keyed state was written to (incremental checkpoints).
@@ -101,6 +95,8 @@ pub struct SubtaskLoop {
     pub batch_size: u32,
     /// What the loop has told its consumers about event time.
     pub event_time: OutputEventTime,
+    /// Where the members' time goes (busy, idle, back-pressured).
+    pub time: ChainTime,
 }
 
 /// The watermark and idleness a loop last passed on.
@@ -155,27 +151,38 @@ enum Next {
     Shutdown,
 }
 
+/// What ended a loop's wait.
+enum Woken {
+    Control(Option<Control>),
+    Timer,
+    Input(Option<InputEvent>),
+}
+
 impl SubtaskLoop {
     /// Hands `batch`, emitted by member `from`, to the members after it and then to the tail's
     /// outputs.
     async fn emit_from(&mut self, from: usize, mut batch: Batch) -> Result<()> {
-        self.chain[from].metrics.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for member in &mut self.chain[from + 1..] {
+        self.chain[from].metrics.output(&batch);
+        for (k, member) in self.chain.iter_mut().enumerate().skip(from + 1) {
             if batch.is_empty() {
                 return Ok(());
             }
-            member.metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            member.metrics.input(&batch);
+            let started = std::time::Instant::now();
             batch = member.instance.process(batch).await?;
-            member.metrics.records_out.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.time.busy(k, started);
+            member.metrics.output(&batch);
         }
         if batch.is_empty() {
             return Ok(());
         }
         let Some(last) = self.outputs.len().checked_sub(1) else { return Ok(()) };
+        let mut waited = Duration::ZERO;
         for out in &mut self.outputs[..last] {
-            out.send_batch(batch.clone()).await?;
+            waited += out.send_batch(batch.clone()).await?;
         }
-        self.outputs[last].send_batch(batch).await?;
+        waited += self.outputs[last].send_batch(batch).await?;
+        self.time.back_pressured(waited);
         Ok(())
     }
 
@@ -188,7 +195,7 @@ impl SubtaskLoop {
         }
         for k in from..self.chain.len() {
             self.chain[k].instance.set_watermark(watermark);
-            while let Some(out) = self.chain[k].instance.fire_timers(TimeDomain::EventTime, watermark).await? {
+            while let Some(out) = self.timers(k, TimeDomain::EventTime, watermark).await? {
                 self.emit_from(k, out).await?;
             }
         }
@@ -222,25 +229,37 @@ impl SubtaskLoop {
             if self.chain[k].progress.closed {
                 continue;
             }
-            while let Some(out) = self.chain[k].instance.fire_timers(TimeDomain::ProcessingTime, now).await? {
+            while let Some(out) = self.timers(k, TimeDomain::ProcessingTime, now).await? {
                 self.emit_from(k, out).await?;
             }
         }
         Ok(())
     }
 
-    async fn broadcast(&mut self, message: Message) -> Result<()> {
-        for out in &mut self.outputs {
-            out.broadcast(message.clone()).await?;
+    /// Member `k`'s next due timer of `domain` fired (its output), if one is due.
+    async fn timers(&mut self, k: usize, domain: TimeDomain, time: i64) -> Result<Option<Batch>> {
+        let started = std::time::Instant::now();
+        let out = self.chain[k].instance.fire_timers(domain, time).await?;
+        if out.is_some() {
+            self.time.busy(k, started);
         }
+        Ok(out)
+    }
+
+    async fn broadcast(&mut self, message: Message) -> Result<()> {
+        let mut waited = Duration::ZERO;
+        for out in &mut self.outputs {
+            waited += out.broadcast(message.clone()).await?;
+        }
+        self.time.back_pressured(waited);
         Ok(())
     }
 
     /// Every member's snapshot, head to tail (synchronous, like Flink's sync phase: no record
     /// moves between them), then each is written and acknowledged in the background.
     async fn snapshot(&mut self, barrier: Barrier) -> Result<()> {
-        for member in &mut self.chain {
-            let started = Instant::now();
+        for (k, member) in self.chain.iter_mut().enumerate() {
+            let started = std::time::Instant::now();
             let since = member.keyed_files.since(&barrier);
             let snapshot = match member.instance.snapshot_state(barrier.checkpoint_id, barrier.timestamp, since).await {
                 Ok(s) => s,
@@ -251,6 +270,7 @@ impl SubtaskLoop {
                 }
             };
             let sync = started.elapsed();
+            self.time.busy(k, started);
             let finished = member.progress.finished;
             let (storage, events, tag, files) = (self.storage.clone(), self.events.clone(), member.tag.clone(), member.keyed_files.clone());
             tokio::task::spawn_blocking(move || {
@@ -271,13 +291,17 @@ impl SubtaskLoop {
                 self.broadcast(Message::Barrier(barrier)).await?;
             }
             Control::Complete(id) => {
-                for member in &mut self.chain {
+                for (k, member) in self.chain.iter_mut().enumerate() {
+                    let started = std::time::Instant::now();
                     member.instance.notify_checkpoint_complete(id).await?;
+                    self.time.busy(k, started);
                 }
             }
             Control::Aborted(id) => {
-                for member in &mut self.chain {
+                for (k, member) in self.chain.iter_mut().enumerate() {
+                    let started = std::time::Instant::now();
                     member.instance.notify_checkpoint_aborted(id).await?;
+                    self.time.busy(k, started);
                 }
             }
             Control::Shutdown => return Ok(Next::Shutdown),
@@ -297,7 +321,9 @@ impl SubtaskLoop {
             let member = &mut self.chain[k];
             if member.instance.kind() != OperatorKind::Source && !member.progress.closed {
                 member.progress.closed = true;
+                let started = std::time::Instant::now();
                 let out = member.instance.close().await?;
+                self.time.busy(k, started);
                 self.emit_from(k, out).await?;
             }
             let member = &mut self.chain[k];
@@ -323,16 +349,27 @@ impl SubtaskLoop {
             }
             if finished || idle_until.is_some_and(|t| t > Instant::now()) {
                 let wake = idle_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-                tokio::select! {
-                    c = self.control.recv() => match c {
-                        Some(c) => if let Next::Shutdown = self.handle(c).await? { return self.shutdown().await },
-                        None => return Ok(()),
-                    },
-                    _ = tokio::time::sleep_until(wake), if !finished => idle_until = None,
+                let waiting = std::time::Instant::now();
+                let woken = tokio::select! {
+                    c = self.control.recv() => Woken::Control(c),
+                    _ = tokio::time::sleep_until(wake), if !finished => Woken::Timer,
+                };
+                self.time.idle(waiting.elapsed());
+                match woken {
+                    Woken::Control(Some(c)) => {
+                        if let Next::Shutdown = self.handle(c).await? {
+                            return self.shutdown().await;
+                        }
+                    }
+                    Woken::Control(None) => return Ok(()),
+                    Woken::Timer => idle_until = None,
+                    Woken::Input(_) => unreachable!("a source has no input"),
                 }
                 continue;
             }
+            let started = std::time::Instant::now();
             let out = self.chain[0].instance.poll(self.batch_size).await?;
+            self.time.busy(0, started);
             if !out.batch.is_empty() || out.watermark.is_some() {
                 self.set_idle(false).await?;
             }
@@ -358,29 +395,39 @@ impl SubtaskLoop {
         let mut gate = self.input.take().expect("operators have an input gate");
         loop {
             let timer = self.next_processing_timer();
-            tokio::select! {
+            let waiting = std::time::Instant::now();
+            let woken = tokio::select! {
                 biased;
-                c = self.control.recv() => match c {
-                    Some(c) => if let Next::Shutdown = self.handle(c).await? { return self.shutdown().await },
-                    None => return Ok(()),
-                },
-                _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => self.fire_processing_timers().await?,
-                ev = gate.next() => match ev {
-                    None => return Ok(()),
-                    Some(InputEvent::Records(batch)) => {
-                        let head = &mut self.chain[0];
-                        head.metrics.records_in.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                        let out = head.instance.process(batch).await?;
-                        self.emit_from(0, out).await?;
+                c = self.control.recv() => Woken::Control(c),
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(Instant::now)), if timer.is_some() => Woken::Timer,
+                ev = gate.next() => Woken::Input(ev),
+            };
+            // Whatever woke the loop, the wait was for something to do: idle time.
+            self.time.idle(waiting.elapsed());
+            match woken {
+                Woken::Control(Some(c)) => {
+                    if let Next::Shutdown = self.handle(c).await? {
+                        return self.shutdown().await;
                     }
-                    Some(InputEvent::BarrierAligned(barrier)) => {
-                        self.snapshot(barrier).await?;
-                        self.broadcast(Message::Barrier(barrier)).await?;
-                    }
-                    Some(InputEvent::Watermark(w)) => self.advance_watermark(0, w).await?,
-                    Some(InputEvent::Status(s)) => self.set_idle(s == WatermarkStatus::Idle).await?,
-                    Some(InputEvent::AllEnded) => self.end_of_input().await?,
-                },
+                }
+                Woken::Control(None) | Woken::Input(None) => return Ok(()),
+                Woken::Timer => self.fire_processing_timers().await?,
+                Woken::Input(Some(InputEvent::Records(batch))) => {
+                    let head = &mut self.chain[0];
+                    head.metrics.input(&batch);
+                    let started = std::time::Instant::now();
+                    let out = head.instance.process(batch).await?;
+                    self.time.busy(0, started);
+                    self.emit_from(0, out).await?;
+                }
+                Woken::Input(Some(InputEvent::BarrierAligned(barrier))) => {
+                    self.chain[0].metrics.aligned(gate.last_alignment());
+                    self.snapshot(barrier).await?;
+                    self.broadcast(Message::Barrier(barrier)).await?;
+                }
+                Woken::Input(Some(InputEvent::Watermark(w))) => self.advance_watermark(0, w).await?,
+                Woken::Input(Some(InputEvent::Status(s))) => self.set_idle(s == WatermarkStatus::Idle).await?,
+                Woken::Input(Some(InputEvent::AllEnded)) => self.end_of_input().await?,
             }
         }
     }

@@ -16,6 +16,7 @@ use wasmflow_host::api::{ApiState, SavepointPolicy};
 use wasmflow_host::checkpoint::ControlFile;
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
+use wasmflow_host::metrics::JobMetrics;
 use wasmflow_host::runtime::{RunOptions, run_job};
 use wasmflow_host::status::JobStatus;
 use wasmflow_host::status::view::{CheckpointKind, CheckpointStatus, JobState};
@@ -56,7 +57,7 @@ fn the_api_needs_the_token_for_changes_and_bounds_what_clients_can_make_it_hold(
     let reader = Client::new(&control.address, None);
     let deadline = Instant::now() + Duration::from_secs(30);
     let view = loop {
-        let view = reader.job().unwrap();
+        let view = reader.job().unwrap().job;
         if view.state == JobState::Running {
             break view;
         }
@@ -114,6 +115,7 @@ fn the_api_needs_the_token_for_changes_and_bounds_what_clients_can_make_it_hold(
     let text = String::from_utf8(status.stdout).unwrap();
     assert!(status.status.success() && text.starts_with("job 'pipeline': Running"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("upper") && l.ends_with("numbers -> upper")), "{text}");
+    assert!(text.contains("RECORDS IN") && text.contains("BACKPRESSURED"), "{text}");
     let status = Command::new(wasmflow_bin()).args(["status", "--json", "--address", &control.address]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(json["job"]["operators"][2]["parallelism"], 3);
@@ -139,19 +141,38 @@ async fn the_api_reports_the_checkpoints_and_the_guests_failure() {
     let status = JobStatus::new(&spec);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let policy = SavepointPolicy { root: dir.path().to_path_buf(), allow_any_target: false };
-    let state = ApiState { token: "t".into(), policy: Arc::new(policy), jobs: tx, status: status.clone() };
+    let metrics = Arc::new(JobMetrics::new("pipeline"));
+    let state = ApiState { token: "t".into(), policy: Arc::new(policy), jobs: tx, status: status.clone(), metrics: metrics.clone() };
     let server = wasmflow_host::api::serve("127.0.0.1:0", state).await.unwrap();
-    let opts = RunOptions { control: Some(rx), status: Some(status), ..Default::default() };
+    let opts = RunOptions { control: Some(rx), status: Some(status), metrics: Some(metrics), ..Default::default() };
     let report = run_job(&Engine::new().unwrap(), &spec, opts).await.unwrap();
     assert_eq!(report.restarts, 1);
 
     let address = server.address.to_string();
-    let (job, checkpoints, exceptions) = tokio::task::spawn_blocking(move || {
+    let (reply, checkpoints, exceptions, scraped) = tokio::task::spawn_blocking(move || {
         let c = Client::new(&address, None);
-        (c.job().unwrap(), c.checkpoints().unwrap(), c.exceptions().unwrap())
+        let scraped = raw(&address, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        (c.job().unwrap(), c.checkpoints().unwrap(), c.exceptions().unwrap(), scraped)
     })
     .await
     .unwrap();
+    let job = reply.job;
+
+    // Prometheus scrapes `/metrics`: OpenMetrics text whose record counts are the job's.
+    let (head, page) = scraped.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200") && head.to_ascii_lowercase().contains("content-type: application/openmetrics-text; version=1.0.0"), "{head}");
+    let page = wasmflow_tests::openmetrics::parse(page).unwrap();
+    for op in &reply.metrics {
+        for s in &op.subtasks {
+            let labels = [("operator", op.operator.as_str()), ("subtask", &s.subtask.to_string())];
+            assert_eq!(page.value("wasmflow_input_records_total", &labels), Some(s.records_in as f64), "{} {}", op.operator, s.subtask);
+            assert_eq!(page.value("wasmflow_output_records_total", &labels), Some(s.records_out as f64), "{} {}", op.operator, s.subtask);
+        }
+    }
+    assert_eq!(page.value("wasmflow_restarts_total", &[]), Some(1.0));
+    // The sink took every record once in the attempt that finished, and more in the one that failed.
+    let sink_in: u64 = reply.metrics.iter().find(|m| m.operator == "out").unwrap().records().0;
+    assert!(sink_in >= 3000, "{sink_in}");
     assert_eq!((job.state, job.restarts), (JobState::Finished, 1));
     assert_eq!(job.last_checkpoint, report.completed_checkpoints.last().copied());
 

@@ -2,12 +2,12 @@
 //! job produce the same records and the same operator state, and a savepoint taken with chaining
 //! on restores with it off and the other way round.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::{Chain, JobSpec};
+use wasmflow_host::metrics::JobMetrics;
 use wasmflow_host::runtime::{RestoreFrom, RunOptions, run_job};
 use wasmflow_tests::job::PipelineJob;
 use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts};
@@ -38,7 +38,7 @@ async fn chained_and_unchained_runs_commit_the_same_records_counts_and_metrics()
         let spec = JobSpec::load(&pipeline(count, None, chaining).write(dir.path())).unwrap();
         let expected_chains: Vec<&str> = if chaining { vec!["numbers -> upper", "counter -> out"] } else { vec!["numbers", "upper", "counter", "out"] };
         assert_eq!(chains(&spec), expected_chains);
-        let metrics = Arc::new(Mutex::new(BTreeMap::new()));
+        let metrics = Arc::new(JobMetrics::new("pipeline"));
         let report = run_job(&Engine::new().unwrap(), &spec, RunOptions { metrics: Some(metrics.clone()), ..Default::default() }).await.unwrap();
         assert!(!report.stopped);
         let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
@@ -46,8 +46,8 @@ async fn chained_and_unchained_runs_commit_the_same_records_counts_and_metrics()
         assert_eq!(counts.len(), 2, "one count per counter subtask");
         assert_eq!(counts.iter().sum::<u64>(), count, "chaining = {chaining}");
         // Metrics stay per operator inside a chain.
-        let m = metrics.lock().unwrap();
-        let get = |op: &str| (m[op].records_in.load(std::sync::atomic::Ordering::Relaxed), m[op].records_out.load(std::sync::atomic::Ordering::Relaxed));
+        let records = metrics.records();
+        let get = |op: &str| records.iter().find(|(id, _, _)| id == op).map(|(_, i, o)| (*i, *o)).unwrap();
         assert_eq!(get("numbers"), (0, count), "chaining = {chaining}");
         assert_eq!(get("upper"), (count, count), "chaining = {chaining}");
         // The counter passes every record through and emits one count per subtask at the end.

@@ -7,11 +7,12 @@
 mod api;
 mod chaining;
 mod checkpoints;
-
+mod dashboard;
 mod durability;
 mod kafka_connector;
 mod kafka_source;
 mod keyed;
+mod metrics;
 mod native;
 mod pipeline;
 mod recovery;

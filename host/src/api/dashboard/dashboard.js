@@ -36,7 +36,7 @@ function totals(metrics, id) {
     t.records_in += s.records_in;
     t.records_out += s.records_out;
     t.busy = Math.max(t.busy, s.busy_ms_per_second);
-    t.backpressured = Math.max(t.backpressured, s.backpressured_ms_per_second);
+    t.backpressured = Math.max(t.backpressured, s.back_pressured_ms_per_second);
   }
   return t;
 }

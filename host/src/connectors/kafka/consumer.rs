@@ -10,7 +10,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::metrics::{ConsumerMetrics, MetricsContext};
 use super::{KafkaError, KafkaLimits, bootstrap, check_properties, client_config, with_retries};
+use crate::metrics::SubtaskMetrics;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Offset queries in flight at once for one consumer.
@@ -44,7 +46,7 @@ type Item = Result<FetchedRecord, KafkaError>;
 /// A consumer with manual assignment (no group rebalancing: partitions are assigned by the
 /// operator with Flink's formula) and a poll thread feeding a bounded buffer.
 pub struct KafkaConsumer {
-    client: Arc<BaseConsumer>,
+    client: Arc<BaseConsumer<MetricsContext>>,
     /// A second client for metadata and offset queries: the fetching client's requests wait
     /// behind its fetch long-poll (~0.5 s each), which made resolving 50 partitions one by one
     /// take longer than a guest call may.
@@ -61,6 +63,8 @@ pub struct KafkaConsumer {
     /// the consumer is dropped (as Kafka's `close()` finishes pending commits): otherwise the
     /// last commit of a job — the final checkpoint's — could be lost with the client.
     last_commit: Mutex<BTreeMap<(String, i32), i64>>,
+    /// Lag, commit failures and waits of the subtask the consumer reads for, if it runs in a job.
+    metrics: Option<Arc<ConsumerMetrics>>,
 }
 
 /// Longest a dropped consumer waits for its final commit.
@@ -86,7 +90,12 @@ impl Drop for KafkaConsumer {
         });
         match spawned.map(|_| rx.recv_timeout(CLOSE_COMMIT_TIMEOUT)) {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(e))) => tracing::warn!("Kafka consumer: the final offset commit failed: {e}"),
+            Ok(Ok(Err(e))) => {
+                tracing::warn!("Kafka consumer: the final offset commit failed: {e}");
+                if let Some(m) = &self.metrics {
+                    m.commit_failed();
+                }
+            }
             Ok(Err(_)) => tracing::warn!("Kafka consumer: the final offset commit did not finish in {CLOSE_COMMIT_TIMEOUT:?}"),
             Err(e) => tracing::warn!("Kafka consumer: cannot run the final offset commit: {e}"),
         }
@@ -116,6 +125,13 @@ impl KafkaConsumer {
     /// ([`super::check_properties`]); `enable.auto.commit` is the guest's choice (the Kafka
     /// source turns it off for checkpoint commits, docs/kafka-source.md §4).
     pub fn new(properties: &[(String, String)], limits: KafkaLimits) -> Result<KafkaConsumer, KafkaError> {
+        KafkaConsumer::with_metrics(properties, limits, None)
+    }
+
+    /// [`Self::new`], reporting into a subtask's metrics: lag per partition, commit failures,
+    /// and the time a fetch waits for records (idle time, not busy). librdkafka then sends
+    /// statistics once a second, from which the lag of every assigned partition is refreshed.
+    pub fn with_metrics(properties: &[(String, String)], limits: KafkaLimits, subtask: Option<Arc<SubtaskMetrics>>) -> Result<KafkaConsumer, KafkaError> {
         check_properties(properties)?;
         let mut config = client_config(properties);
         if config.get("group.id").is_none() {
@@ -126,17 +142,32 @@ impl KafkaConsumer {
         config.set("enable.auto.offset.store", "false");
         config.set("queued.max.messages.kbytes", (limits.max_fetch_bytes / 1024).max(1024).to_string());
         let reset_to_latest = config.get("auto.offset.reset").is_some_and(|v| v == "latest" || v == "largest");
-        let client: Arc<BaseConsumer> = Arc::new(config.create()?);
         let meta: Arc<BaseConsumer> = Arc::new(config.create()?);
+        let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
+        let metrics = subtask.map(|s| Arc::new(ConsumerMetrics::new(s, positions.clone())));
+        if metrics.is_some() {
+            config.set("statistics.interval.ms", super::metrics::STATISTICS_INTERVAL_MS.to_string());
+        }
+        let client: Arc<BaseConsumer<MetricsContext>> = Arc::new(config.create_with_context(MetricsContext(metrics.clone()))?);
         let (tx, rx) = mpsc::channel(limits.buffered_records.max(1));
         let stop = Arc::new(AtomicBool::new(false));
-        let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
         let (c, s, max_record) = (client.clone(), stop.clone(), limits.max_record_bytes);
         std::thread::Builder::new()
             .name("wasmflow-kafka-poll".into())
             .spawn(move || poll_loop(&c, &tx, &s, max_record))
             .map_err(|e| KafkaError::Other(e.to_string()))?;
-        Ok(KafkaConsumer { client, servers: bootstrap(properties), limits, buffer: rx, stop, positions, reset_to_latest, last_commit: Mutex::default(), meta })
+        Ok(KafkaConsumer {
+            client,
+            servers: bootstrap(properties),
+            limits,
+            buffer: rx,
+            stop,
+            positions,
+            reset_to_latest,
+            last_commit: Mutex::default(),
+            meta,
+            metrics,
+        })
     }
 
     /// Names of all topics.
@@ -185,6 +216,10 @@ impl KafkaConsumer {
             for w in found {
                 out.push(w?);
             }
+        }
+        // The high watermarks are news for the lag: the guest asked for them anyway.
+        if let Some(m) = &self.metrics {
+            m.highs(partitions.iter().zip(&out).map(|((t, p), (_, high))| (t.as_str(), *p, *high)));
         }
         Ok(out)
     }
@@ -278,11 +313,26 @@ impl KafkaConsumer {
         let max = max_records.min(self.limits.max_records_per_fetch).max(1);
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        let first = match tokio::time::timeout(timeout, self.buffer.recv()).await {
-            Ok(Some(item)) => item,
-            Ok(None) => return Err(KafkaError::Other("the Kafka poll thread stopped".into())),
-            Err(_) => return Ok(out),
+        let first = match self.buffer.try_recv() {
+            Ok(item) => Some(item),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Nothing buffered: the guest waits for the broker, which is idle time.
+                let started = std::time::Instant::now();
+                let received = tokio::time::timeout(timeout, self.buffer.recv()).await;
+                if let Some(m) = &self.metrics {
+                    m.waited(started.elapsed());
+                }
+                match received {
+                    Ok(item) => item,
+                    Err(_) => return Ok(out),
+                }
+            }
         };
+        let Some(first) = first else { return Err(KafkaError::Other("the Kafka poll thread stopped".into())) };
+        // The partitions this fetch moved, for their lag (one entry per run of records of one
+        // partition; a key is cloned only when the partition changes).
+        let mut moved: Vec<(String, i32)> = Vec::new();
         let mut next = Some(first);
         while let Some(item) = next.take() {
             let record = item?;
@@ -290,6 +340,9 @@ impl KafkaConsumer {
             let key = (record.topic.clone(), record.partition);
             match positions.get(&key) {
                 Some(&expected) if record.offset >= expected => {
+                    if self.metrics.is_some() && moved.last() != Some(&key) {
+                        moved.push(key.clone());
+                    }
                     positions.insert(key, record.offset + 1);
                     bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len);
                     out.push(record);
@@ -302,6 +355,9 @@ impl KafkaConsumer {
             }
             next = self.buffer.try_recv().ok();
         }
+        if let Some(m) = &self.metrics {
+            m.update_lag(&moved);
+        }
         Ok(out)
     }
 
@@ -313,7 +369,12 @@ impl KafkaConsumer {
             tpl.add_partition_offset(t, *p, Offset::Offset(*o))?;
         }
         if tpl.count() > 0 {
-            self.client.commit(&tpl, CommitMode::Async)?;
+            if let Err(e) = self.client.commit(&tpl, CommitMode::Async) {
+                if let Some(m) = &self.metrics {
+                    m.commit_failed();
+                }
+                return Err(e.into());
+            }
             let mut last = self.last_commit.lock().expect("commit lock");
             for (t, p, o) in offsets {
                 last.insert((t.clone(), *p), *o);
@@ -325,7 +386,7 @@ impl KafkaConsumer {
 
 /// Polls the client and pushes records into the bounded buffer; blocks while the buffer is full,
 /// which stops polling and lets librdkafka's own bounded queue apply back-pressure.
-fn poll_loop(client: &BaseConsumer, tx: &mpsc::Sender<Item>, stop: &AtomicBool, max_record: usize) {
+fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Item>, stop: &AtomicBool, max_record: usize) {
     while !stop.load(Ordering::Relaxed) {
         let Some(result) = client.poll(Duration::from_millis(100)) else { continue };
         let item = match result {

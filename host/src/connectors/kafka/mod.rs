@@ -11,6 +11,7 @@
 //! access to Kafka and nothing else.
 
 mod consumer;
+mod metrics;
 mod producer;
 
 use std::time::Duration;

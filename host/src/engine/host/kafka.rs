@@ -61,7 +61,8 @@ impl StoreData {
 impl HostConsumer for StoreData {
     async fn new(&mut self, properties: Vec<(String, String)>) -> Result<Resource<ConsumerHandle>> {
         let properties = self.kafka_client_properties(&properties)?;
-        let consumer = KafkaConsumer::new(&properties, self.kafka_limits.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
+        let consumer =
+            KafkaConsumer::with_metrics(&properties, self.kafka_limits.clone(), self.metrics.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
         self.kafka_clients += 1;
         Ok(self.table.push(ConsumerHandle(consumer))?)
     }

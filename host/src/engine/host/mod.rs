@@ -10,6 +10,7 @@ mod keyed;
 pub(crate) mod log;
 mod state;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmflow_state::{StateLimits, SubtaskState};
@@ -65,6 +66,10 @@ pub struct StoreData {
     pub(crate) kafka_limits: crate::connectors::kafka::KafkaLimits,
     /// Kafka clients the guest holds now (bounded by `kafka_limits.max_clients`).
     pub(crate) kafka_clients: usize,
+    /// The subtask's metrics, when it runs in a job (guest memory, deadline hits, Kafka).
+    pub(crate) metrics: Option<Arc<crate::metrics::SubtaskMetrics>>,
+    /// Linear memory of the instance's memories, bytes (for the guest memory gauge).
+    pub(crate) memory_bytes: usize,
 }
 
 /// The limits a subtask runs under, resolved from the job file.
@@ -109,7 +114,17 @@ impl StoreData {
             max_batch_bytes: limits.batch_bytes,
             kafka_limits: limits.kafka.clone(),
             kafka_clients: 0,
+            metrics: None,
+            memory_bytes: 0,
         }
+    }
+
+    /// Records the subtask's guest memory, deadline hits and Kafka clients in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::SubtaskMetrics>) -> Self {
+        // A new attempt's instance starts without memory; what the last one had is gone.
+        metrics.guest_memory(0);
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The subtask's state (to snapshot it after `snapshot-state`).
@@ -142,7 +157,13 @@ impl ResourceLimiter for StoreData {
                 self.memory_limit >> 20
             )));
         }
-        self.memory.memory_growing(current, desired, maximum)
+        let grows = self.memory.memory_growing(current, desired, maximum)?;
+        if grows && let Some(m) = &self.metrics {
+            // `current` is 0 when a memory is created: the sum covers every memory of the store.
+            self.memory_bytes = self.memory_bytes + desired - current;
+            m.guest_memory(self.memory_bytes);
+        }
+        Ok(grows)
     }
 
     fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {

@@ -1,0 +1,69 @@
+//! How full the output channels are: `wasmflow_output_channel_fill_ratio`, read at scrape time.
+//!
+//! A full channel is back-pressure: the gauge shows where it starts (the first operator whose
+//! output channels are full while its consumer's are not). It is computed when Prometheus asks,
+//! from probes on the channels the current attempt wired, so sending a batch costs nothing extra.
+//! A probe does not keep its channel open: after a restart the old attempt's channels close as
+//! before, and their probes are replaced by the new attempt's.
+
+use std::sync::Mutex;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::labels::EdgeLabels;
+use crate::runtime::channel::ChannelProbe;
+
+/// The channels of one edge leaving one subtask.
+#[derive(Debug)]
+pub struct EdgeProbe {
+    pub labels: EdgeLabels,
+    pub channels: Vec<ChannelProbe>,
+}
+
+impl EdgeProbe {
+    /// The fullest of the edge's channels (one full channel blocks the sender, however empty the
+    /// others are); `None` once every channel is gone.
+    fn fill(&self) -> Option<f64> {
+        self.channels.iter().filter_map(ChannelProbe::fill).reduce(f64::max)
+    }
+}
+
+/// The probes of the attempt that runs now.
+#[derive(Debug, Default)]
+pub struct ChannelFill {
+    edges: Mutex<Vec<EdgeProbe>>,
+}
+
+impl ChannelFill {
+    /// A new attempt's channels replace the previous attempt's.
+    pub fn replace(&self, edges: Vec<EdgeProbe>) {
+        *self.edges.lock().expect("channel probes lock") = edges;
+    }
+
+    /// Each edge's fill now.
+    pub fn values(&self) -> Vec<(EdgeLabels, f64)> {
+        self.edges.lock().expect("channel probes lock").iter().filter_map(|e| Some((e.labels.clone(), e.fill()?))).collect()
+    }
+}
+
+impl Collector for ChannelFill {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let values = self.values();
+        if values.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "output_channel_fill_ratio",
+            "How full the fullest channel of an edge leaving this subtask is: queued messages over channel-capacity, or record bytes over channel-bytes, whichever is higher (1 = the sender waits).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (labels, fill) in &values {
+            ConstGauge::new(*fill).encode(family.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+}
