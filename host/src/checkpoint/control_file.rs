@@ -1,4 +1,4 @@
-//! `<checkpoint dir>/_control`: where a running job's control endpoint is, and its token.
+//! `<checkpoint dir>/_control`: where a running job's HTTP API is, and its token.
 //!
 //! The job writes it at start, after taking the directory's lock; `wasmflow savepoint` and
 //! `wasmflow stop --job JOB.toml` read it to reach the job. It lives with the checkpoints
@@ -15,7 +15,7 @@ pub const CONTROL_FILE: &str = "_control";
 /// What `_control` holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ControlFile {
-    /// `host:port` of the control endpoint (loopback).
+    /// `host:port` of the job's HTTP API.
     pub address: String,
     /// The job's token: requests without it are refused.
     pub token: String,
