@@ -93,7 +93,6 @@ impl<'a> Attempt<'a> {
         restore: Option<&LoadedCheckpoint>,
         attempt: u64,
         opts: &RunOptions,
-        status: Arc<JobStatus>,
     ) -> Result<Attempt<'a>> {
         let mut assignment: Option<Assignment> = restore.map(|c| restore::assign(job, c, opts.allow_non_restored_state)).transpose()?;
         let capacity = job.job.channel_capacity();
@@ -134,7 +133,7 @@ impl<'a> Attempt<'a> {
             sources: BTreeSet::new(),
             total: 0,
             metrics: opts.metrics.clone().expect("run_job always passes metrics"),
-            status,
+            status: opts.status.clone().expect("run_job always passes a status"),
         };
         a.metrics.channels(probes);
         // What every subtask of an operator shares, worked out once per operator.

@@ -162,7 +162,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         }
     }
     let mut report = JobReport::default();
-    let status = opts.status.clone().unwrap_or_else(|| JobStatus::new(job));
+    let status = opts.status.get_or_insert_with(|| JobStatus::new(job)).clone();
     let files_dirs: Vec<PathBuf> = job.operators.iter().filter_map(|op| op.grants.files.as_ref().map(|d| job.resolve(d))).collect();
     loop {
         // Sinks name their files by attempt: a new attempt is above every attempt any granted
@@ -175,7 +175,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         for dir in &files_dirs {
             record_attempt(dir, attempt)?;
         }
-        let result = Attempt::deploy(engine, job, &modules, storage.clone(), restore.as_ref(), attempt, &opts, status.clone()).await;
+        let result = Attempt::deploy(engine, job, &modules, storage.clone(), restore.as_ref(), attempt, &opts).await;
         let result = match result {
             Ok(mut a) => {
                 status.attempt_started(attempt);
