@@ -6,6 +6,7 @@
 
 mod chaining;
 mod checkpoints;
+mod cli;
 mod control;
 mod durability;
 mod kafka_connector;
