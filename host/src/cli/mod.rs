@@ -137,6 +137,8 @@ pub fn main() -> std::process::ExitCode {
     output::init_logging(cli.log_format);
     match dispatch(cli.command) {
         Ok(()) => Exit::Success.into(),
+        // `wasmflow man | head`: the reader left, nothing to report.
+        Err(e) if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) => Exit::Error.into(),
         Err(e) => {
             let exit = Exit::of(&e);
             output::report_error(&e, exit);

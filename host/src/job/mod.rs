@@ -523,77 +523,96 @@ impl JobSpec {
         Ok(self)
     }
 
+    /// Every problem [`JobSpec::problems`] finds, one a line.
     fn check(&self) -> Result<()> {
+        let problems = self.problems();
+        if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!(problems.join("\n"))) }
+    }
+
+    /// The job's checks, beyond what its types say: every problem (a check that needs what an
+    /// earlier one refused, such as cycles among edges to unknown operators, is left out).
+    pub fn problems(&self) -> Vec<String> {
         let file = self.path.display();
+        let mut problems = Vec::new();
         if self.operators.is_empty() {
-            bail!("{file}: no [[operators]]: a job needs at least one operator");
+            problems.push(format!("{file}: no [[operators]]: a job needs at least one operator"));
         }
         let mut ids = HashMap::new();
         for (i, op) in self.operators.iter().enumerate() {
             // The id names a directory in every checkpoint (`chk-N/<id>/<n>.state`): it must
             // be a short, portable file name that cannot collide with `_metadata` and friends.
             if op.id.is_empty() || !op.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                bail!("{file}: operators[{i}].id '{}' must be non-empty and use only letters, digits, '-' and '_'", op.id);
-            }
-            if op.id.len() > MAX_ID_LEN {
-                bail!("{file}: operators[{i}].id is {} characters long; ids are at most {MAX_ID_LEN} (they name directories in checkpoints)", op.id.len());
-            }
-            if op.id.starts_with('_') {
-                bail!("{file}: operators[{i}].id '{}' must not start with '_' (reserved for checkpoint files such as _metadata)", op.id);
+                problems.push(format!("{file}: operators[{i}].id '{}' must be non-empty and use only letters, digits, '-' and '_'", op.id));
+            } else if op.id.len() > MAX_ID_LEN {
+                problems.push(format!(
+                    "{file}: operators[{i}].id is {} characters long; ids are at most {MAX_ID_LEN} (they name directories in checkpoints)",
+                    op.id.len()
+                ));
+            } else if op.id.starts_with('_') {
+                problems.push(format!("{file}: operators[{i}].id '{}' must not start with '_' (reserved for checkpoint files such as _metadata)", op.id));
             }
             if ids.insert(op.id.as_str(), op).is_some() {
-                bail!("{file}: operator id '{}' is used twice; ids must be unique", op.id);
+                problems.push(format!("{file}: operator id '{}' is used twice; ids must be unique", op.id));
             }
             if op.parallelism == 0 || op.parallelism > MAX_PARALLELISM {
-                bail!("{file}: operator '{}': parallelism must be between 1 and {MAX_PARALLELISM}, got {}", op.id, op.parallelism);
+                problems.push(format!("{file}: operator '{}': parallelism must be between 1 and {MAX_PARALLELISM}, got {}", op.id, op.parallelism));
             }
         }
+        let mut edges_known = true;
         for (i, e) in self.edges.iter().enumerate() {
             if let Some(j) = self.edges[..i].iter().position(|d| d.from == e.from && d.to == e.to) {
-                bail!("{file}: edges[{i}] and edges[{j}] both connect '{}' to '{}'; every record would arrive twice: remove one", e.from, e.to);
+                problems
+                    .push(format!("{file}: edges[{i}] and edges[{j}] both connect '{}' to '{}'; every record would arrive twice: remove one", e.from, e.to));
             }
-            for end in [&e.from, &e.to] {
-                if !ids.contains_key(end.as_str()) {
-                    bail!("{file}: edges[{i}] names operator '{end}', which is not in [[operators]]");
-                }
+            let unknown: Vec<&String> = [&e.from, &e.to].into_iter().filter(|end| !ids.contains_key(end.as_str())).collect();
+            for end in &unknown {
+                problems.push(format!("{file}: edges[{i}] names operator '{end}', which is not in [[operators]]"));
+            }
+            if !unknown.is_empty() {
+                edges_known = false;
+                continue;
             }
             if e.from == e.to {
-                bail!("{file}: edges[{i}] connects '{}' to itself", e.from);
+                problems.push(format!("{file}: edges[{i}] connects '{}' to itself", e.from));
             }
             let (a, b) = (ids[e.from.as_str()], ids[e.to.as_str()]);
             if e.partitioning == Partitioning::Forward && a.parallelism != b.parallelism {
-                bail!(
+                problems.push(format!(
                     "{file}: edges[{i}] '{}' -> '{}' is forward but parallelisms differ ({} vs {}); use partitioning = \"rebalance\" or \"key-hash\"",
-                    e.from,
-                    e.to,
-                    a.parallelism,
-                    b.parallelism
-                );
+                    e.from, e.to, a.parallelism, b.parallelism
+                ));
             }
         }
-        self.topological_order()?;
-        self.job.check(&self.path)?;
-        let max = self.job.max_parallelism();
-        if let Some(op) = self.operators.iter().find(|o| self.is_keyed(&o.id) && o.parallelism > max) {
-            bail!(
-                "{file}: operator '{}' is keyed (its input is key-hash) and has parallelism {}, over job.max-parallelism = {max}: a keyed operator cannot have more subtasks than key groups; raise [job] max-parallelism (before the first checkpoint: it is fixed for the life of keyed state)",
-                op.id,
-                op.parallelism
-            );
+        if edges_known && let Err(e) = self.topological_order() {
+            problems.push(format!("{e:#}"));
         }
-        self.limits.check(&self.path, "limits")?;
+        if let Err(e) = self.job.check(&self.path) {
+            problems.push(format!("{e:#}"));
+        }
+        let max = self.job.max_parallelism();
+        if edges_known && let Some(op) = self.operators.iter().find(|o| self.is_keyed(&o.id) && o.parallelism > max) {
+            problems.push(format!(
+                "{file}: operator '{}' is keyed (its input is key-hash) and has parallelism {}, over job.max-parallelism = {max}: a keyed operator cannot have more subtasks than key groups; raise [job] max-parallelism (before the first checkpoint: it is fixed for the life of keyed state)",
+                op.id, op.parallelism
+            ));
+        }
+        if let Err(e) = self.limits.check(&self.path, "limits") {
+            problems.push(format!("{e:#}"));
+        }
         for op in &self.operators {
-            op.limits.check(&self.path, &format!("operators '{}' limits", op.id))?;
+            if let Err(e) = op.limits.check(&self.path, &format!("operators '{}' limits", op.id)) {
+                problems.push(format!("{e:#}"));
+            }
         }
         if let Some(c) = &self.checkpoints {
             if c.interval_ms == 0 {
-                bail!("{file}: checkpoints.interval-ms must be > 0 (remove [checkpoints] to disable them)");
+                problems.push(format!("{file}: checkpoints.interval-ms must be > 0 (remove [checkpoints] to disable them)"));
             }
             if c.retain == 0 {
-                bail!("{file}: checkpoints.retain must be at least 1");
+                problems.push(format!("{file}: checkpoints.retain must be at least 1"));
             }
         }
-        Ok(())
+        problems
     }
 
     /// Operator ids in an order where every edge goes forward; an error names a cycle.

@@ -219,3 +219,18 @@ mod overrides {
         assert!(e.starts_with("jobs/x.toml:11: unknown field `paralelism`"), "{e}");
     }
 }
+
+/// `wasmflow validate` lists every problem: the checks do not stop at the first.
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD
+        .replace("parallelism = 2\ngrants", "parallelism = 0\ngrants")
+        .replace("interval-ms = 500", "interval-ms = 0")
+        .replace("to = \"sink\"", "to = \"nope\"");
+    let e = err(&text);
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines.len(), 3, "{e}");
+    assert!(lines[0].contains("operator 'sink': parallelism must be between 1 and 1024, got 0"), "{e}");
+    assert!(lines[1].contains("edges[0] names operator 'nope', which is not in [[operators]]"), "{e}");
+    assert!(lines[2].contains("checkpoints.interval-ms must be > 0"), "{e}");
+}

@@ -175,7 +175,7 @@ fn schema_completions_and_man_page() {
 
     let out = wasmflow(&["man"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(text(&out.stdout).starts_with(".ie \\n(.g .ds Aq \\(aq") || text(&out.stdout).contains(".TH wasmflow"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains(".TH wasmflow 1") && text(&out.stdout).contains("completions"), "{}", text(&out.stdout));
     let out = wasmflow(&["man", "--dir"]).arg(dir.path()).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     assert!(dir.path().join("wasmflow-run.1").is_file());
