@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use serde_json::json;
 
 use super::output::print_json;
@@ -14,12 +14,12 @@ use crate::engine::{Capability, Engine, OperatorModule};
 pub fn validate(file: &Path, grants: &[String], overrides: &JobOverrides, json: bool) -> Result<()> {
     if file.extension().is_some_and(|e| e.eq_ignore_ascii_case("toml")) {
         if !grants.is_empty() {
-            bail!("--grant is for modules; a job file grants capabilities itself (grants = {{ ... }})");
+            return Err(Exit::Usage.wrap(anyhow!("--grant is for modules; a job file grants capabilities itself (grants = {{ ... }})")));
         }
         job(file, overrides, json)
     } else {
         if !overrides.set.is_empty() {
-            bail!("--set is for job files (*.toml)");
+            return Err(Exit::Usage.wrap(anyhow!("--set is for job files (*.toml)")));
         }
         module(file, grants, json)
     }

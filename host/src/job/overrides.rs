@@ -127,18 +127,11 @@ impl Overrides {
 
     /// The `WASMFLOW__*` variables of `vars` (in name order), then `sets`.
     pub fn new(vars: impl IntoIterator<Item = (String, String)>, sets: &[Override]) -> Result<Overrides> {
-        let mut env: Vec<Override> = Vec::new();
-        for (name, value) in vars {
-            if let Some(o) = Override::from_env_var(&name, &value) {
-                env.push(o?);
-            }
-        }
-        env.sort_by(|a, b| match (&a.origin, &b.origin) {
-            (Origin::Env(x), Origin::Env(y)) => x.cmp(y),
-            _ => std::cmp::Ordering::Equal,
-        });
-        env.extend(sets.iter().cloned());
-        Ok(Overrides(env))
+        let mut vars: Vec<(String, String)> = vars.into_iter().filter(|(name, _)| name.starts_with(ENV_PREFIX)).collect();
+        vars.sort();
+        let mut all = vars.iter().filter_map(|(name, value)| Override::from_env_var(name, value)).collect::<Result<Vec<_>>>()?;
+        all.extend(sets.iter().cloned());
+        Ok(Overrides(all))
     }
 
     /// This process's environment and `sets`.
