@@ -13,7 +13,7 @@ OPERATORS := $(patsubst %/Cargo.toml,%,$(wildcard operators/*/Cargo.toml))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export WASMFLOW_TOOLS := $(TOOLS)
 
-.PHONY: help host guest-toolchain operators tools test lint audit run example bench clean
+.PHONY: help host guest-toolchain operators tools test lint audit run example bench man clean
 
 help:
 	@echo "make run      build, start a local broker, run the demo job (Kafka -> counter -> exactly-once files)"
@@ -22,6 +22,7 @@ help:
 	@echo "make audit    cargo deny check advisories (needs the RustSec database from GitHub)"
 	@echo "make example  build and run jobs/example.toml (no broker needed)"
 	@echo "make bench    benchmarks, report in bench/REPORT.md"
+	@echo "make man      man pages of the command line in $(TARGET)/man (docs/cli.md)"
 
 host:
 	$(CARGO) build --release -p wasmflow-host
@@ -67,6 +68,9 @@ run: operators tools
 
 bench: operators
 	$(CARGO) run --release -p wasmflow-bench
+
+man: host
+	$(WASMFLOW) man --dir $(TARGET)/man
 
 clean:
 	$(CARGO) clean

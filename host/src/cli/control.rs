@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::api::client::Client;
+use super::{Exit, JobOverrides};
+use crate::api::client::{Client, Unreachable};
 use crate::api::routes::{JobReply, StopRequest};
 use crate::checkpoint::CheckpointStorage;
 use crate::job::JobSpec;
@@ -24,6 +25,9 @@ pub struct Target {
     /// The job's token (from `<checkpoint dir>/_control`), with --address; needed by savepoint and stop.
     #[arg(long, requires = "address")]
     pub token: Option<String>,
+    /// The same overrides the job was run with, if they moved its checkpoint or savepoint directory.
+    #[command(flatten)]
+    pub overrides: JobOverrides,
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +73,7 @@ fn connect(t: &Target, needs_token: bool) -> Result<(Client, Option<JobSpec>)> {
         return Ok((Client::new(address, t.token.clone()), None));
     }
     let Some(job_path) = &t.job else { bail!("name the job: --job JOB.toml, or --address HOST:PORT [--token TOKEN]") };
-    let job = JobSpec::load(job_path)?;
+    let job = t.overrides.load(job_path)?;
     let storage = crate::runtime::job::job_storage(&job)?;
     let control = storage.read_control()?;
     Ok((Client::new(&control.address, Some(control.token)), Some(job)))
@@ -87,9 +91,14 @@ fn savepoint_dir(job: Option<&JobSpec>, given: Option<PathBuf>) -> Result<Option
     Ok(Some(dir.canonicalize()?))
 }
 
+/// A job that cannot be reached has its own exit code (docs/cli.md).
+fn reach<T>(result: Result<T>) -> Result<T> {
+    result.map_err(|e| if e.downcast_ref::<Unreachable>().is_some() { Exit::Unreachable.wrap(e) } else { e })
+}
+
 pub fn savepoint(args: SavepointArgs) -> Result<()> {
     let (client, job) = connect(&args.target, true)?;
-    let reply = client.savepoint(savepoint_dir(job.as_ref(), args.dir)?)?;
+    let reply = reach(client.savepoint(savepoint_dir(job.as_ref(), args.dir)?))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
     } else {
@@ -104,7 +113,7 @@ pub fn stop(args: StopArgs) -> Result<()> {
         Some(dir) => StopRequest { savepoint: true, target: savepoint_dir(job.as_ref(), Some(dir))? },
         None => StopRequest::default(),
     };
-    let reply = client.stop(&request)?;
+    let reply = reach(client.stop(&request))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
     } else {
@@ -118,7 +127,7 @@ pub fn stop(args: StopArgs) -> Result<()> {
 
 pub fn status(args: StatusArgs) -> Result<()> {
     let (client, _) = connect(&args.target, false)?;
-    let (reply, checkpoints, exceptions) = (client.job()?, client.checkpoints()?, client.exceptions()?);
+    let (reply, checkpoints, exceptions) = (reach(client.job())?, reach(client.checkpoints())?, reach(client.exceptions())?);
     if args.json {
         let all = serde_json::json!({ "job": reply, "checkpoints": checkpoints, "exceptions": exceptions });
         println!("{}", serde_json::to_string_pretty(&all)?);

@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::sync::mpsc;
 
+use super::output::status;
+use super::{Exit, WithExit};
 use crate::api;
 use crate::checkpoint::{CheckpointStorage, ControlFile};
 use crate::engine::Engine;
@@ -37,6 +39,11 @@ pub struct RunArgs {
     /// (`[job] control-address`), else 127.0.0.1:0 (a free port on loopback).
     #[arg(long)]
     pub control_address: Option<String>,
+    #[command(flatten)]
+    pub overrides: super::JobOverrides,
+    /// Print the job's final report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses `OP=N` overrides.
@@ -54,7 +61,7 @@ pub fn parse_parallelism(items: &[String]) -> Result<BTreeMap<String, u32>> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let job = JobSpec::load(&args.job)?.with_parallelism(&parse_parallelism(&args.parallelism)?)?;
+    let job = args.overrides.load(&args.job)?.with_parallelism(&parse_parallelism(&args.parallelism)?).exit_code(Exit::InvalidInput)?;
     let restore = if args.from_latest_checkpoint { Some(RestoreFrom::LatestCheckpoint) } else { args.from_savepoint.clone().map(RestoreFrom::Savepoint) };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
@@ -74,14 +81,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         let server = api::serve(&address, state).await?;
         let local = server.address;
         storage.publish_control(&ControlFile { address: local.to_string(), token })?;
-        eprintln!("wasmflow: job '{}': dashboard and API at http://{local}/", job.job.name.as_deref().unwrap_or("unnamed"));
-        eprintln!("wasmflow: {}", describe_tasks(&job));
+        status!("job '{}': dashboard and API at http://{local}/", job.job.name.as_deref().unwrap_or("unnamed"));
+        status!("{}", describe_tasks(&job));
         let progress = tokio::spawn(show_progress(metrics.clone()));
         // Ctrl-C / SIGTERM stop the job cleanly (like `wasmflow stop`).
         let stopper = tx.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
-            eprintln!("wasmflow: stopping");
+            status!("stopping");
             let (reply, _) = tokio::sync::oneshot::channel();
             let _ = stopper.send(crate::runtime::job::ControlRequest::Stop { savepoint: None, reply }).await;
         });
@@ -98,15 +105,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         progress.abort();
         server.drain(Duration::from_secs(2)).await;
         let _ = std::fs::remove_file(storage.root().join("_control"));
-        let report = result?;
-        eprintln!(
-            "wasmflow: job {} ({} checkpoints completed, {} restarts{})",
-            if report.stopped { "stopped" } else { "finished" },
-            report.completed_checkpoints.len(),
-            report.restarts,
-            report.savepoint.as_ref().map(|p| format!(", savepoint {}", p.display())).unwrap_or_default()
-        );
-        Ok(())
+        super::output::finish_run(&job, result, args.json)
     })
 }
 
@@ -125,7 +124,7 @@ async fn wait_for_signal() {
 
 /// Records in/out per operator and their rate, on a terminal only.
 async fn show_progress(metrics: Arc<crate::metrics::JobMetrics>) {
-    if !std::io::stderr().is_terminal() {
+    if !std::io::stderr().is_terminal() || super::log_format() == super::LogFormat::Json {
         return;
     }
     let bar = indicatif::ProgressBar::new_spinner();

@@ -29,13 +29,17 @@
 
 mod chains;
 mod defaults;
+mod overrides;
+pub mod schema;
 
 pub use chains::Chain;
+pub use overrides::{ENV_PREFIX, Origin, Override, Overrides};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Longest operator id (it names a directory in every checkpoint).
@@ -44,7 +48,7 @@ pub const MAX_ID_LEN: usize = 128;
 pub const MAX_PARALLELISM: u32 = 1024;
 
 /// A parsed and checked job file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Job-wide settings.
@@ -78,7 +82,7 @@ pub struct JobSpec {
 }
 
 /// `[state]`: the keyed state backend (docs/state.md, state backends).
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct StateSpec {
     /// `heap` (default): keyed state in memory. `disk`: in an LSM tree on local disk, for
@@ -93,7 +97,7 @@ pub struct StateSpec {
 }
 
 /// Which keyed state backend.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum StateBackendKind {
     /// In memory.
@@ -104,13 +108,13 @@ pub enum StateBackendKind {
 }
 
 /// `[job]`
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JobSection {
     /// Name shown in logs and progress.
     #[serde(default)]
     pub name: Option<String>,
-    /// Loopback address of the control endpoint (savepoint/stop); default `127.0.0.1:0`.
+    /// Address of the job's HTTP API, dashboard and /metrics (loopback unless set otherwise); default `127.0.0.1:0` (a free port).
     #[serde(default)]
     pub control_address: Option<String>,
     /// Records per batch a source is asked for (default 1024).
@@ -134,7 +138,7 @@ pub struct JobSection {
 }
 
 /// `[checkpoints]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CheckpointSpec {
     /// Time between checkpoint triggers.
@@ -177,10 +181,10 @@ fn default_retain() -> usize {
     3
 }
 
-/// `[savepoints]`: savepoints requested over the control endpoint are written below `dir`
+/// `[savepoints]`: savepoints requested over the HTTP API are written below `dir`
 /// (default `savepoints` next to the job file), so that a request cannot make the job write
 /// anywhere its user can; `allow-any-target = true` lifts that.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SavepointsSpec {
     #[serde(default = "default_savepoint_dir")]
@@ -200,7 +204,7 @@ fn default_savepoint_dir() -> PathBuf {
 }
 
 /// `[restart]`: Flink's fixed-delay restart strategy.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RestartSpec {
     /// Restarts allowed before the job fails (default 0).
@@ -222,7 +226,7 @@ fn default_restart_delay() -> u64 {
 }
 
 /// Sandbox limits (`[limits]` for all operators, `limits = {...}` per operator).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LimitsSpec {
     /// Linear memory per subtask, MiB (default 256).
@@ -323,7 +327,7 @@ impl LimitsSpec {
 }
 
 /// `[[operators]]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OperatorSpec {
     /// Stable id; state is matched by it on restore.
@@ -336,6 +340,7 @@ pub struct OperatorSpec {
     pub parallelism: u32,
     /// Passed to the operator as JSON at `create`.
     #[serde(default)]
+    #[schemars(schema_with = "schema::config_schema")]
     pub config: Option<toml::Table>,
     /// Capabilities granted to this operator.
     #[serde(default)]
@@ -350,12 +355,13 @@ fn one() -> u32 {
 }
 
 /// Capabilities an operator is granted. Nothing is granted by default.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Grants {
     /// Kafka access through the host's client, to these brokers only:
     /// `kafka = { bootstrap-servers = "host:port" }`. The guest cannot choose other brokers.
     #[serde(default, deserialize_with = "kafka_grant")]
+    #[schemars(schema_with = "schema::kafka_grant_schema")]
     pub kafka: Option<KafkaGrant>,
     /// A directory (relative to the job file) the operator may write exactly-once files in.
     #[serde(default)]
@@ -363,7 +369,7 @@ pub struct Grants {
 }
 
 /// What a `kafka` grant allows.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KafkaGrant {
     /// The brokers the operator's clients connect to (librdkafka's `bootstrap.servers`).
@@ -388,7 +394,7 @@ fn kafka_grant<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<KafkaGra
 }
 
 /// How records travel along an edge.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Partitioning {
     /// Subtask i sends to subtask i (parallelisms must be equal).
@@ -403,7 +409,7 @@ pub enum Partitioning {
 }
 
 /// `[[edges]]`
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct EdgeSpec {
     pub from: String,
@@ -420,34 +426,87 @@ fn chain_by_default() -> bool {
     true
 }
 
+/// A TOML error as `file:line: message` (the line of its span, when it has one).
+pub(crate) fn located(e: &toml::de::Error, text: &str, path: &Path) -> anyhow::Error {
+    let msg = e.message().to_string();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start].lines().count().max(1);
+            let line = if text[..span.start].ends_with('\n') { line + 1 } else { line };
+            anyhow::anyhow!("{}:{line}: {msg}", path.display())
+        }
+        None => anyhow::anyhow!("{}: {msg}", path.display()),
+    }
+}
+
 impl JobSpec {
     /// Reads and checks a job file. Errors name the file and, for syntax and key errors, the
     /// line and the key.
     pub fn load(path: &Path) -> Result<JobSpec> {
+        Self::load_with(path, &Overrides::none())
+    }
+
+    /// Reads a job file, applies `overrides` (`--set`, `WASMFLOW__*`) to its TOML, then
+    /// deserializes and checks it like [`JobSpec::load`]: the one way every command loads a job.
+    /// An error an override causes names it (`--set checkpoints.interval-ms=abc: ...`).
+    pub fn load_with(path: &Path, overrides: &Overrides) -> Result<JobSpec> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read job file (check the path)", path.display()))?;
-        Self::parse(&text, path)
+        Self::parse_with(&text, path, overrides)
     }
 
     /// Parses job-file text; `path` is used for messages and relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<JobSpec> {
-        let mut spec: JobSpec = toml::from_str(text).map_err(|e| {
-            let msg = e.message().to_string();
-            match e.span() {
-                Some(span) => {
-                    let line = text[..span.start].lines().count().max(1);
-                    let line = if text[..span.start].ends_with('\n') { line + 1 } else { line };
-                    anyhow::anyhow!("{}:{line}: {msg}", path.display())
-                }
-                None => anyhow::anyhow!("{}: {msg}", path.display()),
-            }
-        })?;
-        spec.path = path.to_path_buf();
-        spec.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        if spec.base_dir.as_os_str().is_empty() {
-            spec.base_dir = PathBuf::from(".");
+        let spec: JobSpec = toml::from_str(text).map_err(|e| located(&e, text, path))?;
+        spec.checked(path)
+    }
+
+    /// [`JobSpec::parse`] with overrides applied to the parsed TOML before it is deserialized.
+    pub fn parse_with(text: &str, path: &Path, overrides: &Overrides) -> Result<JobSpec> {
+        if overrides.is_empty() {
+            return Self::parse(text, path);
         }
-        spec.check()?;
-        Ok(spec)
+        let file: toml::Table = toml::from_str(text).map_err(|e| located(&e, text, path))?;
+        let mut doc = file.clone();
+        overrides.apply(&mut doc)?;
+        let error = match Self::from_table(doc, path) {
+            Ok(spec) => return Ok(spec),
+            Err(e) => e,
+        };
+        // Name the cause: the first override after which the job is wrong, if the file alone is
+        // right; the file (with its line numbers) if it is wrong in the same way without them.
+        match Self::from_table(file.clone(), path) {
+            Ok(_) => {
+                let mut doc = file;
+                for o in &overrides.0 {
+                    o.apply(&mut doc)?;
+                    if let Err(e) = Self::from_table(doc.clone(), path) {
+                        return Err(e.context(o.to_string()));
+                    }
+                }
+                Err(error)
+            }
+            Err(alone) if format!("{alone:#}") == format!("{error:#}") => Self::parse(text, path),
+            Err(_) => {
+                let all: Vec<String> = overrides.0.iter().map(ToString::to_string).collect();
+                Err(error.context(format!("with overrides {}", all.join(", "))))
+            }
+        }
+    }
+
+    /// Deserializes and checks a job file's (overridden) TOML.
+    fn from_table(doc: toml::Table, path: &Path) -> Result<JobSpec> {
+        let spec = JobSpec::deserialize(toml::Value::Table(doc)).map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().trim_end()))?;
+        spec.checked(path)
+    }
+
+    fn checked(mut self, path: &Path) -> Result<JobSpec> {
+        self.path = path.to_path_buf();
+        self.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if self.base_dir.as_os_str().is_empty() {
+            self.base_dir = PathBuf::from(".");
+        }
+        self.check()?;
+        Ok(self)
     }
 
     /// Sets operators' parallelism (`wasmflow run --parallelism OP=N`, a rescale on restore)
@@ -464,77 +523,96 @@ impl JobSpec {
         Ok(self)
     }
 
+    /// Every problem [`JobSpec::problems`] finds, one a line.
     fn check(&self) -> Result<()> {
+        let problems = self.problems();
+        if problems.is_empty() { Ok(()) } else { Err(anyhow::anyhow!(problems.join("\n"))) }
+    }
+
+    /// The job's checks, beyond what its types say: every problem (a check that needs what an
+    /// earlier one refused, such as cycles among edges to unknown operators, is left out).
+    pub fn problems(&self) -> Vec<String> {
         let file = self.path.display();
+        let mut problems = Vec::new();
         if self.operators.is_empty() {
-            bail!("{file}: no [[operators]]: a job needs at least one operator");
+            problems.push(format!("{file}: no [[operators]]: a job needs at least one operator"));
         }
         let mut ids = HashMap::new();
         for (i, op) in self.operators.iter().enumerate() {
             // The id names a directory in every checkpoint (`chk-N/<id>/<n>.state`): it must
             // be a short, portable file name that cannot collide with `_metadata` and friends.
             if op.id.is_empty() || !op.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                bail!("{file}: operators[{i}].id '{}' must be non-empty and use only letters, digits, '-' and '_'", op.id);
-            }
-            if op.id.len() > MAX_ID_LEN {
-                bail!("{file}: operators[{i}].id is {} characters long; ids are at most {MAX_ID_LEN} (they name directories in checkpoints)", op.id.len());
-            }
-            if op.id.starts_with('_') {
-                bail!("{file}: operators[{i}].id '{}' must not start with '_' (reserved for checkpoint files such as _metadata)", op.id);
+                problems.push(format!("{file}: operators[{i}].id '{}' must be non-empty and use only letters, digits, '-' and '_'", op.id));
+            } else if op.id.len() > MAX_ID_LEN {
+                problems.push(format!(
+                    "{file}: operators[{i}].id is {} characters long; ids are at most {MAX_ID_LEN} (they name directories in checkpoints)",
+                    op.id.len()
+                ));
+            } else if op.id.starts_with('_') {
+                problems.push(format!("{file}: operators[{i}].id '{}' must not start with '_' (reserved for checkpoint files such as _metadata)", op.id));
             }
             if ids.insert(op.id.as_str(), op).is_some() {
-                bail!("{file}: operator id '{}' is used twice; ids must be unique", op.id);
+                problems.push(format!("{file}: operator id '{}' is used twice; ids must be unique", op.id));
             }
             if op.parallelism == 0 || op.parallelism > MAX_PARALLELISM {
-                bail!("{file}: operator '{}': parallelism must be between 1 and {MAX_PARALLELISM}, got {}", op.id, op.parallelism);
+                problems.push(format!("{file}: operator '{}': parallelism must be between 1 and {MAX_PARALLELISM}, got {}", op.id, op.parallelism));
             }
         }
+        let mut edges_known = true;
         for (i, e) in self.edges.iter().enumerate() {
             if let Some(j) = self.edges[..i].iter().position(|d| d.from == e.from && d.to == e.to) {
-                bail!("{file}: edges[{i}] and edges[{j}] both connect '{}' to '{}'; every record would arrive twice: remove one", e.from, e.to);
+                problems
+                    .push(format!("{file}: edges[{i}] and edges[{j}] both connect '{}' to '{}'; every record would arrive twice: remove one", e.from, e.to));
             }
-            for end in [&e.from, &e.to] {
-                if !ids.contains_key(end.as_str()) {
-                    bail!("{file}: edges[{i}] names operator '{end}', which is not in [[operators]]");
-                }
+            let unknown: Vec<&String> = [&e.from, &e.to].into_iter().filter(|end| !ids.contains_key(end.as_str())).collect();
+            for end in &unknown {
+                problems.push(format!("{file}: edges[{i}] names operator '{end}', which is not in [[operators]]"));
+            }
+            if !unknown.is_empty() {
+                edges_known = false;
+                continue;
             }
             if e.from == e.to {
-                bail!("{file}: edges[{i}] connects '{}' to itself", e.from);
+                problems.push(format!("{file}: edges[{i}] connects '{}' to itself", e.from));
             }
             let (a, b) = (ids[e.from.as_str()], ids[e.to.as_str()]);
             if e.partitioning == Partitioning::Forward && a.parallelism != b.parallelism {
-                bail!(
+                problems.push(format!(
                     "{file}: edges[{i}] '{}' -> '{}' is forward but parallelisms differ ({} vs {}); use partitioning = \"rebalance\" or \"key-hash\"",
-                    e.from,
-                    e.to,
-                    a.parallelism,
-                    b.parallelism
-                );
+                    e.from, e.to, a.parallelism, b.parallelism
+                ));
             }
         }
-        self.topological_order()?;
-        self.job.check(&self.path)?;
-        let max = self.job.max_parallelism();
-        if let Some(op) = self.operators.iter().find(|o| self.is_keyed(&o.id) && o.parallelism > max) {
-            bail!(
-                "{file}: operator '{}' is keyed (its input is key-hash) and has parallelism {}, over job.max-parallelism = {max}: a keyed operator cannot have more subtasks than key groups; raise [job] max-parallelism (before the first checkpoint: it is fixed for the life of keyed state)",
-                op.id,
-                op.parallelism
-            );
+        if edges_known && let Err(e) = self.topological_order() {
+            problems.push(format!("{e:#}"));
         }
-        self.limits.check(&self.path, "limits")?;
+        if let Err(e) = self.job.check(&self.path) {
+            problems.push(format!("{e:#}"));
+        }
+        let max = self.job.max_parallelism();
+        if edges_known && let Some(op) = self.operators.iter().find(|o| self.is_keyed(&o.id) && o.parallelism > max) {
+            problems.push(format!(
+                "{file}: operator '{}' is keyed (its input is key-hash) and has parallelism {}, over job.max-parallelism = {max}: a keyed operator cannot have more subtasks than key groups; raise [job] max-parallelism (before the first checkpoint: it is fixed for the life of keyed state)",
+                op.id, op.parallelism
+            ));
+        }
+        if let Err(e) = self.limits.check(&self.path, "limits") {
+            problems.push(format!("{e:#}"));
+        }
         for op in &self.operators {
-            op.limits.check(&self.path, &format!("operators '{}' limits", op.id))?;
+            if let Err(e) = op.limits.check(&self.path, &format!("operators '{}' limits", op.id)) {
+                problems.push(format!("{e:#}"));
+            }
         }
         if let Some(c) = &self.checkpoints {
             if c.interval_ms == 0 {
-                bail!("{file}: checkpoints.interval-ms must be > 0 (remove [checkpoints] to disable them)");
+                problems.push(format!("{file}: checkpoints.interval-ms must be > 0 (remove [checkpoints] to disable them)"));
             }
             if c.retain == 0 {
-                bail!("{file}: checkpoints.retain must be at least 1");
+                problems.push(format!("{file}: checkpoints.retain must be at least 1"));
             }
         }
-        Ok(())
+        problems
     }
 
     /// Operator ids in an order where every edge goes forward; an error names a cycle.

@@ -7,6 +7,7 @@
 mod api;
 mod chaining;
 mod checkpoints;
+mod cli;
 mod dashboard;
 mod durability;
 mod kafka_connector;

@@ -1,0 +1,105 @@
+//! What the command line writes: the log on stderr (text or JSON lines), status lines, errors,
+//! and JSON results on stdout.
+
+use std::sync::OnceLock;
+
+use super::Exit;
+
+/// `--log-format`
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured at a terminal unless NO_COLOR is set).
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message` and the event's fields.
+    Json,
+}
+
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// The log format this process was started with.
+pub fn log_format() -> LogFormat {
+    FORMAT.get().copied().unwrap_or_default()
+}
+
+/// The default filter when neither `WASMFLOW_LOG` nor `RUST_LOG` is set.
+const DEFAULT_FILTER: &str = "info,cranelift=warn,wasmtime=warn";
+
+/// Installs the log subscriber: stderr, filtered by `WASMFLOW_LOG`, else `RUST_LOG`, else
+/// [`DEFAULT_FILTER`].
+pub(super) fn init_logging(format: LogFormat) {
+    let _ = FORMAT.set(format);
+    let filter =
+        ["WASMFLOW_LOG", "RUST_LOG"].into_iter().find_map(|var| tracing_subscriber::EnvFilter::try_from_env(var).ok()).unwrap_or_else(|| DEFAULT_FILTER.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => {
+            // Colour only for a person at a terminal: a log file or pipe gets plain text, and
+            // NO_COLOR (https://no-color.org) turns it off everywhere.
+            let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(colour).init();
+        }
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
+}
+
+/// A status line of the command itself (`wasmflow: job 'x' ...`): plain on stderr, or a log
+/// event of target `wasmflow` with `--log-format json`, so that stderr stays one format.
+pub fn write_status(message: std::fmt::Arguments<'_>) {
+    match log_format() {
+        LogFormat::Text => eprintln!("wasmflow: {message}"),
+        LogFormat::Json => tracing::info!(target: "wasmflow", "{message}"),
+    }
+}
+
+/// `status!("job {} stopped", name)`: see [`write_status`].
+macro_rules! status {
+    ($($arg:tt)*) => { $crate::cli::output::write_status(format_args!($($arg)*)) };
+}
+pub(crate) use status;
+
+/// The error a command ended with, on stderr: `error: ...`, or a JSON log event with the exit code.
+pub(super) fn report_error(e: &anyhow::Error, exit: Exit) {
+    match log_format() {
+        LogFormat::Text => eprintln!("error: {e:#}"),
+        LogFormat::Json => tracing::error!(target: "wasmflow", exit_code = exit.code(), "{e:#}"),
+    }
+}
+
+/// A command's JSON result on stdout, one line.
+pub fn print_json(value: &serde_json::Value) {
+    println!("{value}");
+}
+
+/// The end of `wasmflow run`: the status line (`job finished (3 checkpoints completed, ...)`), with
+/// `--json` also the report on stdout; a failed job ends with [`Exit::JobFailed`].
+pub(super) fn finish_run(job: &crate::job::JobSpec, result: anyhow::Result<crate::runtime::job::JobReport>, json: bool) -> anyhow::Result<()> {
+    let name = job.job.name.as_deref().unwrap_or("unnamed");
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                print_json(&serde_json::json!({ "job": name, "status": "failed", "error": format!("{e:#}") }));
+            }
+            return Err(Exit::JobFailed.wrap(e));
+        }
+    };
+    status!(
+        "job {} ({} checkpoints completed, {} restarts{})",
+        if report.stopped { "stopped" } else { "finished" },
+        report.completed_checkpoints.len(),
+        report.restarts,
+        report.savepoint.as_ref().map(|p| format!(", savepoint {}", p.display())).unwrap_or_default()
+    );
+    if json {
+        print_json(&serde_json::json!({
+            "job": name,
+            "status": if report.stopped { "stopped" } else { "finished" },
+            "completed_checkpoints": report.completed_checkpoints,
+            "savepoints": report.savepoints,
+            "restarts": report.restarts,
+            "savepoint": report.savepoint,
+        }));
+    }
+    Ok(())
+}
