@@ -141,7 +141,7 @@ fn log_format_json_makes_every_stderr_line_a_json_object() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let lines: Vec<Value> = text(&out.stderr).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
     let messages: Vec<&str> = lines.iter().filter_map(|l| l["message"].as_str()).collect();
-    assert!(messages.iter().any(|m| m.contains("control endpoint at")), "{messages:?}");
+    assert!(messages.iter().any(|m| m.contains("dashboard and API at http://")), "{messages:?}");
     assert!(messages.iter().any(|m| m.starts_with("job finished")), "{messages:?}");
     assert!(lines.iter().all(|l| l["level"].is_string() && l["timestamp"].is_string()), "{lines:?}");
 

@@ -12,6 +12,7 @@ use wasmflow_host::api::{ApiState, SavepointPolicy};
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
 use wasmflow_host::metrics::JobMetrics;
+use wasmflow_host::runtime::job::ControlRequest;
 use wasmflow_host::runtime::{RunOptions, run_job};
 use wasmflow_host::status::JobStatus;
 use wasmflow_host::status::view::JobState;
@@ -66,10 +67,13 @@ fn text_of(dom: &str, id: &str) -> String {
 async fn the_dashboard_renders_the_running_job_in_a_browser() {
     let dir = tempfile::tempdir().unwrap();
     let job =
-        PipelineJob { count: 16_000, records_per_second: Some(4000), restart_attempts: 1, fail_on_key: Some(500), ..Default::default() }.write(dir.path());
+        // Long enough (100 s) that the page sees it running however slowly the browser starts;
+        // the test stops it.
+        PipelineJob { count: 400_000, records_per_second: Some(4000), restart_attempts: 1, fail_on_key: Some(500), ..Default::default() }.write(dir.path());
     let spec = JobSpec::load(&job).unwrap();
     let (status, metrics) = (JobStatus::new(&spec), Arc::new(JobMetrics::new("pipeline")));
     let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let stopper = tx.clone();
     let policy = SavepointPolicy { root: dir.path().to_path_buf(), allow_any_target: false };
     let state = ApiState { token: "t".into(), policy: Arc::new(policy), jobs: tx, status: status.clone(), metrics: metrics.clone() };
     let server = wasmflow_host::api::serve("127.0.0.1:0", state).await.unwrap();
@@ -109,12 +113,15 @@ async fn the_dashboard_renders_the_running_job_in_a_browser() {
         assert!(history.history.iter().any(|c| c.id.to_string() == id), "checkpoint {id} on the page is in the job's history");
     }
 
-    // Finished: the numbers on the page are the job's final ones, exactly.
+    // Stopped: the numbers on the page are the job's final ones, exactly.
+    let (reply, stopped) = tokio::sync::oneshot::channel();
+    stopper.send(ControlRequest::Stop { savepoint: None, reply }).await.unwrap();
+    stopped.await.unwrap().unwrap();
     let report = run.await.unwrap().unwrap();
-    assert_eq!(report.restarts, 1);
+    assert_eq!((report.restarts, report.stopped), (1, true));
     let address = server.address.to_string();
     let (dom, reply) = tokio::task::spawn_blocking(move || (render(&url, 2500, None), Client::new(&address, None).job().unwrap())).await.unwrap();
-    assert_eq!(text_of(&dom, "job-state"), "finished");
+    assert_eq!(text_of(&dom, "job-state"), "stopped");
     for op in &reply.metrics {
         let (rin, rout) = op.records();
         let cells = row(&dom, &format!("data-operator=\"{}\"", op.operator));
