@@ -13,7 +13,7 @@ OPERATORS := $(patsubst %/Cargo.toml,%,$(wildcard operators/*/Cargo.toml))
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export WASMFLOW_TOOLS := $(TOOLS)
 
-.PHONY: help host guest-toolchain operators tools test lint audit run example bench man clean
+.PHONY: help host guest-toolchain operators tools browser test lint audit run example bench man clean
 
 help:
 	@echo "make run      build, start a local broker, run the demo job (Kafka -> counter -> exactly-once files)"
@@ -43,9 +43,12 @@ operators: host guest-toolchain
 
 tools:
 	@scripts/install-tansu.sh "$(TOOLS)"
+
+# Headless Chromium for the dashboard's browser test (make test only; make run does not need it).
+browser:
 	@scripts/install-chromium.sh
 
-test: operators tools
+test: operators tools browser
 	$(CARGO) test --workspace --release
 
 # A formatted tree, warnings are errors, dependencies within deny.toml (CI runs this before the tests).

@@ -18,7 +18,7 @@ use wasmflow_host::status::JobStatus;
 use wasmflow_host::status::view::JobState;
 use wasmflow_tests::job::PipelineJob;
 
-/// `WASMFLOW_CHROMIUM`, else `chromium` on the PATH (`make tools` installs Debian's).
+/// `WASMFLOW_CHROMIUM`, else `chromium` on the PATH (`make browser` (part of `make test`) installs Debian's).
 fn chromium() -> PathBuf {
     if let Some(p) = std::env::var_os("WASMFLOW_CHROMIUM") {
         return p.into();
@@ -30,7 +30,7 @@ fn chromium() -> PathBuf {
             return PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
         }
     }
-    panic!("the dashboard test needs Chromium: run `make tools` (installs Debian's chromium) or set WASMFLOW_CHROMIUM");
+    panic!("the dashboard test needs Chromium: run `make browser` (installs Debian's chromium) or set WASMFLOW_CHROMIUM");
 }
 
 /// Loads `url` in headless Chromium, lets its script run for `budget_ms` of virtual time
