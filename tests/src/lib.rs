@@ -27,6 +27,15 @@ pub fn native_operators() -> NativeRegistry {
 }
 
 /// The repository root.
+/// Polls `done` every 20 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
 }

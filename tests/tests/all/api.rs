@@ -21,7 +21,7 @@ use wasmflow_host::runtime::{RunOptions, run_job};
 use wasmflow_host::status::JobStatus;
 use wasmflow_host::status::view::{CheckpointKind, CheckpointStatus, JobState};
 use wasmflow_tests::job::PipelineJob;
-use wasmflow_tests::wasmflow_bin;
+use wasmflow_tests::{wait_until, wasmflow_bin};
 
 /// Sends raw bytes and returns whatever the server answers before it closes.
 fn raw(address: &str, bytes: &[u8]) -> String {
@@ -34,14 +34,8 @@ fn raw(address: &str, bytes: &[u8]) -> String {
 }
 
 fn wait_for_control(file: &std::path::Path) -> ControlFile {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(c) = ControlFile::read(file) {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "the job did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the job wrote its API address", Duration::from_secs(30), || ControlFile::read(file).is_ok());
+    ControlFile::read(file).unwrap()
 }
 
 #[test]

@@ -8,7 +8,7 @@ use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
 use wasmflow_host::runtime::{JobReport, RestoreFrom, RunOptions, run_job};
 use wasmflow_tests::job::PipelineJob;
-use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts, wasmflow_bin};
+use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts, wait_until, wasmflow_bin};
 
 fn load(job: &Path, counter_parallelism: Option<u32>) -> JobSpec {
     let mut spec = JobSpec::load(job).unwrap();
@@ -189,11 +189,9 @@ fn cli_savepoint_stop_and_inspect() {
     let job = PipelineJob { count: 100_000, records_per_second: Some(1000), ..Default::default() }.write(dir.path());
     let mut child = Command::new(wasmflow_bin()).arg("run").arg(&job).stderr(Stdio::null()).spawn().unwrap();
     let control = dir.path().join("checkpoints/_control");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while complete_checkpoints(&dir.path().join("checkpoints")) < 1 || !control.exists() {
-        assert!(Instant::now() < deadline, "job did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the job started and completed a checkpoint", Duration::from_secs(30), || {
+        complete_checkpoints(&dir.path().join("checkpoints")) >= 1 && control.exists()
+    });
     let wasmflow = |args: &[&str]| {
         let out = Command::new(wasmflow_bin()).args(args).output().unwrap();
         assert!(out.status.success(), "wasmflow {args:?}: {}", String::from_utf8_lossy(&out.stderr));

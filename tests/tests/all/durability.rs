@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmflow_host::checkpoint::CheckpointStorage;
 use wasmflow_host::engine::Engine;
@@ -11,7 +11,7 @@ use wasmflow_host::job::JobSpec;
 use wasmflow_host::runtime::job::job_storage;
 use wasmflow_host::runtime::{RestoreFrom, RunOptions, run_job};
 use wasmflow_tests::job::PipelineJob;
-use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts, wasmflow_bin};
+use wasmflow_tests::{assert_exactly_once, committed_lines, data_and_counts, wait_until, wasmflow_bin};
 
 async fn stop_with_savepoint_after(spec: &JobSpec, after: Duration, target: &Path) -> std::path::PathBuf {
     wasmflow_tests::run_then_stop(spec, after, Some(target)).await.expect("a savepoint")
@@ -104,11 +104,7 @@ fn a_second_run_on_the_same_checkpoint_directory_is_refused() {
     let job = PipelineJob { count, records_per_second: Some(20_000), ..Default::default() }.write(dir.path());
     let mut first = Command::new(wasmflow_bin()).arg("run").arg(&job).stderr(Stdio::null()).spawn().unwrap();
     let control = dir.path().join("checkpoints/_control");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !control.exists() {
-        assert!(Instant::now() < deadline, "the first job did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the first job started", Duration::from_secs(30), || control.exists());
     let second = Command::new(wasmflow_bin()).arg("run").arg(&job).output().unwrap();
     assert!(!second.status.success());
     let stderr = String::from_utf8_lossy(&second.stderr);
