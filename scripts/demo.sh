@@ -26,3 +26,5 @@ echo "output: $(cat "$work"/out/part-* | grep -vc '^[0-9]*$') records in $(ls "$
 echo "counter totals: $(cat "$work"/out/part-* | grep '^[0-9]*$' | paste -sd+ -)"
 cargo run -q --release -p wasmflow-tests --bin kafka-tool -- committed "$bootstrap" wasmflow-demo demo-events 8
 echo "inspect the last checkpoint: target/release/wasmflow inspect $work/checkpoints/\$(ls $work/checkpoints | grep chk- | tail -1)"
+echo "watch a running job in the dashboard (the URL it prints; Ctrl-C stops it):"
+echo "  target/release/wasmflow run jobs/example.toml --set operators.numbers.config.count=10000000"
