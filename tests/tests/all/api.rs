@@ -189,3 +189,29 @@ async fn the_api_reports_the_checkpoints_and_the_guests_failure() {
         assert!(c.location.as_deref().is_some_and(|l| l.ends_with(&format!("chk-{}", c.id))), "{:?}", c.location);
     }
 }
+
+/// During the restart delay the API tells what is going on: the job is `restarting`, the failure
+/// is listed, a savepoint is refused with 409 (no attempt runs to take it), and a stop ends the
+/// job at once.
+#[test]
+fn while_restarting_the_api_refuses_savepoints_and_still_stops_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let job =
+        PipelineJob { count: 100_000, records_per_second: Some(1000), restart_attempts: 1, fail_on_key: Some(100), ..Default::default() }.write(dir.path());
+    let text = std::fs::read_to_string(&job).unwrap().replace("delay-ms = 50", "delay-ms = 60000");
+    std::fs::write(&job, text).unwrap();
+    let mut child = Command::new(wasmflow_bin()).arg("run").arg(&job).stderr(Stdio::null()).spawn().unwrap();
+    let control = wait_for_control(&dir.path().join("checkpoints/_control"));
+    let client = Client::new(&control.address, Some(control.token.clone()));
+    wait_until("the job is restarting", Duration::from_secs(30), || client.job().unwrap().job.state == JobState::Restarting);
+    let exceptions = client.exceptions().unwrap();
+    assert_eq!((exceptions.total, exceptions.exceptions[0].operator.as_deref(), exceptions.exceptions[0].restarted), (1, Some("fail"), true));
+
+    let e = format!("{:#}", client.savepoint(None).unwrap_err());
+    assert!(e.contains("409") && e.contains("restarting"), "{e}");
+
+    let started = Instant::now();
+    assert_eq!(client.stop(&StopRequest::default()).unwrap().savepoint, None);
+    assert!(child.wait().unwrap().success());
+    assert!(started.elapsed() < Duration::from_secs(30), "the stop did not wait out the 60 s restart delay");
+}
