@@ -87,10 +87,12 @@ fn target(state: &ApiState, given: Option<PathBuf>) -> Result<PathBuf, ApiError>
     state.policy.check(&dir).map_err(|e| ApiError(StatusCode::FORBIDDEN, format!("{e:#}")))
 }
 
-/// A refusal from the job (e.g. restarting, or the savepoint failed) is a conflict with its
-/// state, not the caller's syntax.
-fn refused(e: String) -> ApiError {
-    ApiError(StatusCode::CONFLICT, e)
+/// Sends the running job a request and waits for its answer. A refusal from the job (e.g.
+/// restarting, or the savepoint failed) is a conflict with its state, not the caller's syntax.
+async fn ask<T>(state: &ApiState, request: impl FnOnce(oneshot::Sender<Result<T, String>>) -> ControlRequest) -> Result<T, ApiError> {
+    let (reply, answer) = oneshot::channel();
+    state.jobs.send(request(reply)).await.map_err(|_| ApiError::ended())?;
+    answer.await.map_err(|_| ApiError::ended())?.map_err(|e| ApiError(StatusCode::CONFLICT, e))
 }
 
 /// `GET /v1/job`: the job, and what each operator's subtasks are doing.
@@ -143,9 +145,7 @@ pub async fn exceptions(State(state): State<ApiState>) -> Json<ExceptionHistory>
 )]
 pub async fn savepoint(State(state): State<ApiState>, Json(req): Json<SavepointRequest>) -> Result<Json<SavepointReply>, ApiError> {
     let target = target(&state, req.target)?;
-    let (reply, answer) = oneshot::channel();
-    state.jobs.send(ControlRequest::Savepoint { target, reply }).await.map_err(|_| ApiError::ended())?;
-    let path = answer.await.map_err(|_| ApiError::ended())?.map_err(refused)?;
+    let path = ask(&state, |reply| ControlRequest::Savepoint { target, reply }).await?;
     Ok(Json(SavepointReply { path: path.display().to_string() }))
 }
 
@@ -163,8 +163,6 @@ pub async fn savepoint(State(state): State<ApiState>, Json(req): Json<SavepointR
 )]
 pub async fn stop(State(state): State<ApiState>, Json(req): Json<StopRequest>) -> Result<Json<StopReply>, ApiError> {
     let savepoint = if req.savepoint || req.target.is_some() { Some(target(&state, req.target)?) } else { None };
-    let (reply, answer) = oneshot::channel();
-    state.jobs.send(ControlRequest::Stop { savepoint, reply }).await.map_err(|_| ApiError::ended())?;
-    let path = answer.await.map_err(|_| ApiError::ended())?.map_err(refused)?;
+    let path = ask(&state, |reply| ControlRequest::Stop { savepoint, reply }).await?;
     Ok(Json(StopReply { savepoint: path.map(|p| p.display().to_string()) }))
 }

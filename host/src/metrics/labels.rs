@@ -34,27 +34,11 @@ pub struct EdgeLabels {
     pub target: String,
 }
 
-/// Checkpoints and savepoints are counted apart: a savepoint is not a checkpoint (it is never
-/// used for recovery), and a failed savepoint says something else than a failed checkpoint.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord)]
-pub enum CheckpointKind {
-    Checkpoint,
-    Savepoint,
-}
-
-impl CheckpointKind {
-    /// `savepoint` when `is_savepoint`, else `checkpoint`.
-    pub fn of(is_savepoint: bool) -> CheckpointKind {
-        if is_savepoint { CheckpointKind::Savepoint } else { CheckpointKind::Checkpoint }
-    }
-}
+pub use crate::status::view::CheckpointKind;
 
 impl EncodeLabelValue for CheckpointKind {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encoder.write_str(match self {
-            CheckpointKind::Checkpoint => "checkpoint",
-            CheckpointKind::Savepoint => "savepoint",
-        })
+        encoder.write_str(self.as_str())
     }
 }
 

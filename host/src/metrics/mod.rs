@@ -136,13 +136,13 @@ impl JobMetrics {
     }
 
     /// A checkpoint or savepoint completed.
-    pub fn checkpoint_completed(&self, savepoint: bool, stats: &CheckpointStats) {
-        self.checkpoints.completed(CheckpointKind::of(savepoint), stats);
+    pub fn checkpoint_completed(&self, kind: CheckpointKind, stats: &CheckpointStats) {
+        self.checkpoints.completed(kind, stats);
     }
 
     /// A checkpoint or savepoint was aborted.
-    pub fn checkpoint_failed(&self, savepoint: bool) {
-        self.checkpoints.failed(CheckpointKind::of(savepoint));
+    pub fn checkpoint_failed(&self, kind: CheckpointKind) {
+        self.checkpoints.failed(kind);
     }
 
     /// The job restarts after a failure.
@@ -204,10 +204,10 @@ mod tests {
         map.guest_memory(1 << 20);
         map.deadline_exceeded();
         map.aligned(Duration::from_millis(3));
-        m.checkpoint_completed(false, &stats(1, 30, 100, 400));
-        m.checkpoint_completed(false, &stats(2, 70, 50, 450));
-        m.checkpoint_failed(false);
-        m.checkpoint_completed(true, &stats(3, 20, 450, 450));
+        m.checkpoint_completed(CheckpointKind::Checkpoint, &stats(1, 30, 100, 400));
+        m.checkpoint_completed(CheckpointKind::Checkpoint, &stats(2, 70, 50, 450));
+        m.checkpoint_failed(CheckpointKind::Checkpoint);
+        m.checkpoint_completed(CheckpointKind::Savepoint, &stats(3, 20, 450, 450));
         m.restarted();
         source.kafka.lag("orders", 3).set(42);
         source.kafka.commit_failures().inc();

@@ -39,6 +39,12 @@ pub struct ChannelReceiver {
     budget: usize,
 }
 
+/// Bytes of record data in a channel whose byte budget is `budget` and whose free bytes are
+/// `bytes`'s permits.
+fn bytes_in_flight(bytes: &Semaphore, budget: usize) -> usize {
+    budget.saturating_sub(bytes.available_permits())
+}
+
 /// Bytes of the budget a message holds while it is in the channel.
 fn cost(message: &Message, budget: usize) -> usize {
     match message {
@@ -86,7 +92,7 @@ impl ChannelSender {
 
     /// Bytes of record data in the channel now.
     pub fn bytes_in_flight(&self) -> usize {
-        self.budget - self.bytes.available_permits()
+        bytes_in_flight(&self.bytes, self.budget)
     }
 }
 
@@ -114,7 +120,7 @@ impl ChannelProbe {
     pub fn fill(&self) -> Option<f64> {
         let tx = self.tx.upgrade()?;
         let messages = (tx.max_capacity() - tx.capacity()) as f64 / tx.max_capacity() as f64;
-        let bytes = self.budget.saturating_sub(self.bytes.available_permits()) as f64 / self.budget.max(1) as f64;
+        let bytes = bytes_in_flight(&self.bytes, self.budget) as f64 / self.budget.max(1) as f64;
         Some(messages.max(bytes))
     }
 }

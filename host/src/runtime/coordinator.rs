@@ -66,7 +66,7 @@ impl Attempt<'_> {
                 let _ = tx.send(Control::Trigger(barrier));
             }
         }
-        let kind = if savepoint.is_some() { CheckpointKind::Savepoint } else { CheckpointKind::Checkpoint };
+        let kind = CheckpointKind::of(savepoint.is_some());
         self.status.checkpoint_triggered(id, kind, self.number, timestamp as u64);
         Ok(Some(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), max_sync: Duration::ZERO, savepoint }))
     }
@@ -81,12 +81,12 @@ impl Attempt<'_> {
             let finished = (0..op.parallelism).filter(|&i| acks[i as usize].1).collect();
             operators.insert(op.id.clone(), OperatorMetadata { parallelism: op.parallelism, subtasks, finished });
         }
-        let kind = if p.savepoint.is_some() { "savepoint" } else { "checkpoint" };
+        let kind = CheckpointKind::of(p.savepoint.is_some());
         let meta = CheckpointMetadata {
             format_version: FORMAT_VERSION,
             checkpoint_id: p.id,
             timestamp: p.timestamp,
-            kind: kind.into(),
+            kind: kind.as_str().into(),
             job_name: self.job.job.name.clone().unwrap_or_default(),
             attempt: self.number,
             operators,
@@ -124,10 +124,11 @@ impl Attempt<'_> {
             stats.duration.as_millis(),
             stats.state_bytes,
             stats.total_bytes,
-            stats.max_sync.as_millis()
+            stats.max_sync.as_millis(),
+            kind = kind.as_str()
         );
         self.status.checkpoint_completed(p.id, stats.duration, stats.state_bytes, stats.total_bytes, &location);
-        self.metrics.checkpoint_completed(p.savepoint.is_some(), &stats);
+        self.metrics.checkpoint_completed(kind, &stats);
         report.checkpoint_stats.push(stats);
         // As Flink (since 1.15): a savepoint is not a checkpoint. It is not used for recovery,
         // so its side effects must not be committed either — except when the job stops with it,
@@ -154,7 +155,7 @@ impl Attempt<'_> {
     fn abort(&self, p: &PendingCheckpoint, why: &str) {
         tracing::warn!("checkpoint {} aborted: {why}", p.id);
         self.status.checkpoint_failed(p.id, p.started.elapsed(), why);
-        self.metrics.checkpoint_failed(p.savepoint.is_some());
+        self.metrics.checkpoint_failed(CheckpointKind::of(p.savepoint.is_some()));
         self.storage.abort(p.id);
         self.send_all(Control::Aborted(p.id));
     }

@@ -151,7 +151,7 @@ enum Next {
     Shutdown,
 }
 
-/// What ended a loop's wait.
+/// What ended an operator loop's wait.
 enum Woken {
     Control(Option<Control>),
     Timer,
@@ -350,20 +350,20 @@ impl SubtaskLoop {
             if finished || idle_until.is_some_and(|t| t > Instant::now()) {
                 let wake = idle_until.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
                 let waiting = std::time::Instant::now();
-                let woken = tokio::select! {
-                    c = self.control.recv() => Woken::Control(c),
-                    _ = tokio::time::sleep_until(wake), if !finished => Woken::Timer,
+                // `None`: the idle pause is over.
+                let control = tokio::select! {
+                    c = self.control.recv() => Some(c),
+                    _ = tokio::time::sleep_until(wake), if !finished => None,
                 };
                 self.time.idle(waiting.elapsed());
-                match woken {
-                    Woken::Control(Some(c)) => {
+                match control {
+                    Some(Some(c)) => {
                         if let Next::Shutdown = self.handle(c).await? {
                             return self.shutdown().await;
                         }
                     }
-                    Woken::Control(None) => return Ok(()),
-                    Woken::Timer => idle_until = None,
-                    Woken::Input(_) => unreachable!("a source has no input"),
+                    Some(None) => return Ok(()),
+                    None => idle_until = None,
                 }
                 continue;
             }

@@ -125,37 +125,36 @@ impl JobStatus {
         }
     }
 
-    fn with_checkpoint(&self, id: u64, f: impl FnOnce(&mut CheckpointView)) {
+    /// Applies `f` to checkpoint `id` if it is still in the history; returns the lock, for the
+    /// caller to update the counts under it too.
+    fn with_checkpoint(&self, id: u64, f: impl FnOnce(&mut CheckpointView)) -> MutexGuard<'_, Inner> {
         let mut i = self.lock();
         if let Some(c) = i.checkpoints.iter_mut().rev().find(|c| c.id == id) {
             f(c);
         }
+        i
     }
 
     /// A subtask acknowledged checkpoint `id`.
     pub fn checkpoint_acked(&self, id: u64, operator: &str, subtask: u32, after: Duration, sync: Duration, state_bytes: u64) {
-        self.with_checkpoint(id, |c| {
+        drop(self.with_checkpoint(id, |c| {
             c.max_sync_ms = c.max_sync_ms.max(ms(sync));
             c.state_bytes += state_bytes;
             c.acks.push(AckView { operator: operator.into(), subtask, after_ms: ms(after), sync_ms: ms(sync), state_bytes });
-        });
+        }));
     }
 
     /// Checkpoint `id` is complete at `location`.
     pub fn checkpoint_completed(&self, id: u64, duration: Duration, state_bytes: u64, total_bytes: u64, location: &std::path::Path) {
-        let kind = {
-            let mut kind = None;
-            self.with_checkpoint(id, |c| {
-                c.status = CheckpointStatus::Completed;
-                c.duration_ms = Some(ms(duration));
-                c.state_bytes = state_bytes;
-                c.total_bytes = total_bytes;
-                c.location = Some(location.display().to_string());
-                kind = Some(c.kind);
-            });
-            kind
-        };
-        let mut i = self.lock();
+        let mut kind = None;
+        let mut i = self.with_checkpoint(id, |c| {
+            c.status = CheckpointStatus::Completed;
+            c.duration_ms = Some(ms(duration));
+            c.state_bytes = state_bytes;
+            c.total_bytes = total_bytes;
+            c.location = Some(location.display().to_string());
+            kind = Some(c.kind);
+        });
         i.completed += 1;
         if kind == Some(CheckpointKind::Checkpoint) {
             i.job.last_checkpoint = Some(id);
@@ -168,8 +167,8 @@ impl JobStatus {
             c.status = CheckpointStatus::Failed;
             c.duration_ms = Some(ms(duration));
             c.failure = Some(why.into());
-        });
-        self.lock().failed += 1;
+        })
+        .failed += 1;
     }
 
     /// Attempt `attempt` failed with `error`; `restarted`: the restart strategy restarts it.

@@ -70,12 +70,29 @@ pub struct EdgeView {
     pub chained: bool,
 }
 
-/// What kind of snapshot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// What kind of snapshot. Checkpoints and savepoints are told apart everywhere they are counted
+/// or shown: a savepoint is not a checkpoint (it is never used for recovery), and a failed
+/// savepoint says something else than a failed checkpoint.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckpointKind {
     Checkpoint,
     Savepoint,
+}
+
+impl CheckpointKind {
+    /// `Savepoint` when `is_savepoint`, else `Checkpoint`.
+    pub fn of(is_savepoint: bool) -> CheckpointKind {
+        if is_savepoint { CheckpointKind::Savepoint } else { CheckpointKind::Checkpoint }
+    }
+
+    /// `checkpoint` or `savepoint`: the word in `_metadata`, metric labels and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckpointKind::Checkpoint => "checkpoint",
+            CheckpointKind::Savepoint => "savepoint",
+        }
+    }
 }
 
 /// Where a checkpoint is.
