@@ -60,11 +60,10 @@ fn job(file: &Path, overrides: &JobOverrides, json: bool) -> Result<()> {
 fn module(module: &Path, grants: &[String], json: bool) -> Result<()> {
     let mut granted = BTreeSet::new();
     for g in grants {
-        granted.insert(match g.as_str() {
-            "kafka" => Capability::Kafka,
-            "files" => Capability::Files,
-            other => return Err(Exit::Usage.wrap(anyhow!("unknown capability '{other}' in --grant (known: kafka, files)"))),
-        });
+        let Some(cap) = Capability::named(g) else {
+            return Err(Exit::Usage.wrap(anyhow!("unknown capability '{g}' in --grant (known: kafka, files)")));
+        };
+        granted.insert(cap);
     }
     let engine = Engine::new()?;
     let m = match OperatorModule::load(&engine, module, &granted) {

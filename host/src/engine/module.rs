@@ -25,6 +25,16 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// The capability an interface name stands for (`kafka`, `files`), in the contract and on
+    /// `wasmflow validate --grant`.
+    pub fn named(name: &str) -> Option<Capability> {
+        match name {
+            "kafka" => Some(Capability::Kafka),
+            "files" => Some(Capability::Files),
+            _ => None,
+        }
+    }
+
     fn grant_key(self) -> &'static str {
         match self {
             Capability::Kafka => "grants = { kafka = { bootstrap-servers = \"host:port\" } }",
@@ -99,9 +109,10 @@ impl OperatorModule {
             })?;
             let cap = match iface {
                 "state" | "keyed" | "log" | "clock" | "types" => None,
-                "kafka" => Some(Capability::Kafka),
-                "files" => Some(Capability::Files),
-                other => bail!("{file}: imports unknown interface `{PACKAGE}/{other}`"),
+                other => match Capability::named(other) {
+                    Some(cap) => Some(cap),
+                    None => bail!("{file}: imports unknown interface `{PACKAGE}/{other}`"),
+                },
             };
             if let Some(cap) = cap {
                 if !granted.contains(&cap) {

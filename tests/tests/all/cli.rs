@@ -131,6 +131,10 @@ fn validate_checks_job_files_against_the_schema_and_the_job_checks() {
     let not_wasm = dir.path().join("x.wasm");
     std::fs::write(&not_wasm, b"not wasm").unwrap();
     assert_eq!(wasmflow(&["validate"]).arg(&not_wasm).output().unwrap().status.code(), Some(5));
+    // Only the contract's capabilities can be granted; anything else is a usage error.
+    let out = wasmflow(&["validate", "--grant", "kafka,network"]).arg(&module).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(text(&out.stderr).contains("unknown capability 'network' in --grant (known: kafka, files)"), "{}", show(&out));
 }
 
 #[test]
