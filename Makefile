@@ -41,8 +41,10 @@ guest-toolchain:
 operators: host guest-toolchain
 	@for op in $(OPERATORS); do $(WASMFLOW) build $$op || exit 1; done
 
+# The servers tests and the demo run on loopback: tansu (Kafka) and moto_server (S3).
 tools:
 	@scripts/install-tansu.sh "$(TOOLS)"
+	@scripts/install-moto.sh "$(TOOLS)"
 
 # Headless Chromium for the dashboard's browser test (make test only; make run does not need it).
 browser:

@@ -13,6 +13,7 @@ mod incremental;
 mod kafka;
 mod kafka_mock;
 mod keyed;
+mod object_storage;
 mod pipeline;
 mod plot;
 mod restore;
@@ -22,7 +23,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-const PARTS: [&str; 9] = ["startup", "restore", "pipeline", "checkpoints", "kafka", "kafka-mock", "flink", "keyed", "incremental"];
+const PARTS: [&str; 10] = ["startup", "restore", "pipeline", "checkpoints", "object-storage", "kafka", "kafka-mock", "flink", "keyed", "incremental"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -60,6 +61,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("checkpoints") {
         report.push_str(&checkpoint::report(&checkpoint::measure(&rt)?)?);
+    }
+    if wanted("object-storage") {
+        report.push_str(&object_storage::report(&object_storage::measure()?)?);
     }
     if wanted("kafka") {
         report.push_str(&kafka::report(&kafka::measure(&rt)?)?);

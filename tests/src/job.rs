@@ -27,6 +27,12 @@ pub struct PipelineJob {
     /// Partitioning of the counter → sink edge (default `rebalance`; `forward` needs equal
     /// parallelisms and chains the two).
     pub counter_to_sink: &'static str,
+    /// `[checkpoints] dir` (default `checkpoints`), e.g. an `s3://` prefix.
+    pub checkpoint_dir: String,
+    /// More `[checkpoints]` lines.
+    pub checkpoint_extra: String,
+    /// Tables appended to the job file (e.g. `[object-store]`).
+    pub extra_tables: String,
 }
 
 impl Default for PipelineJob {
@@ -44,6 +50,9 @@ impl Default for PipelineJob {
             native: Vec::new(),
             chaining: None,
             counter_to_sink: "rebalance",
+            checkpoint_dir: "checkpoints".into(),
+            checkpoint_extra: String::new(),
+            extra_tables: String::new(),
         }
     }
 }
@@ -60,8 +69,9 @@ impl PipelineJob {
         }
         t.push('\n');
         if let Some(ms) = self.checkpoint_interval_ms {
-            writeln!(t, "[checkpoints]\ninterval-ms = {ms}\ndir = \"checkpoints\"\nretain = 2\n").unwrap();
+            writeln!(t, "[checkpoints]\ninterval-ms = {ms}\ndir = \"{}\"\nretain = 2\n{}", self.checkpoint_dir, self.checkpoint_extra).unwrap();
         }
+        writeln!(t, "{}", self.extra_tables).unwrap();
         writeln!(t, "[restart]\nattempts = {}\ndelay-ms = 50\n", self.restart_attempts).unwrap();
         let rate = self.records_per_second.map(|r| format!(", records-per-second = {r}")).unwrap_or_default();
         let op = |t: &mut String, id: &str, module: &str, p: u32, extra: &str| {

@@ -7,6 +7,7 @@
 pub mod broker;
 pub mod job;
 pub mod openmetrics;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 
@@ -124,6 +125,15 @@ pub fn counter_totals(checkpoint: &wasmflow_host::checkpoint::LoadedCheckpoint) 
 /// Runs `spec` for `after`, then stops it — with a savepoint into `savepoint` if given — and
 /// returns the savepoint's path. Fails if the job ended by itself first (make it run longer).
 pub async fn run_then_stop(spec: &wasmflow_host::job::JobSpec, after: std::time::Duration, savepoint: Option<&Path>) -> Option<PathBuf> {
+    run_then_stop_at(spec, after, savepoint.map(|p| p.to_path_buf().into())).await.map(|l| l.as_local().expect("a local savepoint").to_path_buf())
+}
+
+/// [`run_then_stop`] with a savepoint target anywhere (a directory or an object-store prefix).
+pub async fn run_then_stop_at(
+    spec: &wasmflow_host::job::JobSpec,
+    after: std::time::Duration,
+    savepoint: Option<wasmflow_host::checkpoint::Location>,
+) -> Option<wasmflow_host::checkpoint::Location> {
     use wasmflow_host::runtime::job::ControlRequest;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let engine = wasmflow_host::engine::Engine::new().unwrap();
@@ -131,7 +141,7 @@ pub async fn run_then_stop(spec: &wasmflow_host::job::JobSpec, after: std::time:
     let stopper = async {
         tokio::time::sleep(after).await;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: savepoint.map(Path::to_path_buf), reply }).await.expect("the job ended before the stop: make it run longer");
+        tx.send(ControlRequest::Stop { savepoint, reply }).await.expect("the job ended before the stop: make it run longer");
         answer.await.unwrap().unwrap()
     };
     let (report, path) = tokio::join!(job, stopper);

@@ -7,7 +7,6 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
@@ -84,7 +83,7 @@ impl Client {
     }
 
     /// `POST /v1/savepoints`: the savepoint's directory, once complete.
-    pub fn savepoint(&self, target: Option<PathBuf>) -> Result<SavepointReply> {
+    pub fn savepoint(&self, target: Option<String>) -> Result<SavepointReply> {
         self.post("/v1/savepoints", &SavepointRequest { target })
     }
 

@@ -1,7 +1,5 @@
 //! The API's routes: typed requests and replies (serde), each handler described for OpenAPI.
 
-use std::path::PathBuf;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,6 +9,7 @@ use tokio::sync::oneshot;
 use utoipa::ToSchema;
 
 use super::ApiState;
+use crate::checkpoint::Location;
 use crate::metrics::{KafkaLagView, OperatorMetricsView};
 use crate::runtime::job::ControlRequest;
 use crate::status::view::{CheckpointHistory, ExceptionHistory, JobView};
@@ -48,11 +47,11 @@ impl IntoResponse for ApiError {
 #[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SavepointRequest {
-    /// An existing directory to write `savepoint-<id>` into, below the job's savepoint
-    /// directory unless the job allows any target; default: the savepoint directory itself.
+    /// An existing directory, or an object-store prefix (`s3://bucket/prefix`), to write
+    /// `savepoint-<id>` into, below the job's savepoint directory unless the job allows any
+    /// target; default: the savepoint directory itself.
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub target: Option<PathBuf>,
+    pub target: Option<String>,
 }
 
 /// `POST /v1/stop`.
@@ -64,14 +63,13 @@ pub struct StopRequest {
     pub savepoint: bool,
     /// Where the savepoint goes (as in [`SavepointRequest`]).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
-    pub target: Option<PathBuf>,
+    pub target: Option<String>,
 }
 
 /// A completed savepoint.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SavepointReply {
-    /// The savepoint's directory (`…/savepoint-<id>`): restore with `wasmflow run --from-savepoint`.
+    /// The savepoint's directory or prefix (`…/savepoint-<id>`): restore with `wasmflow run --from-savepoint`.
     pub path: String,
 }
 
@@ -82,9 +80,12 @@ pub struct StopReply {
     pub savepoint: Option<String>,
 }
 
-fn target(state: &ApiState, given: Option<PathBuf>) -> Result<PathBuf, ApiError> {
-    let dir = given.unwrap_or_else(|| state.policy.root.clone());
-    state.policy.check(&dir).map_err(|e| ApiError(StatusCode::FORBIDDEN, format!("{e:#}")))
+fn target(state: &ApiState, given: Option<String>) -> Result<Location, ApiError> {
+    let location = match given {
+        Some(text) => text.parse::<Location>().map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{e:#}")))?,
+        None => state.policy.root.clone(),
+    };
+    state.policy.check(&location).map_err(|e| ApiError(StatusCode::FORBIDDEN, format!("{e:#}")))
 }
 
 /// Sends the running job a request and waits for its answer. A refusal from the job (e.g.
@@ -139,6 +140,7 @@ pub async fn exceptions(State(state): State<ApiState>) -> Json<ExceptionHistory>
     responses(
         (status = OK, body = SavepointReply),
         (status = UNAUTHORIZED, body = ErrorReply),
+        (status = BAD_REQUEST, description = "target is not a path or a storage URL", body = ErrorReply),
         (status = FORBIDDEN, description = "target outside the savepoint directory", body = ErrorReply),
         (status = CONFLICT, description = "the job cannot take it now (restarting) or it failed", body = ErrorReply),
     )
@@ -146,7 +148,7 @@ pub async fn exceptions(State(state): State<ApiState>) -> Json<ExceptionHistory>
 pub async fn savepoint(State(state): State<ApiState>, Json(req): Json<SavepointRequest>) -> Result<Json<SavepointReply>, ApiError> {
     let target = target(&state, req.target)?;
     let path = ask(&state, |reply| ControlRequest::Savepoint { target, reply }).await?;
-    Ok(Json(SavepointReply { path: path.display().to_string() }))
+    Ok(Json(SavepointReply { path: path.to_string() }))
 }
 
 /// Stops the job, after a final savepoint if asked; answers when it stopped.
@@ -157,6 +159,7 @@ pub async fn savepoint(State(state): State<ApiState>, Json(req): Json<SavepointR
     responses(
         (status = OK, body = StopReply),
         (status = UNAUTHORIZED, body = ErrorReply),
+        (status = BAD_REQUEST, description = "target is not a path or a storage URL", body = ErrorReply),
         (status = FORBIDDEN, description = "target outside the savepoint directory", body = ErrorReply),
         (status = CONFLICT, description = "the savepoint failed (the job keeps running)", body = ErrorReply),
     )
@@ -164,5 +167,5 @@ pub async fn savepoint(State(state): State<ApiState>, Json(req): Json<SavepointR
 pub async fn stop(State(state): State<ApiState>, Json(req): Json<StopRequest>) -> Result<Json<StopReply>, ApiError> {
     let savepoint = if req.savepoint || req.target.is_some() { Some(target(&state, req.target)?) } else { None };
     let path = ask(&state, |reply| ControlRequest::Stop { savepoint, reply }).await?;
-    Ok(Json(StopReply { savepoint: path.map(|p| p.display().to_string()) }))
+    Ok(Json(StopReply { savepoint: path.map(|p| p.to_string()) }))
 }

@@ -108,7 +108,15 @@ pub struct CheckpointMetadata {
     /// `_job.json` is lost, because sinks name their output files by attempt.
     #[serde(default)]
     pub attempt: u64,
+    /// The job manager generation that committed it (object storage only, where a stale job
+    /// manager may still be running: see `checkpoint::object`); 0 on local storage.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
     pub operators: BTreeMap<String, OperatorMetadata>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -160,6 +168,7 @@ mod tests {
             kind: "savepoint".into(),
             job_name: "j".into(),
             attempt: 1,
+            generation: 0,
             operators: BTreeMap::new(),
         }
     }

@@ -11,18 +11,28 @@
 //!                                   atomically; its presence makes the checkpoint complete
 //! ```
 //!
-//! Beside them, the directory holds `_job.json` (ids and attempts used so far), `_lock` (one
-//! running job per directory) and `_control` (how to reach that job).
+//! Beside them, the storage holds `shared/` (keyed state files incremental checkpoints share),
+//! `_job.json` (ids, attempts and job manager generations used so far), `_control` (how to
+//! reach the running job) and, in a local directory, `_lock` (one running job per directory).
 //!
-//! A checkpoint directory without a valid `_metadata` is ignored (with a warning), so a crash
-//! at any moment leaves either a complete checkpoint or nothing.
+//! The same layout lives in a local directory ([`LocalStorage`]) or below an object-store prefix
+//! ([`ObjectStorage`], `s3://bucket/prefix`). A checkpoint without a valid `_metadata` is
+//! ignored (with a warning), so a crash at any moment leaves either a complete checkpoint or
+//! nothing.
 
 mod control_file;
+mod load;
+mod local;
+mod location;
 mod metadata;
+pub mod object;
 mod state_file;
 mod storage;
 
 pub use control_file::{CONTROL_FILE, ControlFile};
+pub use local::{DirLock, LOCK_FILE, LocalStorage, load_dir};
+pub use location::{Location, ObjectUrl};
 pub use metadata::{CheckpointMetadata, FORMAT_VERSION, METADATA_FILE, OperatorMetadata, StateFileRef, sha256_hex};
+pub use object::{ObjectStorage, StoreOptions};
 pub use state_file::{decode_state_file, encode_state_file};
-pub use storage::{CheckpointStorage, DirLock, JobCounters, LOCK_FILE, LoadedCheckpoint, LocalStorage, load_dir};
+pub use storage::{CheckpointStorage, Fenced, JobCounters, LoadedCheckpoint, StorageLease, Takeover, load_location, open};

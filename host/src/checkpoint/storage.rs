@@ -1,19 +1,19 @@
-//! Where checkpoints are stored. Behind a trait so object storage (S3 via `object_store`) can
-//! follow; every location is a path *relative* to the storage root.
+//! Where checkpoints are stored: the contract every storage keeps ([`CheckpointStorage`]), the
+//! job counters they persist, and [`open`], which picks the storage a job's `[checkpoints] dir`
+//! names — a local directory ([`super::local`]) or an object-store prefix ([`super::object`]).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use wasmflow_state::{KeyedSnapshot, KeyedStateBackend, SubtaskSnapshot};
+use wasmflow_state::{KeyedSnapshot, SubtaskSnapshot};
 
-use super::control_file::{CONTROL_FILE, ControlFile};
-use super::metadata::{CheckpointMetadata, METADATA_FILE, StateFileRef};
-use super::state_file::{decode_state_file, encode_state_file};
-use crate::untrusted::{Symlinks, read_regular_file};
+use super::control_file::ControlFile;
+use super::local::{DirLock, LocalStorage};
+use super::location::Location;
+use super::metadata::{CheckpointMetadata, StateFileRef};
+use super::object::{ObjectStorage, StoreOptions};
 
 /// Counters that must keep increasing across restarts of a job (kept in `_job.json`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,33 +22,73 @@ pub struct JobCounters {
     pub next_checkpoint_id: u64,
     /// The number of the current execution attempt.
     pub attempt: u64,
-    /// The savepoint the job was last stopped with (id, directory). Its side effects were
+    /// The savepoint the job was last stopped with (id, location). Its side effects were
     /// committed, so resuming from an older checkpoint would repeat them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stopped_with: Option<(u64, PathBuf)>,
+    pub stopped_with: Option<(u64, Location)>,
+    /// Object storage: the generation of the job manager that owns the storage (each job
+    /// manager that takes the storage over raises it; an older one is fenced).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u64,
+    /// Object storage: per takeover, the newest checkpoint the new generation found complete.
+    /// A checkpoint of an older generation above that id was committed by a fenced job
+    /// manager after the takeover and is never restored (`checkpoint::object`, fencing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub takeovers: Vec<Takeover>,
 }
 
-/// Durable storage of checkpoints (in the storage's own directory) and savepoints (each in a
-/// directory the user chose, owned by the user: never pruned or counted toward retention).
+/// One takeover of an object storage by a new job manager generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Takeover {
+    pub generation: u64,
+    /// The newest complete checkpoint when that generation took over (0: none).
+    pub newest_complete: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl JobCounters {
+    /// Whether `meta` was committed by a fenced job manager after a newer one took over.
+    pub fn fenced_out(&self, meta: &CheckpointMetadata) -> bool {
+        self.takeovers.iter().any(|t| meta.generation < t.generation && meta.checkpoint_id > t.newest_complete)
+    }
+}
+
+/// Durable storage of checkpoints (below the storage's root) and savepoints (each in a location
+/// the user chose, owned by the user: never pruned or counted toward retention).
 pub trait CheckpointStorage: Send + Sync {
-    /// Makes checkpoint `id` a savepoint written to `<target>/savepoint-<id>` (created now; an
-    /// existing directory is an error): its state files and metadata go there, nowhere else.
-    fn begin_savepoint(&self, id: u64, target: &Path) -> Result<PathBuf>;
+    /// Where the storage lives.
+    fn root(&self) -> Location;
+    /// Takes the storage for this process's job manager; held until the lease is dropped. A
+    /// local directory is locked (a second job on it is refused); an object store gets a new
+    /// job manager generation, which fences out any older job manager still running on it.
+    fn take_over(&self) -> Result<StorageLease>;
+    /// The job manager generation this process holds (0 on local storage).
+    fn generation(&self) -> u64;
+    /// Deletes checkpoints without `_metadata` (left by a crash or an abort). Only safe while
+    /// this process holds the storage and no checkpoint is in flight (at start).
+    fn remove_incomplete(&self) -> Result<()>;
+    /// Makes checkpoint `id` a savepoint written to `<target>/savepoint-<id>` (which must not
+    /// exist yet): its state files and metadata go there, nowhere else.
+    fn begin_savepoint(&self, id: u64, target: &Location) -> Result<Location>;
     /// Where checkpoint or savepoint `id` is written.
-    fn location(&self, id: u64) -> PathBuf;
+    fn location(&self, id: u64) -> Location;
     /// Writes one subtask's snapshot for checkpoint `id`; returns its reference, which lists
     /// `shared`: the shared files that hold the subtask's keyed state, if they do.
     fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef>;
     /// Writes one subtask's keyed state for checkpoint `id` (full or an increment) as a shared
     /// file, which later checkpoints may reference too; returns its reference.
     fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef>;
-    /// Writes `_metadata` last and atomically; after this returns the checkpoint is complete.
+    /// Writes `_metadata` last and atomically, never over an existing one; after this returns
+    /// the checkpoint is complete. Fails with [`Fenced`] when a newer job manager took over.
     fn commit(&self, id: u64, metadata: &CheckpointMetadata) -> Result<()>;
     /// Checkpoint `id` will never complete: deletes what was written of it (best effort), and
     /// refuses state files that still arrive for it.
     fn abort(&self, id: u64);
-    /// Reads and verifies a complete checkpoint and all its state files.
-    fn load(&self, dir: &str) -> Result<LoadedCheckpoint>;
+    /// Reads and verifies a complete checkpoint (by its name, `chk-<id>`) and all its files.
+    fn load(&self, name: &str) -> Result<LoadedCheckpoint>;
     /// Complete checkpoints, newest first; corrupt or incomplete ones are skipped with a warning.
     fn complete_checkpoints(&self) -> Result<Vec<(String, CheckpointMetadata)>>;
     /// Deletes all but the newest `retain` complete checkpoints, incomplete ones older than the
@@ -60,12 +100,36 @@ pub trait CheckpointStorage: Send + Sync {
     /// Starts a new execution attempt and returns its number: above every attempt recorded,
     /// and above `floor` (the highest attempt the job's outputs show was used).
     fn next_attempt(&self, floor: u64) -> Result<u64>;
-    /// Where this storage lives, for messages.
-    fn describe(&self, dir: &str) -> String;
+    /// Records that the job stopped with savepoint `id` at `location` (its side effects committed).
+    fn record_stop_savepoint(&self, id: u64, location: &Location) -> Result<()>;
+    /// The savepoint the job was last stopped with, if it is newer than checkpoint `than`.
+    fn stop_savepoint_newer_than(&self, than: u64) -> Result<Option<Location>>;
+    /// How to name checkpoint `name` in messages.
+    fn describe(&self, name: &str) -> String;
     /// Publishes how to reach the running job (`_control`, readable by its user only).
     fn publish_control(&self, control: &ControlFile) -> Result<()>;
     /// How to reach the job running on this storage.
     fn read_control(&self) -> Result<ControlFile>;
+    /// The job ended: `_control` no longer points anywhere (best effort).
+    fn remove_control(&self);
+}
+
+/// A job manager's hold on its checkpoint storage (see [`CheckpointStorage::take_over`]).
+#[derive(Debug)]
+pub struct StorageLease {
+    pub(super) _lock: Option<DirLock>,
+}
+
+/// A newer job manager took the checkpoint storage over: this one must stop at once (a restart
+/// would only be fenced again) and must not commit anything.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{storage}: fenced: a newer job manager (generation {newer}, this one is {ours}) took this checkpoint storage over; this job manager stops without committing"
+)]
+pub struct Fenced {
+    pub storage: String,
+    pub ours: u64,
+    pub newer: u64,
 }
 
 /// A checkpoint read back: metadata plus every subtask's snapshot, by operator id.
@@ -76,54 +140,24 @@ pub struct LoadedCheckpoint {
     pub states: BTreeMap<String, Vec<SubtaskSnapshot>>,
 }
 
-/// Checkpoints in a local directory.
-#[derive(Clone, Debug)]
-pub struct LocalStorage {
-    root: PathBuf,
-    /// Savepoints in progress (id → their directory) and aborted ids, shared by every clone.
-    in_flight: std::sync::Arc<std::sync::Mutex<InFlight>>,
-    /// The job counters once read: the process that runs the job holds the directory's lock, so
-    /// after the first read (which checks them against the disk) nobody else changes them, and
-    /// triggering a checkpoint does not re-read every retained `_metadata`.
-    counters: std::sync::Arc<std::sync::Mutex<Option<JobCounters>>>,
+/// The storage at `root`: a local directory, or an object-store prefix reached with `options`.
+pub fn open(root: &Location, options: &StoreOptions) -> Result<Arc<dyn CheckpointStorage>> {
+    Ok(match root {
+        Location::Local(dir) => Arc::new(LocalStorage::new(dir)?),
+        Location::Object(url) => Arc::new(ObjectStorage::open(url, options)?),
+    })
 }
 
-#[derive(Debug, Default)]
-struct InFlight {
-    savepoints: BTreeMap<u64, PathBuf>,
-    aborted: std::collections::BTreeSet<u64>,
+/// Reads and verifies a checkpoint or savepoint wherever it is (savepoints are relocatable:
+/// every path inside is relative).
+pub fn load_location(location: &Location, options: &StoreOptions) -> Result<LoadedCheckpoint> {
+    match location {
+        Location::Local(dir) => super::local::load_dir(dir),
+        Location::Object(url) => super::object::load_prefix(url, options),
+    }
 }
 
-/// Exclusive use of a checkpoint directory by this process: an OS file lock on `<dir>/_lock`,
-/// released when dropped or when the process dies (even by `kill -9`), so a stale lock file
-/// never blocks a restart. Two jobs on one directory would share attempt numbers and checkpoint
-/// ids, and one would commit over the other's output.
-#[derive(Debug)]
-pub struct DirLock {
-    _file: File,
-}
-
-/// Name of the lock file inside a checkpoint directory.
-pub const LOCK_FILE: &str = "_lock";
-
-fn fsync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Writes `bytes` to `path` durably and atomically: temp file, fsync, rename, fsync directory.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| anyhow!("{} has no parent directory", path.display()))?;
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot rename {} into place", tmp.display()))?;
-    fsync_dir(dir)?;
-    Ok(())
-}
-
-/// Directory, inside the checkpoint directory, of the files several checkpoints share.
+/// Directory, inside the checkpoint storage, of the files several checkpoints share.
 pub const SHARED_DIR: &str = "shared";
 
 /// How many of `checkpoints` reference each shared file: a file is needed while its count is
@@ -139,7 +173,12 @@ pub fn shared_references(checkpoints: &[&CheckpointMetadata]) -> BTreeMap<String
     counts
 }
 
-/// Name of the job counters file inside a checkpoint directory.
+/// The checkpoint id of a shared file's name (`<id>-<subtask>.keyed`).
+pub fn shared_file_checkpoint(name: &str) -> Option<u64> {
+    name.split('-').next()?.parse().ok()
+}
+
+/// Name of the job counters file inside a checkpoint storage.
 pub const JOB_FILE: &str = "_job.json";
 
 #[derive(Serialize, Deserialize)]
@@ -149,12 +188,12 @@ struct CountersEnvelope {
     body: String,
 }
 
-fn encode_counters(c: &JobCounters) -> Result<Vec<u8>> {
+pub fn encode_counters(c: &JobCounters) -> Result<Vec<u8>> {
     let body = serde_json::to_string(c)?;
     Ok(serde_json::to_vec_pretty(&CountersEnvelope { checksum: super::metadata::sha256_hex(body.as_bytes()), body })?)
 }
 
-fn decode_counters(bytes: &[u8]) -> Result<JobCounters> {
+pub fn decode_counters(bytes: &[u8]) -> Result<JobCounters> {
     let envelope: CountersEnvelope = serde_json::from_slice(bytes).context("not a wasmflow job counters file")?;
     if super::metadata::sha256_hex(envelope.body.as_bytes()) != envelope.checksum {
         bail!("checksum mismatch: the job counters are corrupt");
@@ -162,587 +201,24 @@ fn decode_counters(bytes: &[u8]) -> Result<JobCounters> {
     serde_json::from_str(&envelope.body).context("malformed job counters")
 }
 
-fn checkpoint_number(name: &str) -> Option<u64> {
+/// The checkpoint id of a checkpoint's name (`chk-<id>`).
+pub fn checkpoint_number(name: &str) -> Option<u64> {
     name.strip_prefix("chk-")?.parse().ok()
 }
 
-impl LocalStorage {
-    /// Storage rooted at `root` (created if missing).
-    pub fn new(root: impl Into<PathBuf>) -> Result<LocalStorage> {
-        let root = root.into();
-        fs::create_dir_all(&root).with_context(|| format!("cannot create checkpoint directory {}", root.display()))?;
-        Ok(LocalStorage { root, in_flight: Default::default(), counters: Default::default() })
-    }
-
-    /// Deletes checkpoint directories without `_metadata`: left by a crash or an aborted
-    /// checkpoint. Only safe while this process holds the directory's [`lock`](Self::lock) and
-    /// no checkpoint is in flight (at start).
-    pub fn remove_incomplete(&self) -> Result<()> {
-        for name in self.dir_names()? {
-            let dir = self.root.join(&name);
-            if !dir.join(METADATA_FILE).exists() {
-                tracing::info!("removing incomplete checkpoint {}", dir.display());
-                fs::remove_dir_all(&dir).with_context(|| format!("cannot delete incomplete checkpoint {}", dir.display()))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The root directory.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// Records that the job stopped with savepoint `id` at `path` (its side effects committed).
-    pub fn record_stop_savepoint(&self, id: u64, path: &Path) -> Result<()> {
-        let mut c = self.counters()?;
-        c.stopped_with = Some((id, path.to_path_buf()));
-        self.save_counters(&c)
-    }
-
-    /// The savepoint the job was last stopped with, if it is newer than checkpoint `than`.
-    pub fn stop_savepoint_newer_than(&self, than: u64) -> Result<Option<PathBuf>> {
-        Ok(self.counters()?.stopped_with.filter(|(id, _)| *id > than).map(|(_, path)| path))
-    }
-
-    /// Takes the directory for this process, or fails naming the process that holds it.
-    pub fn lock(&self) -> Result<DirLock> {
-        let path = self.root.join(LOCK_FILE);
-        let mut file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
-                let holder = holder.trim();
-                let holder = if holder.is_empty() { "another process".to_string() } else { format!("process {holder}") };
-                bail!(
-                    "{}: the checkpoint directory is in use by {holder} (a job runs on it); stop that job first (`wasmflow stop --job JOB.toml`), or give this job another [checkpoints] dir",
-                    self.root.display()
-                );
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(e).with_context(|| format!("cannot lock {}", path.display())),
-        }
-        file.set_len(0)?;
-        file.write_all(std::process::id().to_string().as_bytes())?;
-        file.sync_all()?;
-        Ok(DirLock { _file: file })
-    }
-
-    /// The job counters: `_job.json`, but never below what the checkpoints on disk prove was
-    /// used. A lost, corrupt or rolled-back `_job.json` must not make ids or attempt numbers
-    /// repeat: a repeated id is pruned at once as "older", and a repeated attempt makes a sink
-    /// reuse the names of committed files.
-    fn counters(&self) -> Result<JobCounters> {
-        if let Some(c) = self.counters.lock().expect("counters lock").clone() {
-            return Ok(c);
-        }
-        let c = self.read_counters()?;
-        *self.counters.lock().expect("counters lock") = Some(c.clone());
-        Ok(c)
-    }
-
-    fn read_counters(&self) -> Result<JobCounters> {
-        let path = self.root.join(JOB_FILE);
-        let saved = match fs::read(&path) {
-            Ok(bytes) => match decode_counters(&bytes) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("{}: {e}; deriving checkpoint ids and attempt numbers from the checkpoints on disk", path.display());
-                    JobCounters::default()
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => JobCounters::default(),
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-        };
-        let on_disk = self.counters_on_disk()?;
-        Ok(JobCounters {
-            next_checkpoint_id: saved.next_checkpoint_id.max(on_disk.next_checkpoint_id).max(1),
-            attempt: saved.attempt.max(on_disk.attempt),
-            stopped_with: saved.stopped_with,
-        })
-    }
-
-    /// The least counters the directory's contents allow: above every checkpoint id present
-    /// (complete or not), and at least the newest attempt a complete checkpoint names.
-    fn counters_on_disk(&self) -> Result<JobCounters> {
-        let names = self.dir_names()?;
-        let next_checkpoint_id = names.iter().filter_map(|n| checkpoint_number(n)).max().map_or(1, |n| n + 1);
-        let attempt = self.complete_checkpoints()?.iter().map(|(_, m)| m.attempt).max().unwrap_or(0);
-        Ok(JobCounters { next_checkpoint_id, attempt, stopped_with: None })
-    }
-
-    fn save_counters(&self, c: &JobCounters) -> Result<()> {
-        write_atomic(&self.root.join(JOB_FILE), &encode_counters(c)?)?;
-        *self.counters.lock().expect("counters lock") = Some(c.clone());
-        Ok(())
-    }
-
-    fn refuse_aborted(&self, id: u64) -> Result<()> {
-        if self.in_flight.lock().expect("in-flight lock").aborted.contains(&id) {
-            bail!("checkpoint {id} was aborted");
-        }
-        Ok(())
-    }
-
-    /// Deletes the shared files of checkpoints up to `newest` that `references` does not hold:
-    /// those of pruned or aborted checkpoints whose files no retained checkpoint builds on.
-    fn prune_shared(&self, references: &BTreeMap<String, usize>, newest: u64) -> Result<()> {
-        let shared = self.root.join(SHARED_DIR);
-        let Ok(operators) = fs::read_dir(&shared) else { return Ok(()) };
-        for operator in operators.flatten() {
-            let Ok(files) = fs::read_dir(operator.path()) else { continue };
-            for file in files.flatten() {
-                let name = file.file_name().to_string_lossy().into_owned();
-                let Some(id) = name.split('-').next().and_then(|n| n.parse::<u64>().ok()) else { continue };
-                let rel = format!("{SHARED_DIR}/{}/{name}", operator.file_name().to_string_lossy());
-                if id <= newest && !references.contains_key(&rel) {
-                    fs::remove_file(file.path()).with_context(|| format!("cannot delete unreferenced shared file {}", file.path().display()))?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn dir_names(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = fs::read_dir(&self.root)
-            .with_context(|| format!("cannot list {}", self.root.display()))?
-            .filter_map(|e| {
-                let e = e.ok()?;
-                e.file_type().ok()?.is_dir().then(|| e.file_name().into_string().ok())?
-            })
-            .filter(|n| checkpoint_number(n).is_some())
-            .collect();
-        names.sort_by_key(|n| std::cmp::Reverse(checkpoint_number(n)));
-        Ok(names)
-    }
-}
-
-impl CheckpointStorage for LocalStorage {
-    fn begin_savepoint(&self, id: u64, target: &Path) -> Result<PathBuf> {
-        fs::create_dir_all(target).with_context(|| format!("cannot create savepoint directory {}", target.display()))?;
-        let dir = target.join(format!("savepoint-{id}"));
-        fs::create_dir(&dir).with_context(|| format!("cannot create savepoint {} (a savepoint is never written over an existing directory)", dir.display()))?;
-        self.in_flight.lock().expect("in-flight lock").savepoints.insert(id, dir.clone());
-        Ok(dir)
-    }
-
-    fn location(&self, id: u64) -> PathBuf {
-        match self.in_flight.lock().expect("in-flight lock").savepoints.get(&id) {
-            Some(dir) => dir.clone(),
-            None => self.root.join(format!("chk-{id}")),
-        }
-    }
-
-    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef> {
-        self.refuse_aborted(id)?;
-        let rel = format!("{operator}/{subtask}.state");
-        let bytes = encode_state_file(snapshot)?;
-        let path = self.location(id).join(&rel);
-        write_atomic(&path, &bytes)?;
-        Ok(StateFileRef { shared, ..StateFileRef::new(rel, &bytes) })
-    }
-
-    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef> {
-        self.refuse_aborted(id)?;
-        let rel = format!("{SHARED_DIR}/{operator}/{id}-{subtask}.keyed");
-        // A state file holding keyed state only: same format, checksum and limits.
-        let bytes = encode_state_file(&SubtaskSnapshot { states: Vec::new(), keyed: Some(keyed.clone()) })?;
-        write_atomic(&self.root.join(&rel), &bytes)?;
-        Ok(StateFileRef::new(rel, &bytes))
-    }
-
-    fn commit(&self, id: u64, metadata: &CheckpointMetadata) -> Result<()> {
-        write_atomic(&self.location(id).join(METADATA_FILE), &metadata.encode()?)?;
-        self.in_flight.lock().expect("in-flight lock").savepoints.remove(&id);
-        Ok(())
-    }
-
-    fn abort(&self, id: u64) {
-        let dir = {
-            let mut in_flight = self.in_flight.lock().expect("in-flight lock");
-            in_flight.aborted.insert(id);
-            in_flight.savepoints.remove(&id).unwrap_or_else(|| self.root.join(format!("chk-{id}")))
-        };
-        if let Err(e) = fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("cannot delete aborted checkpoint {}: {e}", dir.display());
-        }
-    }
-
-    fn load(&self, dir: &str) -> Result<LoadedCheckpoint> {
-        load_dir(&self.root.join(dir))
-    }
-
-    fn complete_checkpoints(&self) -> Result<Vec<(String, CheckpointMetadata)>> {
-        let mut out = Vec::new();
-        for name in self.dir_names()? {
-            let path = self.root.join(&name).join(METADATA_FILE);
-            match fs::read(&path) {
-                Ok(bytes) => match CheckpointMetadata::decode(&bytes, &path.display().to_string()) {
-                    Ok(meta) => out.push((name, meta)),
-                    Err(e) => tracing::warn!("skipping checkpoint {name}: {e:#}"),
-                },
-                Err(_) => tracing::debug!("skipping incomplete checkpoint {name} (no {METADATA_FILE})"),
-            }
-        }
-        Ok(out)
-    }
-
-    fn prune(&self, retain: usize) -> Result<()> {
-        let complete = self.complete_checkpoints()?;
-        let keep: Vec<&String> = complete.iter().take(retain).map(|(n, _)| n).collect();
-        let newest = complete.first().and_then(|(n, _)| checkpoint_number(n)).unwrap_or(0);
-        for name in self.dir_names()? {
-            let n = checkpoint_number(&name).unwrap_or(0);
-            let is_complete = complete.iter().any(|(c, _)| *c == name);
-            let drop = if is_complete { !keep.contains(&&name) } else { n < newest };
-            if drop {
-                fs::remove_dir_all(self.root.join(&name)).with_context(|| format!("cannot delete old checkpoint {name}"))?;
-            }
-        }
-        let retained: Vec<&CheckpointMetadata> = complete.iter().take(retain).map(|(_, m)| m).collect();
-        self.prune_shared(&shared_references(&retained), newest)
-    }
-
-    fn reserve_checkpoint_id(&self) -> Result<u64> {
-        let mut c = self.counters()?;
-        let id = c.next_checkpoint_id;
-        c.next_checkpoint_id += 1;
-        self.save_counters(&c)?;
-        Ok(id)
-    }
-
-    fn next_attempt(&self, floor: u64) -> Result<u64> {
-        let mut c = self.counters()?;
-        c.attempt = c.attempt.max(floor) + 1;
-        self.save_counters(&c)?;
-        Ok(c.attempt)
-    }
-
-    fn describe(&self, dir: &str) -> String {
-        self.root.join(dir).display().to_string()
-    }
-
-    fn publish_control(&self, control: &ControlFile) -> Result<()> {
-        control.write(&self.root.join(CONTROL_FILE))
-    }
-
-    fn read_control(&self) -> Result<ControlFile> {
-        ControlFile::read(&self.root.join(CONTROL_FILE))
-    }
-}
-
-/// Largest `_metadata` read (it lists file references: a few hundred bytes per subtask).
-const MAX_METADATA_BYTES: u64 = 64 << 20;
-
-/// Why a directory without `_metadata` cannot be restored: an interrupted checkpoint (it has
-/// state files), a directory that holds savepoints or checkpoints (name them), or something else.
-fn not_a_checkpoint(dir: &Path) -> anyhow::Error {
-    let mut inner: Vec<String> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join(METADATA_FILE).is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    inner.sort_by_key(|n| std::cmp::Reverse(n.rsplit('-').next().and_then(|i| i.parse::<u64>().ok())));
-    let has_state = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .any(|e| fs::read_dir(e.path()).into_iter().flatten().flatten().any(|f| f.path().extension().is_some_and(|x| x == "state")));
-    if let Some(newest) = inner.first() {
-        anyhow!(
-            "{}: not a savepoint or checkpoint itself, but it contains {}; pass one of those directories, e.g. {}",
-            dir.display(),
-            inner.join(", "),
-            dir.join(newest).display()
-        )
-    } else if has_state {
-        anyhow!("{}: no {METADATA_FILE}: the checkpoint is incomplete (it was interrupted); use an earlier one", dir.display())
-    } else {
-        anyhow!("{}: not a savepoint or checkpoint directory (it has no {METADATA_FILE}); pass a `savepoint-<id>` or `chk-<id>` directory", dir.display())
-    }
-}
-
-/// Reads and verifies a checkpoint or savepoint directory anywhere on disk (savepoints are
-/// relocatable: every path inside is relative).
-pub fn load_dir(dir: &Path) -> Result<LoadedCheckpoint> {
-    if !dir.is_dir() {
-        bail!("{}: no such checkpoint or savepoint directory", dir.display());
-    }
-    let meta_path = dir.join(METADATA_FILE);
-    if !meta_path.exists() && meta_path.symlink_metadata().is_err() {
-        return Err(not_a_checkpoint(dir));
-    }
-    let bytes = read_regular_file(&meta_path, MAX_METADATA_BYTES, Symlinks::Refuse, "checkpoint metadata")?;
-    let metadata = CheckpointMetadata::decode(&bytes, &meta_path.display().to_string())?;
-    let mut states = BTreeMap::new();
-    for (op, om) in &metadata.operators {
-        if om.subtasks.len() != om.parallelism as usize {
-            bail!("{}: operator '{op}' lists {} state files for parallelism {}", meta_path.display(), om.subtasks.len(), om.parallelism);
-        }
-        let mut subtasks = Vec::with_capacity(om.subtasks.len());
-        for r in &om.subtasks {
-            if r.path.starts_with('/') || r.path.split('/').any(|c| c == "..") {
-                bail!("{}: state file path '{}' must be relative and inside the checkpoint", meta_path.display(), r.path);
-            }
-            let path = dir.join(&r.path);
-            let what = path.display().to_string();
-            // At most the size the metadata records: a savepoint can come from anywhere.
-            let bytes = read_regular_file(&path, r.size, Symlinks::Refuse, "state file")?;
-            if !r.matches(&bytes) {
-                bail!("{what}: state file does not match the metadata (size or SHA-256): it is corrupt, cut short or not the file this checkpoint wrote");
-            }
-            let mut snapshot = decode_state_file(&bytes, &what)?;
-            if !r.shared.is_empty() {
-                snapshot.keyed = Some(load_shared_keyed(dir, &metadata, r)?);
-            }
-            subtasks.push(snapshot);
-        }
-        states.insert(op.clone(), subtasks);
-    }
-    Ok(LoadedCheckpoint { location: dir.display().to_string(), metadata, states })
-}
-
-/// The keyed state of one subtask that lives in shared files: each file read and verified
-/// against its reference, then the full snapshot and its increments merged.
-fn load_shared_keyed(dir: &Path, metadata: &CheckpointMetadata, subtask: &StateFileRef) -> Result<KeyedSnapshot> {
-    let what = dir.join(&subtask.path).display().to_string();
-    if metadata.kind != "checkpoint" {
-        bail!("{what}: a {} must be self-contained, but its state refers to shared files: the metadata is corrupt", metadata.kind);
-    }
-    // Shared files live beside the checkpoint directories, in the checkpoint storage's root.
-    let root = dir.parent().ok_or_else(|| anyhow!("{}: a checkpoint directory has a parent", dir.display()))?;
-    let mut chain = Vec::with_capacity(subtask.shared.len());
-    for r in &subtask.shared {
-        if !r.path.starts_with(&format!("{SHARED_DIR}/")) || r.path.split('/').any(|c| c == ".." || c.is_empty()) {
-            bail!("{what}: shared file path '{}' must be inside the storage's {SHARED_DIR}/ directory", r.path);
-        }
-        let path = root.join(&r.path);
-        let file = path.display().to_string();
-        if !path.exists() && path.symlink_metadata().is_err() {
-            bail!(
-                "{file}: shared state file missing: checkpoint {} keeps its keyed state in the {SHARED_DIR}/ directory beside it; copy that directory along with the checkpoint, or restore from a savepoint (self-contained)",
-                dir.display()
-            );
-        }
-        let bytes = read_regular_file(&path, r.size, Symlinks::Refuse, "shared state file")?;
-        if !r.matches(&bytes) {
-            bail!("{file}: shared state file does not match the metadata (size or SHA-256): it is corrupt, cut short or not the file this checkpoint wrote");
-        }
-        let keyed = decode_state_file(&bytes, &file)?.keyed.ok_or_else(|| anyhow!("{file}: a shared state file without keyed state"))?;
-        chain.push(keyed);
-    }
-    KeyedStateBackend::merge_chain(&chain).map_err(|e| anyhow!("{what}: keyed state in shared files: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::BTreeMap;
-
-    use wasmflow_state::{Mode, NamedStateSnapshot, StateValue, TypeInfo};
-
-    use super::*;
-    use crate::checkpoint::{FORMAT_VERSION, OperatorMetadata};
-
-    fn snapshot(count: u64) -> SubtaskSnapshot {
-        SubtaskSnapshot {
-            states: vec![NamedStateSnapshot {
-                name: "count".into(),
-                mode: Mode::SplitDistribute,
-                element_type: TypeInfo::default(),
-                value_type: None,
-                value: StateValue::List(vec![count.to_le_bytes().to_vec()]),
-            }],
-            keyed: None,
-        }
-    }
-
-    fn checkpoint(storage: &LocalStorage, id: u64, count: u64) -> String {
-        commit_one(storage, id, "counter", &snapshot(count), vec![]);
-        format!("chk-{id}")
-    }
-
-    /// Writes one subtask's state file (referencing `shared`) and commits checkpoint `id` with it.
-    fn commit_one(storage: &LocalStorage, id: u64, operator: &str, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> StateFileRef {
-        let file = storage.write_state(id, operator, 0, snapshot, shared).unwrap();
-        let operators = BTreeMap::from([(operator.to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file.clone()], finished: vec![] })]);
-        let meta = CheckpointMetadata {
-            format_version: FORMAT_VERSION,
-            checkpoint_id: id,
-            timestamp: 0,
-            kind: "checkpoint".into(),
-            job_name: "j".into(),
-            attempt: 1,
-            operators,
-        };
-        storage.commit(id, &meta).unwrap();
-        file
-    }
-
-    /// A savepoint can come from anywhere: a state file that is a symlink (here to /dev/zero,
-    /// which used to be read without end) is refused before anything is read.
-    #[test]
-    fn a_state_file_that_is_a_symlink_is_refused() {
-        let root = tempfile::tempdir().unwrap();
-        let storage = LocalStorage::new(root.path()).unwrap();
-        let dir = checkpoint(&storage, 1, 10);
-        let file = root.path().join(&dir).join("counter/0.state");
-        fs::remove_file(&file).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", &file).unwrap();
-        let e = format!("{:#}", storage.load(&dir).unwrap_err());
-        assert!(e.ends_with("counter/0.state: state file is a symbolic link, which is not allowed here"), "{e}");
-    }
-
-    /// A state file that is a FIFO fails at once (opening it does not wait for a writer), and
-    /// so does a `_metadata` that is a symlink to /dev/zero, and a state file longer than the
-    /// metadata records (read no further than that size).
-    #[test]
-    fn a_fifo_state_file_a_device_metadata_and_an_overlong_state_file_fail_fast() {
-        let root = tempfile::tempdir().unwrap();
-        let storage = LocalStorage::new(root.path()).unwrap();
-        let dir = checkpoint(&storage, 1, 10);
-        let file = root.path().join(&dir).join("counter/0.state");
-        let good = fs::read(&file).unwrap();
-        fs::remove_file(&file).unwrap();
-        rustix::fs::mkfifoat(rustix::fs::CWD, &file, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
-        let e = format!("{:#}", storage.load(&dir).unwrap_err());
-        assert!(e.ends_with("counter/0.state: state file is not a regular file (a device, FIFO or socket); it must be a regular file"), "{e}");
-        fs::remove_file(&file).unwrap();
-        fs::write(&file, [good.as_slice(), &[0u8; 4096]].concat()).unwrap();
-        let e = format!("{:#}", storage.load(&dir).unwrap_err());
-        assert!(e.contains("counter/0.state: state file is") && e.contains(&format!("more than the {} bytes expected", good.len())), "{e}");
-        let meta = root.path().join(&dir).join(METADATA_FILE);
-        fs::remove_file(&meta).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", &meta).unwrap();
-        let e = format!("{:#}", storage.load(&dir).unwrap_err());
-        assert!(e.ends_with("_metadata: checkpoint metadata is a symbolic link, which is not allowed here"), "{e}");
-    }
-
-    #[test]
-    fn a_locked_directory_is_refused_with_the_holders_pid() {
-        let root = tempfile::tempdir().unwrap();
-        let storage = LocalStorage::new(root.path()).unwrap();
-        let held = storage.lock().unwrap();
-        let e = format!("{:#}", storage.lock().unwrap_err());
-        assert!(e.contains(&format!("in use by process {}", std::process::id())), "{e}");
-        drop(held);
-        storage.lock().expect("free again once the holder is gone");
-    }
-
-    /// An older state file of the same size swapped into a newer checkpoint is detected: the
-    /// metadata binds each state file by its SHA-256.
-    #[test]
-    fn a_swapped_state_file_of_the_same_size_is_detected() {
-        let root = tempfile::tempdir().unwrap();
-        let storage = LocalStorage::new(root.path()).unwrap();
-        let old = checkpoint(&storage, 1, 10);
-        let new = checkpoint(&storage, 2, 20);
-        let (old_file, new_file) = (root.path().join(&old).join("counter/0.state"), root.path().join(&new).join("counter/0.state"));
-        assert_eq!(fs::metadata(&old_file).unwrap().len(), fs::metadata(&new_file).unwrap().len());
-        assert!(storage.load(&new).is_ok());
-        fs::copy(&old_file, &new_file).unwrap();
-        let e = format!("{:#}", storage.load(&new).unwrap_err());
-        assert!(e.contains("does not match the metadata (size or SHA-256)"), "{e}");
-        assert!(e.contains("counter/0.state"), "names the file: {e}");
-    }
-
-    fn commit_keyed(storage: &LocalStorage, id: u64, shared: Vec<StateFileRef>) -> StateFileRef {
-        commit_one(storage, id, "count", &SubtaskSnapshot::default(), shared)
-    }
-
-    fn values(keyed: &KeyedSnapshot) -> BTreeMap<Vec<u8>, Vec<u8>> {
-        let entries = keyed.groups.iter().flat_map(|g| g.decode_entries().unwrap());
-        entries
-            .map(|e| match e.value {
-                wasmflow_state::KeyedValue::Value(v, _) => (e.key, v),
-                other => panic!("{other:?}"),
-            })
-            .collect()
-    }
-
-    /// A checkpoint's keyed state in shared files: the full snapshot and the increment on it
-    /// load merged; retention keeps the files a retained checkpoint references (though the
-    /// checkpoint that wrote them is gone) and deletes the others once a newer full snapshot
-    /// replaced them, but never a file newer than the newest complete checkpoint (in flight).
-    #[test]
-    fn shared_keyed_files_are_merged_on_load_and_kept_while_referenced() {
-        let root = tempfile::tempdir().unwrap();
-        let storage = LocalStorage::new(root.path()).unwrap();
-        let mut b = KeyedStateBackend::new(128, wasmflow_state::KeyGroupRange::for_subtask(128, 1, 0), wasmflow_state::StateLimits::default());
-        let v = b.register_value("v", TypeInfo::default(), None).unwrap();
-        b.track_changes();
-        // Enough keys that changing two of them makes an increment (a tenth or less changed).
-        for i in 0..30u8 {
-            b.value_update(v, &[b'k', i], vec![i], 0).unwrap();
-        }
-        b.value_update(v, b"a", vec![1], 0).unwrap();
-        b.value_update(v, b"b", vec![2], 0).unwrap();
-        let f1 = storage.write_shared(1, "count", 0, &b.snapshot_since(0, 1, None).unwrap()).unwrap();
-        commit_keyed(&storage, 1, vec![f1.clone()]);
-        b.value_update(v, b"a", vec![3], 0).unwrap();
-        b.clear(v, b"b").unwrap();
-        let s2 = b.snapshot_since(0, 2, Some(1)).unwrap();
-        assert_eq!(s2.base, Some(1));
-        let f2 = storage.write_shared(2, "count", 0, &s2).unwrap();
-        commit_keyed(&storage, 2, vec![f1.clone(), f2.clone()]);
-        storage.prune(1).unwrap();
-        assert!(!root.path().join("chk-1").exists());
-        assert!(root.path().join(&f1.path).exists() && root.path().join(&f2.path).exists(), "checkpoint 2 needs both");
-        let loaded = storage.load("chk-2").unwrap();
-        let mut expected: BTreeMap<Vec<u8>, Vec<u8>> = (0..30u8).map(|i| (vec![b'k', i], vec![i])).collect();
-        expected.insert(b"a".to_vec(), vec![3]);
-        assert_eq!(values(loaded.states["count"][0].keyed.as_ref().unwrap()), expected);
-
-        let f3 = storage.write_shared(3, "count", 0, &b.snapshot_since(0, 3, None).unwrap()).unwrap();
-        commit_keyed(&storage, 3, vec![f3.clone()]);
-        storage.abort(4);
-        assert!(storage.write_shared(4, "count", 0, &b.snapshot(0).unwrap()).is_err(), "an aborted checkpoint writes no shared file");
-        let in_flight = storage.write_shared(5, "count", 0, &b.snapshot(0).unwrap()).unwrap();
-        storage.prune(1).unwrap();
-        assert!(!root.path().join(&f1.path).exists() && !root.path().join(&f2.path).exists(), "no retained checkpoint references them");
-        assert!(root.path().join(&f3.path).exists() && root.path().join(&in_flight.path).exists());
-
-        // A changed or missing shared file is an error naming it, not a silent partial restore.
-        let path = root.path().join(&f3.path);
-        let good = fs::read(&path).unwrap();
-        let mut bad = good.clone();
-        bad[9] ^= 1;
-        fs::write(&path, &bad).unwrap();
-        let e = format!("{:#}", storage.load("chk-3").unwrap_err());
-        assert!(e.contains("3-0.keyed: shared state file does not match the metadata"), "{e}");
-        fs::remove_file(&path).unwrap();
-        let e = format!("{:#}", storage.load("chk-3").unwrap_err());
-        assert!(e.contains("3-0.keyed: shared state file missing") && e.contains("copy that directory along"), "{e}");
-    }
-
-    /// Shared files are referenced by checkpoints only: a savepoint's metadata that refers to
-    /// one, or a reference outside `shared/`, is refused.
-    #[test]
-    fn shared_references_must_stay_inside_the_storage_and_out_of_savepoints() {
-        let root = tempfile::tempdir().unwrap();
-        let storage = LocalStorage::new(root.path()).unwrap();
-        let b = KeyedStateBackend::new(128, wasmflow_state::KeyGroupRange::for_subtask(128, 1, 0), wasmflow_state::StateLimits::default()).snapshot(0).unwrap();
-        let f1 = storage.write_shared(1, "count", 0, &b).unwrap();
-        let outside = StateFileRef { path: "shared/../chk-1/count/0.state".into(), ..f1.clone() };
-        commit_keyed(&storage, 1, vec![outside]);
-        let e = format!("{:#}", storage.load("chk-1").unwrap_err());
-        assert!(e.contains("must be inside the storage's shared/ directory"), "{e}");
-        commit_keyed(&storage, 2, vec![f1]);
-        let meta_path = root.path().join("chk-2").join(METADATA_FILE);
-        let mut meta = CheckpointMetadata::decode(&fs::read(&meta_path).unwrap(), "m").unwrap();
-        meta.kind = "savepoint".into();
-        fs::write(&meta_path, meta.encode().unwrap()).unwrap();
-        let e = format!("{:#}", storage.load("chk-2").unwrap_err());
-        assert!(e.contains("a savepoint must be self-contained"), "{e}");
+/// The least counters a storage's contents allow: above every checkpoint id present (`names`,
+/// complete or not), and at least the newest attempt a complete checkpoint names. A lost,
+/// corrupt or rolled-back `_job.json` must not make ids or attempt numbers repeat: a repeated
+/// id is pruned at once as "older", and a repeated attempt makes a sink reuse the names of
+/// committed files.
+pub fn counters_at_least(saved: JobCounters, names: &[String], complete: &[(String, CheckpointMetadata)]) -> JobCounters {
+    let next_checkpoint_id = names.iter().filter_map(|n| checkpoint_number(n)).max().map_or(1, |n| n + 1);
+    let attempt = complete.iter().map(|(_, m)| m.attempt).max().unwrap_or(0);
+    let generation = complete.iter().map(|(_, m)| m.generation).max().unwrap_or(0);
+    JobCounters {
+        next_checkpoint_id: saved.next_checkpoint_id.max(next_checkpoint_id).max(1),
+        attempt: saved.attempt.max(attempt),
+        generation: saved.generation.max(generation),
+        ..saved
     }
 }

@@ -1,7 +1,7 @@
 //! `wasmflow savepoint`, `wasmflow stop` and `wasmflow status`: calls to a running job's HTTP API
 //! ([`crate::api`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -9,7 +9,7 @@ use clap::Args;
 use super::{Exit, JobOverrides};
 use crate::api::client::{Client, Unreachable};
 use crate::api::routes::{JobReply, StopRequest};
-use crate::checkpoint::CheckpointStorage;
+use crate::checkpoint::Location;
 use crate::job::JobSpec;
 use crate::status::view::CheckpointStatus;
 
@@ -34,8 +34,8 @@ pub struct Target {
 pub struct SavepointArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Directory to write `savepoint-<id>` into (default: `savepoints` next to the job file, or
-    /// the job's own savepoint directory with --address).
+    /// Directory or object-store prefix (`s3://bucket/prefix`) to write `savepoint-<id>` into
+    /// (default: the job file's `[savepoints] dir`, or the job's own with --address).
     #[arg(long)]
     pub dir: Option<PathBuf>,
     /// Print the reply as JSON.
@@ -47,7 +47,7 @@ pub struct SavepointArgs {
 pub struct StopArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Take a final savepoint (into DIR if given) before stopping.
+    /// Take a final savepoint (into DIR, a directory or `s3://bucket/prefix`, if given) before stopping.
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
     pub savepoint: Option<PathBuf>,
     /// Print the reply as JSON.
@@ -79,16 +79,21 @@ fn connect(t: &Target, needs_token: bool) -> Result<(Client, Option<JobSpec>)> {
     Ok((Client::new(&control.address, Some(control.token)), Some(job)))
 }
 
-/// The savepoint directory to send: the one given (created here, as the user who asks), the
-/// job file's, or none (the job's own default).
-fn savepoint_dir(job: Option<&JobSpec>, given: Option<PathBuf>) -> Result<Option<PathBuf>> {
-    let dir = match (given.filter(|p| !p.as_os_str().is_empty()), job) {
-        (Some(d), _) => d,
-        (None, Some(j)) => j.resolve(&j.savepoints.dir),
+/// The savepoint target to send: the one given (a local directory is created here, as the
+/// user who asks), the job file's, or none (the job's own default).
+fn savepoint_dir(job: Option<&JobSpec>, given: Option<PathBuf>) -> Result<Option<String>> {
+    let location = match (given.filter(|p| !p.as_os_str().is_empty()), job) {
+        (Some(d), _) => Location::resolve(&d, Path::new("."))?,
+        (None, Some(j)) => j.savepoint_location()?,
         (None, None) => return Ok(None),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    Ok(Some(dir.canonicalize()?))
+    Ok(Some(match location {
+        Location::Local(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            dir.canonicalize()?.display().to_string()
+        }
+        object => object.to_string(),
+    }))
 }
 
 /// A job that cannot be reached has its own exit code (docs/cli.md).

@@ -50,8 +50,10 @@ pub enum Command {
     Schema,
     /// Show a checkpoint or savepoint: every operator's and subtask's state.
     Inspect {
-        /// The checkpoint or savepoint directory.
-        dir: PathBuf,
+        /// The checkpoint or savepoint: a directory, or an object-store prefix (the client is
+        /// configured by the AWS_* environment, e.g. AWS_ENDPOINT).
+        #[arg(value_name = "DIR|URL")]
+        dir: crate::checkpoint::Location,
         /// Print JSON (schema in the README).
         #[arg(long)]
         json: bool,
@@ -210,8 +212,8 @@ fn build(dir: Option<PathBuf>, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn inspect(dir: &std::path::Path, json: bool, parallelism: &[String]) -> Result<()> {
-    let checkpoint = crate::checkpoint::load_dir(dir)?;
+fn inspect(location: &crate::checkpoint::Location, json: bool, parallelism: &[String]) -> Result<()> {
+    let checkpoint = crate::checkpoint::load_location(location, &Default::default())?;
     let view = if parallelism.is_empty() {
         crate::inspect::describe(&checkpoint)
     } else {

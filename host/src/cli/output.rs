@@ -89,7 +89,7 @@ pub(super) fn finish_run(job: &crate::job::JobSpec, result: anyhow::Result<crate
         if report.stopped { "stopped" } else { "finished" },
         report.completed_checkpoints.len(),
         report.restarts,
-        report.savepoint.as_ref().map(|p| format!(", savepoint {}", p.display())).unwrap_or_default()
+        report.savepoint.as_ref().map(|p| format!(", savepoint {p}")).unwrap_or_default()
     );
     if json {
         print_json(&serde_json::json!({

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::output::status;
 use super::{Exit, WithExit};
 use crate::api;
-use crate::checkpoint::{CheckpointStorage, ControlFile};
+use crate::checkpoint::{ControlFile, Location};
 use crate::engine::Engine;
 use crate::job::JobSpec;
 use crate::runtime::{RestoreFrom, RunOptions, run_job};
@@ -26,9 +26,10 @@ pub struct RunArgs {
     /// Resume from the newest complete checkpoint in the job's checkpoint directory.
     #[arg(long, conflicts_with = "from_savepoint")]
     pub from_latest_checkpoint: bool,
-    /// Restore from a savepoint (or checkpoint) directory.
-    #[arg(long, value_name = "DIR")]
-    pub from_savepoint: Option<PathBuf>,
+    /// Restore from a savepoint (or checkpoint): a directory or an object-store prefix
+    /// (`s3://bucket/prefix/savepoint-<id>`).
+    #[arg(long, value_name = "DIR|URL")]
+    pub from_savepoint: Option<Location>,
     /// Override parallelism per operator: `OP=N[,OP=N]` (rescaling on restore).
     #[arg(long, value_delimiter = ',', value_name = "OP=N")]
     pub parallelism: Vec<String>,
@@ -69,11 +70,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         let (tx, rx) = mpsc::channel(8);
         let address = args.control_address.clone().or(job.job.control_address.clone()).unwrap_or_else(|| "127.0.0.1:0".into());
         let storage = crate::runtime::job::job_storage(&job)?;
-        // Before `_control` is written: a second job on the same directory must not overwrite it.
-        let dir_lock = storage.lock()?;
+        // Before `_control` is written: a second job on the same storage must not overwrite it.
+        let lease = storage.take_over()?;
         let token = api::new_token()?;
-        let policy = api::SavepointPolicy { root: job.resolve(&job.savepoints.dir), allow_any_target: job.savepoints.allow_any_target };
-        std::fs::create_dir_all(&policy.root).with_context(|| format!("cannot create savepoint directory {}", policy.root.display()))?;
+        let policy = api::SavepointPolicy { root: job.savepoint_location()?, allow_any_target: job.savepoints.allow_any_target };
+        policy.create_root()?;
         let status = JobStatus::new(&job);
         let metrics = Arc::new(crate::metrics::JobMetrics::new(job.job.name.as_deref().unwrap_or_default()));
         let state =
@@ -97,14 +98,14 @@ pub fn run(args: RunArgs) -> Result<()> {
             allow_non_restored_state: args.allow_non_restored_state,
             control: Some(rx),
             metrics: Some(metrics),
-            dir_lock: Some(dir_lock),
+            storage: Some((storage.clone(), lease)),
             status: Some(status),
             ..Default::default()
         };
         let result = run_job(&engine, &job, opts).await;
         progress.abort();
         server.drain(Duration::from_secs(2)).await;
-        let _ = std::fs::remove_file(storage.root().join("_control"));
+        storage.remove_control();
         super::output::finish_run(&job, result, args.json)
     })
 }

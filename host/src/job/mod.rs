@@ -40,6 +40,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use schemars::JsonSchema;
+
+use crate::checkpoint::Location;
 use serde::Deserialize;
 
 /// Longest operator id (it names a directory in every checkpoint).
@@ -59,6 +61,11 @@ pub struct JobSpec {
     /// Where savepoints may be written.
     #[serde(default)]
     pub savepoints: SavepointsSpec,
+    /// The object-store client's options (`endpoint`, `region`, `allow-http`, …) for
+    /// checkpoints, savepoints and restores on `s3://`; credentials are better left to the
+    /// environment (docs/object-storage.md).
+    #[serde(default, rename = "object-store")]
+    pub object_store: BTreeMap<String, String>,
     /// What happens when a subtask fails.
     #[serde(default)]
     pub restart: RestartSpec,
@@ -149,7 +156,8 @@ pub struct CheckpointSpec {
     /// Least time between the end of one checkpoint and the start of the next (default 0).
     #[serde(default)]
     pub min_pause_ms: u64,
-    /// Where checkpoints are stored, relative to the job file (default `checkpoints`).
+    /// Where checkpoints are stored: a directory relative to the job file (default
+    /// `checkpoints`), `file:///abs/path`, or an object-store prefix `s3://bucket/prefix`.
     #[serde(default = "default_checkpoint_dir")]
     pub dir: PathBuf,
     /// How many completed checkpoints to keep (default 3). Savepoints are never counted.
@@ -612,6 +620,11 @@ impl JobSpec {
                 problems.push(format!("{file}: checkpoints.retain must be at least 1"));
             }
         }
+        for location in [self.checkpoint_location(), self.savepoint_location()] {
+            if let Err(e) = location {
+                problems.push(format!("{e:#}"));
+            }
+        }
         problems
     }
 
@@ -637,6 +650,19 @@ impl JobSpec {
             bail!("{}: the edges form a cycle; a job must be a directed acyclic graph", self.path.display());
         }
         Ok(order)
+    }
+
+    /// Where checkpoints are stored: `[checkpoints] dir` (default `checkpoints` next to the job
+    /// file), a directory or an object-store prefix.
+    pub fn checkpoint_location(&self) -> Result<Location> {
+        let dir = self.checkpoints.as_ref().map(|c| c.dir.clone()).unwrap_or_else(default_checkpoint_dir);
+        Location::resolve(&dir, &self.base_dir).with_context(|| format!("{}: checkpoints.dir", self.path.display()))
+    }
+
+    /// Where savepoints requested over the API go: `[savepoints] dir` (default `savepoints`
+    /// next to the job file), a directory or an object-store prefix.
+    pub fn savepoint_location(&self) -> Result<Location> {
+        Location::resolve(&self.savepoints.dir, &self.base_dir).with_context(|| format!("{}: savepoints.dir", self.path.display()))
     }
 
     /// Resolves a path written in the job file (relative to the job file's directory).

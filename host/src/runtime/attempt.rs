@@ -15,7 +15,7 @@ use super::limits::subtask_limits;
 use super::operator::OperatorCode;
 use super::restore::{self, Assignment};
 use super::subtask::{self, ChainMember, Control, Event, Progress, SubtaskLoop};
-use crate::checkpoint::{LoadedCheckpoint, LocalStorage, OperatorMetadata};
+use crate::checkpoint::{CheckpointStorage, LoadedCheckpoint, OperatorMetadata};
 use crate::engine::Engine;
 use crate::engine::host::{FilesDir, StoreData, SubtaskLimits};
 use crate::job::{JobSpec, OperatorSpec, Partitioning};
@@ -64,7 +64,7 @@ pub(super) struct Attempt<'a> {
     pub(super) job: &'a JobSpec,
     /// This deployment's attempt number (recorded in every checkpoint it completes).
     pub(super) number: u64,
-    pub(super) storage: Arc<LocalStorage>,
+    pub(super) storage: Arc<dyn CheckpointStorage>,
     pub(super) controls: Vec<(SubtaskTag, mpsc::UnboundedSender<Control>)>,
     pub(super) events: mpsc::UnboundedReceiver<Event>,
     pub(super) tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -89,7 +89,7 @@ impl<'a> Attempt<'a> {
         engine: &Engine,
         job: &'a JobSpec,
         modules: &BTreeMap<String, OperatorCode>,
-        storage: Arc<LocalStorage>,
+        storage: Arc<dyn CheckpointStorage>,
         restore: Option<&LoadedCheckpoint>,
         attempt: u64,
         opts: &RunOptions,

@@ -3,7 +3,6 @@
 //! tolerable-failure rule, and answers control requests until the attempt ends.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Result, anyhow};
@@ -14,7 +13,7 @@ use super::attempt::{Attempt, AttemptEnd};
 use super::job::{CheckpointStats, ControlRequest, JobReport};
 use super::message::{Barrier, KeyedSnapshotKind};
 use super::subtask::{Control, Event, SubtaskFailure};
-use crate::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, OperatorMetadata, StateFileRef};
+use crate::checkpoint::{CheckpointMetadata, FORMAT_VERSION, Fenced, Location, OperatorMetadata, StateFileRef};
 use crate::status::view::CheckpointKind;
 use wasmflow_types::SubtaskTag;
 
@@ -28,14 +27,38 @@ struct PendingCheckpoint {
     savepoint: Option<SavepointRequest>,
 }
 
+/// What a trigger did.
+enum Triggered {
+    Pending(PendingCheckpoint),
+    /// A savepoint could not begin (its request was answered); not a checkpoint failure.
+    Refused,
+    /// The storage could not reserve an id (unreachable, say): a failed checkpoint.
+    Failed(String),
+}
+
+/// What completing a checkpoint did.
+enum Completed {
+    Checkpoint,
+    Savepoint(SavepointRequest, Result<Location, String>),
+    /// `_metadata` could not be written: the checkpoint failed (and was aborted).
+    Failed(String),
+}
+
+/// Whether a storage error ends the job: only fencing (another job manager owns the storage);
+/// anything else (an unreachable object store, a full disk) fails the one checkpoint, which
+/// `tolerable-failures` then judges.
+fn is_fenced(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Fenced>().is_some()
+}
+
 enum SavepointRequest {
-    Take(PathBuf, oneshot::Sender<Result<PathBuf, String>>),
-    Stop(PathBuf, oneshot::Sender<Result<Option<PathBuf>, String>>),
+    Take(Location, oneshot::Sender<Result<Location, String>>),
+    Stop(Location, oneshot::Sender<Result<Option<Location>, String>>),
 }
 
 impl SavepointRequest {
     /// The directory the savepoint goes into (as `savepoint-<id>`).
-    fn target(&self) -> &std::path::Path {
+    fn target(&self) -> &Location {
         match self {
             SavepointRequest::Take(t, _) | SavepointRequest::Stop(t, _) => t,
         }
@@ -45,14 +68,25 @@ impl SavepointRequest {
 impl Attempt<'_> {
     /// Triggers a checkpoint (or savepoint) at the sources. `last_complete` is the newest
     /// complete checkpoint, which incremental keyed snapshots build on.
-    fn trigger(&self, savepoint: Option<SavepointRequest>, last_complete: Option<u64>) -> Result<Option<PendingCheckpoint>> {
-        let id = self.storage.reserve_checkpoint_id()?;
-        if let Some(req) = &savepoint {
-            let storage = self.storage.clone();
-            if let Err(e) = storage.begin_savepoint(id, req.target()) {
-                fail_savepoint(savepoint, &format!("{e:#}"));
-                return Ok(None);
+    fn trigger(&self, savepoint: Option<SavepointRequest>, last_complete: Option<u64>) -> Result<Triggered> {
+        let kind = CheckpointKind::of(savepoint.is_some());
+        let id = match self.storage.reserve_checkpoint_id() {
+            Ok(id) => id,
+            Err(e) if is_fenced(&e) => return Err(e),
+            Err(e) => {
+                let why = format!("cannot reserve a checkpoint id: {e:#}");
+                tracing::warn!("{} not started: {why}", kind.as_str());
+                self.status.checkpoint_not_started();
+                self.metrics.checkpoint_failed(kind);
+                fail_savepoint(savepoint, &why);
+                return Ok(Triggered::Failed(why));
             }
+        };
+        if let Some(req) = &savepoint
+            && let Err(e) = self.storage.begin_savepoint(id, req.target())
+        {
+            fail_savepoint(savepoint, &format!("{e:#}"));
+            return Ok(Triggered::Refused);
         }
         let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         let keyed = match savepoint {
@@ -66,14 +100,13 @@ impl Attempt<'_> {
                 let _ = tx.send(Control::Trigger(barrier));
             }
         }
-        let kind = CheckpointKind::of(savepoint.is_some());
         self.status.checkpoint_triggered(id, kind, self.number, timestamp as u64);
-        Ok(Some(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), max_sync: Duration::ZERO, savepoint }))
+        Ok(Triggered::Pending(PendingCheckpoint { id, timestamp, started: Instant::now(), acks: BTreeMap::new(), max_sync: Duration::ZERO, savepoint }))
     }
 
     /// All acks are in: write the metadata (making the checkpoint complete), then notify.
     /// Savepoints are written in place in their own directory and never pruned.
-    async fn complete(&self, p: PendingCheckpoint, report: &mut JobReport) -> Result<Option<(SavepointRequest, Result<PathBuf, String>)>> {
+    async fn complete(&self, p: PendingCheckpoint, report: &mut JobReport) -> Result<Completed> {
         let mut operators = BTreeMap::new();
         for op in &self.job.operators {
             let acks: Vec<&(StateFileRef, bool)> = (0..op.parallelism).map(|i| &p.acks[&(op.id.clone(), i)]).collect();
@@ -89,21 +122,26 @@ impl Attempt<'_> {
             kind: kind.as_str().into(),
             job_name: self.job.job.name.clone().unwrap_or_default(),
             attempt: self.number,
+            generation: self.storage.generation(),
             operators,
         };
         let storage = self.storage.clone();
         let id = p.id;
         let location = self.storage.location(p.id);
-        let committed = tokio::task::spawn_blocking(move || storage.commit(id, &meta)).await?;
-        if let Err(e) = &committed
-            && p.savepoint.is_some()
-        {
-            // A savepoint that cannot be written fails the request, not the job.
-            let why = format!("cannot write savepoint {}: {e:#}", location.display());
-            self.abort(&p, &why);
-            return Ok(p.savepoint.map(|req| (req, Err(why))));
+        match tokio::task::spawn_blocking(move || storage.commit(id, &meta)).await? {
+            Ok(()) => {}
+            Err(e) if is_fenced(&e) => return Err(e),
+            Err(e) => {
+                // Not committed: the checkpoint failed (the job goes on, as `tolerable-failures`
+                // says); a savepoint fails its request.
+                let why = format!("cannot write {}'s metadata at {location}: {e:#}", kind.as_str());
+                self.abort(&p, &why);
+                return Ok(match p.savepoint {
+                    Some(req) => Completed::Savepoint(req, Err(why)),
+                    None => Completed::Failed(why),
+                });
+            }
         }
-        committed?;
         if p.savepoint.is_some() {
             report.savepoint = Some(location.clone());
             report.savepoints.push(p.id);
@@ -149,7 +187,10 @@ impl Attempt<'_> {
             let retain = self.job.checkpoints.as_ref().map(|c| c.retain).unwrap_or(1);
             tokio::task::spawn_blocking(move || storage.prune(retain)).await??;
         }
-        Ok(p.savepoint.map(|req| (req, Ok(location))))
+        Ok(match p.savepoint {
+            Some(req) => Completed::Savepoint(req, Ok(location)),
+            None => Completed::Checkpoint,
+        })
     }
 
     fn abort(&self, p: &PendingCheckpoint, why: &str) {
@@ -179,6 +220,8 @@ impl Attempt<'_> {
         let mut retry_final_at: Option<Instant> = None;
         let mut failures: u32 = 0;
         let mut stopping = false;
+        // A checkpoint that failed before the wait below (it could not start): (id, why).
+        let mut failed_to_start: Option<(Option<u64>, String)> = None;
         let result = loop {
             let all_finished = finished.len() == self.total;
             // End of a bounded job: with checkpoints, one final checkpoint after every subtask
@@ -190,8 +233,14 @@ impl Attempt<'_> {
                     (true, Some(id)) if report.completed_checkpoints.contains(&id) => break Ok(AttemptEnd::Finished),
                     (true, _) if retry_final_at.is_none_or(|t| t <= Instant::now()) => {
                         retry_final_at = None;
-                        pending = self.trigger(None, report.completed_checkpoints.last().copied())?;
-                        final_checkpoint = pending.as_ref().map(|p| p.id);
+                        match self.trigger(None, report.completed_checkpoints.last().copied())? {
+                            Triggered::Pending(p) => {
+                                final_checkpoint = Some(p.id);
+                                pending = Some(p);
+                            }
+                            Triggered::Refused => {}
+                            Triggered::Failed(why) => failed_to_start = Some((None, why)),
+                        }
                     }
                     (true, _) => {}
                 }
@@ -201,92 +250,107 @@ impl Attempt<'_> {
                 && let Some(req) = queued.pop()
             {
                 stopping = matches!(req, SavepointRequest::Stop(..));
-                pending = self.trigger(Some(req), None)?;
-                if pending.is_none() {
-                    stopping = false;
+                match self.trigger(Some(req), None)? {
+                    Triggered::Pending(p) => pending = Some(p),
+                    Triggered::Refused => stopping = false,
+                    Triggered::Failed(why) => {
+                        stopping = false;
+                        failed_to_start = Some((None, why));
+                    }
                 }
-                continue;
+                if failed_to_start.is_none() {
+                    continue;
+                }
             }
             let deadline = pending.as_ref().map(|p| p.started + timeout);
             let periodic = next_trigger.filter(|_| pending.is_none() && !all_finished && !stopping);
             let retry = retry_final_at.filter(|_| pending.is_none() && all_finished);
-            let failed = tokio::select! {
-                _ = tokio::time::sleep_until(periodic.unwrap_or_else(far_future)), if periodic.is_some() => {
-                    pending = self.trigger(None, report.completed_checkpoints.last().copied())?;
-                    None
-                }
-                _ = tokio::time::sleep_until(retry.unwrap_or_else(far_future)), if retry.is_some() => None,
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
-                    let p = pending.take().expect("deadline implies pending");
-                    let why = format!("not complete after {} ms (checkpoints.timeout-ms)", timeout.as_millis());
-                    self.abort(&p, &why);
-                    fail_savepoint(p.savepoint, "the savepoint timed out");
-                    Some((p.id, why))
-                }
-                req = recv_control(control) => match req {
-                    Some(ControlRequest::Savepoint { target, reply }) => { queued.insert(0, SavepointRequest::Take(target, reply)); None }
-                    Some(ControlRequest::Stop { savepoint: Some(target), reply }) => { queued.insert(0, SavepointRequest::Stop(target, reply)); None }
-                    Some(ControlRequest::Stop { savepoint: None, reply }) => {
-                        let _ = reply.send(Ok(None));
-                        break Ok(AttemptEnd::Stopped);
-                    }
-                    None => { *control = None; None }
-                },
-                ev = self.events.recv() => match ev.expect("the attempt holds a sender") {
-                    Event::Finished(tag) => { finished.insert(tag); None }
-                    Event::Failed(tag, message) => break Err(SubtaskFailure { tag, message }.into()),
-                    Event::Declined { checkpoint_id, tag, reason } => match pending.take_if(|p| p.id == checkpoint_id) {
-                        Some(p) => {
-                            let why = format!("{tag} declined: {reason}");
-                            self.abort(&p, &why);
-                            fail_savepoint(p.savepoint, &reason);
-                            Some((p.id, why))
+            let failed = if let Some(early) = failed_to_start.take() {
+                Some(early)
+            } else {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(periodic.unwrap_or_else(far_future)), if periodic.is_some() => {
+                        match self.trigger(None, report.completed_checkpoints.last().copied())? {
+                            Triggered::Pending(p) => { pending = Some(p); None }
+                            Triggered::Refused => None,
+                            Triggered::Failed(why) => Some((None, why)),
                         }
-                        None => None,
+                    }
+                    _ = tokio::time::sleep_until(retry.unwrap_or_else(far_future)), if retry.is_some() => None,
+                    _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                        let p = pending.take().expect("deadline implies pending");
+                        let why = format!("not complete after {} ms (checkpoints.timeout-ms)", timeout.as_millis());
+                        self.abort(&p, &why);
+                        fail_savepoint(p.savepoint, "the savepoint timed out");
+                        Some((Some(p.id), why))
+                    }
+                    req = recv_control(control) => match req {
+                        Some(ControlRequest::Savepoint { target, reply }) => { queued.insert(0, SavepointRequest::Take(target, reply)); None }
+                        Some(ControlRequest::Stop { savepoint: Some(target), reply }) => { queued.insert(0, SavepointRequest::Stop(target, reply)); None }
+                        Some(ControlRequest::Stop { savepoint: None, reply }) => {
+                            let _ = reply.send(Ok(None));
+                            break Ok(AttemptEnd::Stopped);
+                        }
+                        None => { *control = None; None }
                     },
-                    Event::Ack { checkpoint_id, tag, file, sync, finished } => {
-                        let complete = match pending.as_mut().filter(|p| p.id == checkpoint_id) {
+                    ev = self.events.recv() => match ev.expect("the attempt holds a sender") {
+                        Event::Finished(tag) => { finished.insert(tag); None }
+                        Event::Failed(tag, message) => break Err(SubtaskFailure { tag, message }.into()),
+                        Event::Declined { checkpoint_id, tag, reason } => match pending.take_if(|p| p.id == checkpoint_id) {
                             Some(p) => {
-                                self.status.checkpoint_acked(checkpoint_id, &tag.operator, tag.subtask, p.started.elapsed(), sync, file.written_bytes());
-                                p.acks.insert((tag.operator, tag.subtask), (file, finished));
-                                p.max_sync = p.max_sync.max(sync);
-                                p.acks.len() == self.total
+                                let why = format!("{tag} declined: {reason}");
+                                self.abort(&p, &why);
+                                fail_savepoint(p.savepoint, &reason);
+                                Some((Some(p.id), why))
                             }
-                            None => false, // late ack of an aborted checkpoint
-                        };
-                        if complete {
-                            let p = pending.take().expect("checked");
-                            let is_savepoint = p.savepoint.is_some();
-                            match self.complete(p, report).await? {
-                                Some((SavepointRequest::Take(_, reply), r)) => { let _ = reply.send(r); }
-                                Some((SavepointRequest::Stop(_, reply), r)) => {
-                                    let ok = r.is_ok();
-                                    let _ = reply.send(r.map(Some));
-                                    if ok { break Ok(AttemptEnd::Stopped) }
-                                    stopping = false;
+                            None => None,
+                        },
+                        Event::Ack { checkpoint_id, tag, file, sync, finished } => {
+                            let complete = match pending.as_mut().filter(|p| p.id == checkpoint_id) {
+                                Some(p) => {
+                                    self.status.checkpoint_acked(checkpoint_id, &tag.operator, tag.subtask, p.started.elapsed(), sync, file.written_bytes());
+                                    p.acks.insert((tag.operator, tag.subtask), (file, finished));
+                                    p.max_sync = p.max_sync.max(sync);
+                                    p.acks.len() == self.total
                                 }
-                                None => {}
+                                None => false, // late ack of an aborted checkpoint
+                            };
+                            if complete {
+                                let p = pending.take().expect("checked");
+                                let id = p.id;
+                                next_trigger = interval.map(|_| Instant::now() + pause);
+                                match self.complete(p, report).await? {
+                                    Completed::Checkpoint => { failures = 0; None }
+                                    Completed::Failed(why) => Some((Some(id), why)),
+                                    Completed::Savepoint(SavepointRequest::Take(_, reply), r) => { let _ = reply.send(r); None }
+                                    Completed::Savepoint(SavepointRequest::Stop(_, reply), r) => {
+                                        let ok = r.is_ok();
+                                        let _ = reply.send(r.map(Some));
+                                        if ok { break Ok(AttemptEnd::Stopped) }
+                                        stopping = false;
+                                        None
+                                    }
+                                }
+                            } else {
+                                None
                             }
-                            if !is_savepoint {
-                                failures = 0;
-                            }
-                            next_trigger = interval.map(|_| Instant::now() + pause);
                         }
-                        None
-                    }
-                },
+                    },
+                }
             };
             // Flink's tolerable-failed-checkpoints: more consecutive failures than tolerated
             // fail the job (and go through the restart strategy).
             if let Some((id, why)) = failed {
                 failures += 1;
+                let which = id.map_or_else(|| "a checkpoint".to_string(), |id| format!("checkpoint {id}"));
                 if failures > tolerable {
                     break Err(anyhow!(
-                        "checkpoint {id} failed ({why}): {failures} consecutive checkpoint failure(s), more than checkpoints.tolerable-failures = {tolerable} allows"
+                        "{which} failed ({why}): {failures} consecutive checkpoint failure(s), more than checkpoints.tolerable-failures = {tolerable} allows"
                     ));
                 }
                 next_trigger = interval.map(|_| Instant::now() + pause);
-                if final_checkpoint == Some(id) {
+                // The final checkpoint failed, or could not start: try again after the pause.
+                if (id.is_some() && final_checkpoint == id) || (id.is_none() && all_finished) {
                     retry_final_at = Some(Instant::now() + pause.max(Duration::from_millis(100)));
                 }
             }

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::attempt::{Attempt, AttemptEnd};
 use super::coordinator::recv_control;
 use super::operator::load_operators;
-use crate::checkpoint::{CheckpointStorage, DirLock, LoadedCheckpoint, LocalStorage, load_dir};
+use crate::checkpoint::{CheckpointStorage, Fenced, LoadedCheckpoint, Location, StorageLease, load_location};
 use crate::engine::Engine;
 use crate::engine::host::{record_attempt, recorded_attempt};
 use crate::job::JobSpec;
@@ -27,17 +27,17 @@ use crate::status::view::JobState;
 pub enum RestoreFrom {
     /// The newest complete checkpoint in the job's checkpoint directory.
     LatestCheckpoint,
-    /// A savepoint or checkpoint directory.
-    Savepoint(PathBuf),
+    /// A savepoint or checkpoint (a directory or an object-store prefix).
+    Savepoint(Location),
 }
 
 /// Requests to a running job (from the control endpoint or a test).
 #[derive(Debug)]
 pub enum ControlRequest {
-    /// Take a savepoint into `target` (a directory that will contain `savepoint-<id>`).
-    Savepoint { target: PathBuf, reply: oneshot::Sender<Result<PathBuf, String>> },
+    /// Take a savepoint into `target` (a directory or prefix that will contain `savepoint-<id>`).
+    Savepoint { target: Location, reply: oneshot::Sender<Result<Location, String>> },
     /// Stop the job, after a savepoint into `target` if given.
-    Stop { savepoint: Option<PathBuf>, reply: oneshot::Sender<Result<Option<PathBuf>, String>> },
+    Stop { savepoint: Option<Location>, reply: oneshot::Sender<Result<Option<Location>, String>> },
 }
 
 /// How to run a job.
@@ -53,9 +53,9 @@ pub struct RunOptions {
     pub metrics: Option<Arc<JobMetrics>>,
     /// Native operators the job file may name with `module = "native:<name>"`.
     pub native: NativeRegistry,
-    /// The lock on the job's checkpoint directory, if the caller already holds it (the CLI
-    /// takes it before it writes `_control`); otherwise `run_job` takes it.
-    pub dir_lock: Option<DirLock>,
+    /// The job's checkpoint storage and this process's hold on it, if the caller already took
+    /// it over (the CLI does, before it writes `_control`); otherwise `run_job` does.
+    pub storage: Option<(Arc<dyn CheckpointStorage>, StorageLease)>,
     /// Where the job records its state, checkpoints and failures (the HTTP API reads it);
     /// `run_job` makes its own when not given.
     pub status: Option<Arc<JobStatus>>,
@@ -92,20 +92,20 @@ pub struct JobReport {
     /// Restarts after failures.
     pub restarts: u32,
     /// Where the last savepoint was written, if any.
-    pub savepoint: Option<PathBuf>,
+    pub savepoint: Option<Location>,
     /// Whether the job was stopped (rather than running to the end of its input).
     pub stopped: bool,
 }
 
-/// The checkpoint storage of a job (its `[checkpoints] dir`, or `checkpoints/` next to the job file).
-pub fn job_storage(job: &JobSpec) -> Result<LocalStorage> {
-    let dir = job.checkpoints.as_ref().map(|c| c.dir.clone()).unwrap_or_else(|| PathBuf::from("checkpoints"));
-    LocalStorage::new(job.resolve(&dir))
+/// The checkpoint storage of a job (its `[checkpoints] dir`, or `checkpoints/` next to the job
+/// file): a local directory or an object-store prefix.
+pub fn job_storage(job: &JobSpec) -> Result<Arc<dyn CheckpointStorage>> {
+    crate::checkpoint::open(&job.checkpoint_location()?, &job.object_store)
 }
 
 /// Loads the newest complete checkpoint among `candidates`, falling back to older ones (with a
 /// warning) when one is damaged.
-fn load_newest(storage: &LocalStorage, only: Option<&[u64]>) -> Result<Option<LoadedCheckpoint>> {
+fn load_newest(storage: &dyn CheckpointStorage, only: Option<&[u64]>) -> Result<Option<LoadedCheckpoint>> {
     for (name, meta) in storage.complete_checkpoints()? {
         if only.is_some_and(|ids| !ids.contains(&meta.checkpoint_id)) {
             continue;
@@ -121,30 +121,32 @@ fn load_newest(storage: &LocalStorage, only: Option<&[u64]>) -> Result<Option<Lo
 /// Runs `job` to its end (bounded input), a stop request, or a failure past the restart strategy.
 pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Result<JobReport> {
     let modules = load_operators(engine, job, &opts.native)?;
-    let storage = Arc::new(job_storage(job)?);
-    let _lock = match opts.dir_lock.take() {
-        Some(lock) => lock,
-        None => storage.lock()?,
+    let (storage, _lease) = match opts.storage.take() {
+        Some(held) => held,
+        None => {
+            let storage = job_storage(job)?;
+            let lease = storage.take_over()?;
+            (storage, lease)
+        }
     };
     storage.remove_incomplete()?;
     let mut control = opts.control.take();
     let metrics = opts.metrics.get_or_insert_with(|| Arc::new(JobMetrics::new(job.job.name.as_deref().unwrap_or_default()))).clone();
     let mut restore = match opts.restore.take() {
         None => None,
-        Some(RestoreFrom::Savepoint(dir)) => Some(load_dir(&dir)?),
+        Some(RestoreFrom::Savepoint(location)) => Some(load_location(&location, &job.object_store)?),
         Some(RestoreFrom::LatestCheckpoint) => {
-            let newest = load_newest(&storage, None)?.ok_or_else(|| {
-                anyhow!("{}: no complete checkpoint to resume from; run without --from-latest-checkpoint to start fresh", storage.root().display())
-            })?;
+            let newest = load_newest(storage.as_ref(), None)?
+                .ok_or_else(|| anyhow!("{}: no complete checkpoint to resume from; run without --from-latest-checkpoint to start fresh", storage.root()))?;
             // After `stop --savepoint` the savepoint's side effects (committed files, Kafka
             // offsets) are out: resuming from an older checkpoint would repeat them.
             if let Some(savepoint) = storage.stop_savepoint_newer_than(newest.metadata.checkpoint_id)? {
                 bail!(
                     "{}: the job was stopped with savepoint {}, which is newer than the latest checkpoint ({}); restore from it: --from-savepoint {}",
-                    storage.root().display(),
-                    savepoint.display(),
+                    storage.root(),
+                    savepoint,
                     newest.metadata.checkpoint_id,
-                    savepoint.display()
+                    savepoint
                 );
             }
             Some(newest)
@@ -194,7 +196,8 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                 return Ok(report);
             }
             Err(failure) => {
-                let restarting = report.restarts < job.restart.attempts;
+                // A fenced job manager stops: another one owns the storage now.
+                let restarting = report.restarts < job.restart.attempts && failure.downcast_ref::<Fenced>().is_none();
                 status.attempt_failed(attempt, &failure, restarting);
                 if !restarting {
                     return Err(
@@ -209,7 +212,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                     report.stopped = true;
                     return Ok(report);
                 }
-                if let Some(c) = load_newest(&storage, Some(&report.completed_checkpoints))? {
+                if let Some(c) = load_newest(storage.as_ref(), Some(&report.completed_checkpoints))? {
                     restore = Some(c);
                 }
             }

@@ -117,6 +117,7 @@ mod tests {
             kind: "checkpoint".into(),
             job_name: "t".into(),
             attempt: 1,
+            generation: 0,
             operators: BTreeMap::new(),
         };
         let states = BTreeMap::from([("count".to_string(), vec![SubtaskSnapshot { states: vec![], keyed: Some(keyed) }])]);

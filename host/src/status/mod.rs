@@ -145,14 +145,14 @@ impl JobStatus {
     }
 
     /// Checkpoint `id` is complete at `location`.
-    pub fn checkpoint_completed(&self, id: u64, duration: Duration, state_bytes: u64, total_bytes: u64, location: &std::path::Path) {
+    pub fn checkpoint_completed(&self, id: u64, duration: Duration, state_bytes: u64, total_bytes: u64, location: &crate::checkpoint::Location) {
         let mut kind = None;
         let mut i = self.with_checkpoint(id, |c| {
             c.status = CheckpointStatus::Completed;
             c.duration_ms = Some(ms(duration));
             c.state_bytes = state_bytes;
             c.total_bytes = total_bytes;
-            c.location = Some(location.display().to_string());
+            c.location = Some(location.to_string());
             kind = Some(c.kind);
         });
         i.completed += 1;
@@ -169,6 +169,12 @@ impl JobStatus {
             c.failure = Some(why.into());
         })
         .failed += 1;
+    }
+
+    /// A checkpoint could not start (its id could not be reserved in the storage): it counts as
+    /// failed, without an entry of its own.
+    pub fn checkpoint_not_started(&self) {
+        self.lock().failed += 1;
     }
 
     /// Attempt `attempt` failed with `error`; `restarted`: the restart strategy restarts it.
@@ -231,7 +237,7 @@ mod tests {
             status.checkpoint_triggered(id, CheckpointKind::Checkpoint, 1, id);
             status.checkpoint_acked(id, "a", 0, Duration::from_millis(2), Duration::from_millis(1), 10);
             if id % 2 == 0 {
-                status.checkpoint_completed(id, Duration::from_millis(3), 10, 30, std::path::Path::new("/c"));
+                status.checkpoint_completed(id, Duration::from_millis(3), 10, 30, &crate::checkpoint::Location::Local("/c".into()));
             } else {
                 status.checkpoint_failed(id, Duration::from_millis(3), "declined");
             }

@@ -96,7 +96,7 @@ fn the_api_needs_the_token_for_changes_and_bounds_what_clients_can_make_it_hold(
     // A savepoint outside the job's savepoint root is refused.
     let elsewhere = dir.path().join("elsewhere");
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let e = format!("{:#}", Client::new(&control.address, Some(control.token.clone())).savepoint(Some(elsewhere)).unwrap_err());
+    let e = format!("{:#}", Client::new(&control.address, Some(control.token.clone())).savepoint(Some(elsewhere.display().to_string())).unwrap_err());
     assert!(e.contains("403") && e.contains("is outside the job's savepoint directory"), "{e}");
 
     // The OpenAPI document describes the routes.
@@ -134,7 +134,7 @@ async fn the_api_reports_the_checkpoints_and_the_guests_failure() {
     let spec = JobSpec::load(&job).unwrap();
     let status = JobStatus::new(&spec);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let policy = SavepointPolicy { root: dir.path().to_path_buf(), allow_any_target: false };
+    let policy = SavepointPolicy { root: dir.path().to_path_buf().into(), allow_any_target: false };
     let metrics = Arc::new(JobMetrics::new("pipeline"));
     let state = ApiState { token: "t".into(), policy: Arc::new(policy), jobs: tx, status: status.clone(), metrics: metrics.clone() };
     let server = wasmflow_host::api::serve("127.0.0.1:0", state).await.unwrap();

@@ -72,7 +72,7 @@ async fn a_savepoint_restores_across_a_change_of_chaining() {
 
         let job = pipeline(count, Some(20_000), after).write(dir.path());
         let spec = JobSpec::load(&job).unwrap();
-        let options = RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() };
+        let options = RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.into())), ..Default::default() };
         let report = run_job(&Engine::new().unwrap(), &spec, options).await.unwrap();
         assert!(!report.stopped);
         let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));

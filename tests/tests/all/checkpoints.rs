@@ -54,7 +54,7 @@ async fn savepoint_at_3_restores_at_2_and_at_5_with_exact_totals() {
                 .unwrap();
         assert_eq!(preview["operators"]["counter"]["subtasks"].as_array().unwrap().len(), new_p as usize);
 
-        let report = run(&spec, Some(RestoreFrom::Savepoint(moved))).await;
+        let report = run(&spec, Some(RestoreFrom::Savepoint(moved.into()))).await;
         assert!(!report.stopped);
         let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
         assert_exactly_once(&data, count, &format!("every record exactly once across the rescale to {new_p}"));
@@ -108,7 +108,6 @@ async fn damaged_latest_checkpoint_falls_back_to_the_previous_one() {
     // Stopped without a savepoint: the latest checkpoint is where a resume starts.
     wasmflow_tests::run_then_stop(&spec, Duration::from_millis(600), None).await;
     let storage = wasmflow_host::runtime::job::job_storage(&spec).unwrap();
-    use wasmflow_host::checkpoint::CheckpointStorage;
     let complete = storage.complete_checkpoints().unwrap();
     assert!(complete.len() >= 2, "retain = 2 keeps two");
     let newest = complete[0].0.clone();
@@ -146,11 +145,11 @@ async fn state_of_a_removed_operator_needs_allow_non_restored_state() {
             }
         }
     }
-    let err = run_job(&Engine::new().unwrap(), &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.clone())), ..Default::default() })
+    let err = run_job(&Engine::new().unwrap(), &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.clone().into())), ..Default::default() })
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("has state for operator 'counter', which the job file does not have; pass --allow-non-restored-state"), "{err:#}");
-    let opts = RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), allow_non_restored_state: true, ..Default::default() };
+    let opts = RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.into())), allow_non_restored_state: true, ..Default::default() };
     let report = run_job(&Engine::new().unwrap(), &spec, opts).await.unwrap();
     assert!(!report.stopped);
 }
@@ -226,7 +225,7 @@ async fn stop_under_back_pressure_is_clean() {
     let count = 3_000_000;
     let job = PipelineJob { count, channel_capacity: Some(1), ..Default::default() }.write(dir.path());
     let savepoint = run_then_stop_with_savepoint(&load(&job, None), Duration::from_millis(300), &dir.path().join("sp")).await;
-    let report = run(&load(&job, None), Some(RestoreFrom::Savepoint(savepoint))).await;
+    let report = run(&load(&job, None), Some(RestoreFrom::Savepoint(savepoint.into()))).await;
     assert!(!report.stopped);
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, count, "after a stop under back-pressure");
@@ -244,7 +243,7 @@ async fn restoring_with_another_output_directory_is_a_clear_error() {
     let mut spec = load(&job, None);
     spec.operators.iter_mut().find(|o| o.id == "out").unwrap().grants.files = Some(PathBuf::from("elsewhere"));
     let engine = Engine::new().unwrap();
-    let e = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap_err();
+    let e = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.into())), ..Default::default() }).await.unwrap_err();
     let e = format!("{e:#}");
     assert!(e.contains("out[0]: initialize-state failed") || e.contains("out[1]: initialize-state failed"), "{e}");
     assert!(

@@ -74,7 +74,7 @@ async fn the_dashboard_renders_the_running_job_in_a_browser() {
     let (status, metrics) = (JobStatus::new(&spec), Arc::new(JobMetrics::new("pipeline")));
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let stopper = tx.clone();
-    let policy = SavepointPolicy { root: dir.path().to_path_buf(), allow_any_target: false };
+    let policy = SavepointPolicy { root: dir.path().to_path_buf().into(), allow_any_target: false };
     let state = ApiState { token: "t".into(), policy: Arc::new(policy), jobs: tx, status: status.clone(), metrics: metrics.clone() };
     let server = wasmflow_host::api::serve("127.0.0.1:0", state).await.unwrap();
     let url = format!("http://{}/", server.address);

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use wasmflow_host::checkpoint::CheckpointStorage;
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
 use wasmflow_host::runtime::job::job_storage;
@@ -40,7 +39,7 @@ async fn deleting_job_json_loses_no_committed_output() {
     assert!(!committed.is_empty() && committed.len() < count as usize, "output committed in mid-run: {}", committed.len());
 
     std::fs::remove_file(dir.path().join("checkpoints/_job.json")).unwrap();
-    run_job(&Engine::new().unwrap(), &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap();
+    run_job(&Engine::new().unwrap(), &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.into())), ..Default::default() }).await.unwrap();
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, count, "after a restore without _job.json");
     assert_eq!(counts.iter().sum::<u64>(), count);
@@ -58,7 +57,7 @@ async fn after_stop_with_savepoint_the_latest_checkpoint_points_to_the_savepoint
     let engine = Engine::new().unwrap();
     let e = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::LatestCheckpoint), ..Default::default() }).await.unwrap_err();
     assert!(format!("{e:#}").ends_with(&format!("restore from it: --from-savepoint {}", savepoint.display())), "{e:#}");
-    run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap();
+    run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.into())), ..Default::default() }).await.unwrap();
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, 4000, "restored from the stop savepoint");
     assert_eq!(counts.iter().sum::<u64>(), 4000);

@@ -65,8 +65,8 @@ async fn run_until_then_savepoint(spec: &JobSpec, restore: Option<RestoreFrom>, 
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (reply, answer) = oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: Some(target.to_path_buf()), reply }).await.unwrap();
-        answer.await.unwrap().unwrap().unwrap()
+        tx.send(ControlRequest::Stop { savepoint: Some(target.to_path_buf().into()), reply }).await.unwrap();
+        answer.await.unwrap().unwrap().unwrap().as_local().unwrap().to_path_buf()
     };
     let (report, path) = tokio::join!(job, stopper);
     assert!(report.unwrap().stopped);
@@ -94,7 +94,7 @@ async fn savepoint_at_4_restored_at_3_and_6_reads_everything_once() {
         let mut spec = JobSpec::load(&job.write(dir.path())).unwrap();
         spec.operators[0].parallelism = new_p;
         let wanted = expected.len();
-        let _ = run_until_then_savepoint(&spec, Some(RestoreFrom::Savepoint(savepoint)), &out, wanted, &dir.path().join("sp2")).await;
+        let _ = run_until_then_savepoint(&spec, Some(RestoreFrom::Savepoint(savepoint.into())), &out, wanted, &dir.path().join("sp2")).await;
         let (data, _) = output(dir.path());
         assert_eq!(data, expected, "exactly once across the rescale 4 -> {new_p}");
         let committed = b.committed("g-rescale", "clicks", PARTITIONS).await;
@@ -137,7 +137,7 @@ async fn partitions_discovered_while_running_are_read_from_earliest_once() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (reply, answer) = oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: Some(dir.path().join("sp")), reply }).await.unwrap();
+        tx.send(ControlRequest::Stop { savepoint: Some(dir.path().join("sp").into()), reply }).await.unwrap();
         answer.await.unwrap().unwrap();
         more
     };
@@ -177,7 +177,6 @@ async fn kill_9_in_mid_run_then_resume_reads_everything_once() {
 
     // Nothing committed beyond the newest complete checkpoint's offsets + 1.
     let storage = wasmflow_host::runtime::job::job_storage(&JobSpec::load(&path).unwrap()).unwrap();
-    use wasmflow_host::checkpoint::CheckpointStorage;
     let (newest, _) = storage.complete_checkpoints().unwrap().remove(0);
     let view = wasmflow_host::inspect::describe(&storage.load(&newest).unwrap());
     let mut in_checkpoint = vec![-1i64; PARTITIONS as usize];
@@ -352,7 +351,7 @@ async fn the_final_commit_of_a_bounded_job_is_never_lost() {
         let mut second = KafkaJob::new(&b.bootstrap(), "final", &group);
         second.source_parallelism = 1;
         second.source_config.push("bounded = true".into());
-        run(&JobSpec::load(&second.write(dir.path())).unwrap(), Some(RestoreFrom::Savepoint(savepoint))).await;
+        run(&JobSpec::load(&second.write(dir.path())).unwrap(), Some(RestoreFrom::Savepoint(savepoint.into()))).await;
         assert_eq!(b.committed(&group, "final", 1).await, vec![10], "round {round}: the final checkpoint's commit arrived");
     }
 }

@@ -255,7 +255,7 @@ async fn keyed_state_refuses_another_max_parallelism_and_a_non_keyed_input() {
 
     let other = tempfile::tempdir().unwrap();
     let job = WindowJob { max_parallelism: Some(256), ..window }.write(other.path());
-    let restore = RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.clone())), ..Default::default() };
+    let restore = RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.clone().into())), ..Default::default() };
     let err = run_job(&Engine::new().unwrap(), &JobSpec::load(&job).unwrap(), restore).await.unwrap_err();
     let err = format!("{err:#}");
     assert!(
@@ -266,7 +266,7 @@ async fn keyed_state_refuses_another_max_parallelism_and_a_non_keyed_input() {
 
     let rebalanced = tempfile::tempdir().unwrap();
     let job = WindowJob { partitioning: "rebalance", ..window }.write(rebalanced.path());
-    let restore = RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() };
+    let restore = RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint.into())), ..Default::default() };
     let err = format!("{:#}", run_job(&Engine::new().unwrap(), &JobSpec::load(&job).unwrap(), restore).await.unwrap_err());
     assert!(err.contains("operator 'windows' has keyed state, but in this job it is not keyed"), "{err}");
 

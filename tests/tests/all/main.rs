@@ -15,6 +15,7 @@ mod kafka_source;
 mod keyed;
 mod metrics;
 mod native;
+mod object_storage;
 mod pipeline;
 mod recovery;
 mod sandbox;

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
-use wasmflow_host::checkpoint::{CheckpointStorage, load_dir};
+use wasmflow_host::checkpoint::load_dir;
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
 use wasmflow_host::runtime::job::{ControlRequest, job_storage};
@@ -89,7 +89,7 @@ async fn an_operator_added_since_the_savepoint_is_not_restored() {
     let stop = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (reply, answer) = oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: Some(dir.path().join("sp")), reply }).await.unwrap();
+        tx.send(ControlRequest::Stop { savepoint: Some(dir.path().join("sp").into()), reply }).await.unwrap();
         answer.await.unwrap().unwrap().unwrap()
     };
     let (report, savepoint) = tokio::join!(job, stop);
@@ -106,7 +106,7 @@ async fn an_operator_added_since_the_savepoint_is_not_restored() {
     let spec = JobSpec::load(&after).unwrap();
     let engine = Engine::new().unwrap();
     let report = run_job(&engine, &spec, RunOptions { restore: Some(RestoreFrom::Savepoint(savepoint)), ..Default::default() }).await.unwrap();
-    let last = load_dir(&job_storage(&spec).unwrap().location(*report.completed_checkpoints.last().unwrap())).unwrap();
+    let last = job_storage(&spec).unwrap().load(&format!("chk-{}", report.completed_checkpoints.last().unwrap())).unwrap();
     for (i, subtask) in last.states["ballast"].iter().enumerate() {
         let bytes: usize = subtask
             .states
@@ -137,7 +137,7 @@ async fn stop_with_savepoint_works_after_a_restart() {
         // Key 300 comes after ~0.15 s; the restart is 50 ms later. Stop well after it.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let (reply, answer) = oneshot::channel();
-        tx.send(ControlRequest::Stop { savepoint: Some(dir.path().join("sp")), reply }).await.expect("the job still takes requests");
+        tx.send(ControlRequest::Stop { savepoint: Some(dir.path().join("sp").into()), reply }).await.expect("the job still takes requests");
         answer.await.unwrap()
     };
     let (report, stopped) = tokio::join!(run, stop);
@@ -199,8 +199,8 @@ async fn savepoints_are_written_in_place_and_never_pruned() {
         for _ in 0..2 {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let (reply, answer) = oneshot::channel();
-            tx.send(ControlRequest::Savepoint { target: dir.path().join("sp"), reply }).await.unwrap();
-            paths.push(answer.await.unwrap().unwrap());
+            tx.send(ControlRequest::Savepoint { target: dir.path().join("sp").into(), reply }).await.unwrap();
+            paths.push(answer.await.unwrap().unwrap().as_local().unwrap().to_path_buf());
         }
         paths
     };
