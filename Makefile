@@ -41,10 +41,12 @@ guest-toolchain:
 operators: host guest-toolchain
 	@for op in $(OPERATORS); do $(WASMFLOW) build $$op || exit 1; done
 
-# The servers tests and the demo run on loopback: tansu (Kafka) and moto_server (S3).
+# The servers tests and the demo run on loopback, tansu (Kafka) and moto_server (S3), and the
+# Kubernetes schema validator the deployment test uses.
 tools:
 	@scripts/install-tansu.sh "$(TOOLS)"
 	@scripts/install-moto.sh "$(TOOLS)"
+	@scripts/install-kubernetes-validate.sh "$(TOOLS)"
 
 # Headless Chromium for the dashboard's browser test (make test only; make run does not need it).
 browser:

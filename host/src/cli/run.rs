@@ -24,8 +24,12 @@ pub struct RunArgs {
     /// The job file.
     pub job: PathBuf,
     /// Resume from the newest complete checkpoint in the job's checkpoint directory.
-    #[arg(long, conflicts_with = "from_savepoint")]
+    #[arg(long, conflicts_with_all = ["from_savepoint", "resume"])]
     pub from_latest_checkpoint: bool,
+    /// Resume where the job left off if it ran before (the savepoint it was stopped with, or
+    /// its newest checkpoint), else start fresh: for supervisors that restart the process.
+    #[arg(long, conflicts_with = "from_savepoint")]
+    pub resume: bool,
     /// Restore from a savepoint (or checkpoint): a directory or an object-store prefix
     /// (`s3://bucket/prefix/savepoint-<id>`).
     #[arg(long, value_name = "DIR|URL")]
@@ -63,7 +67,11 @@ pub fn parse_parallelism(items: &[String]) -> Result<BTreeMap<String, u32>> {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let job = args.overrides.load(&args.job)?.with_parallelism(&parse_parallelism(&args.parallelism)?).exit_code(Exit::InvalidInput)?;
-    let restore = if args.from_latest_checkpoint { Some(RestoreFrom::LatestCheckpoint) } else { args.from_savepoint.clone().map(RestoreFrom::Savepoint) };
+    let restore = match (args.from_latest_checkpoint, args.resume) {
+        (true, _) => Some(RestoreFrom::LatestCheckpoint),
+        (_, true) => Some(RestoreFrom::Resume),
+        _ => args.from_savepoint.clone().map(RestoreFrom::Savepoint),
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let engine = Engine::new()?;

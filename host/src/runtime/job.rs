@@ -29,6 +29,10 @@ pub enum RestoreFrom {
     LatestCheckpoint,
     /// A savepoint or checkpoint (a directory or an object-store prefix).
     Savepoint(Location),
+    /// Where the job left off, if anywhere: the savepoint it was stopped with if that is newer
+    /// than its newest checkpoint, else its newest checkpoint, else a fresh start. What a
+    /// supervisor that restarts the process (a Kubernetes Job, systemd) runs.
+    Resume,
 }
 
 /// Requests to a running job (from the control endpoint or a test).
@@ -150,6 +154,21 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                 );
             }
             Some(newest)
+        }
+        Some(RestoreFrom::Resume) => {
+            let newest = load_newest(storage.as_ref(), None)?;
+            let since = newest.as_ref().map_or(0, |c| c.metadata.checkpoint_id);
+            match storage.stop_savepoint_newer_than(since)? {
+                Some(savepoint) => {
+                    tracing::info!("resuming from {savepoint}, the savepoint the job was stopped with");
+                    Some(load_location(&savepoint, &job.object_store)?)
+                }
+                None if newest.is_none() => {
+                    tracing::info!("{}: no complete checkpoint yet: starting fresh", storage.root());
+                    None
+                }
+                None => newest,
+            }
         }
     };
     if let Some(c) = &restore {

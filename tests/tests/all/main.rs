@@ -9,6 +9,7 @@ mod chaining;
 mod checkpoints;
 mod cli;
 mod dashboard;
+mod deploy;
 mod durability;
 mod kafka_connector;
 mod kafka_source;

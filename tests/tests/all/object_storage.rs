@@ -29,8 +29,8 @@ async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// A job whose checkpoints are on S3 is killed (`kill -9`) in mid-run and resumed from the
-/// newest checkpoint in the object store: every record exactly once, counter totals exact, and
+/// A job whose checkpoints are on S3 is killed (`kill -9`) in mid-run and resumed (`--resume`)
+/// from the newest checkpoint in the object store: every record exactly once, counter totals exact, and
 /// retention left only complete checkpoints behind.
 #[test]
 fn kill_9_and_resume_from_the_object_store() {
@@ -38,7 +38,8 @@ fn kill_9_and_resume_from_the_object_store() {
     let dir = tempfile::tempdir().unwrap();
     let count = 6000;
     let job = pipeline_on_s3(&s3, s3.port, "jobs/pipeline", count, 2000).write(dir.path());
-    let mut child = Command::new(wasmflow_bin()).arg("run").arg(&job).stderr(Stdio::null()).spawn().unwrap();
+    // `--resume` (what the Kubernetes Job runs) starts fresh on an empty prefix.
+    let mut child = Command::new(wasmflow_bin()).args(["run", "--resume"]).arg(&job).stderr(Stdio::null()).spawn().unwrap();
     wait_until("two checkpoints complete on S3", Duration::from_secs(30), || s3.complete_checkpoints("jobs/pipeline").len() >= 2);
     std::thread::sleep(Duration::from_millis(150));
     child.kill().unwrap(); // SIGKILL
@@ -47,8 +48,9 @@ fn kill_9_and_resume_from_the_object_store() {
     assert!(partial.len() < count as usize, "crashed before the end");
     assert!(!dir.path().join("checkpoints").exists(), "nothing was written to a local checkpoint directory");
 
-    let out = Command::new(wasmflow_bin()).args(["run", "--from-latest-checkpoint"]).arg(&job).output().unwrap();
+    let out = Command::new(wasmflow_bin()).args(["run", "--resume"]).arg(&job).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("restoring from s3://flows/jobs/pipeline/chk-"));
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, count, "output after kill -9 and resume from S3");
     assert_eq!(counts.iter().sum::<u64>(), count);

@@ -249,3 +249,36 @@ async fn a_checkpoint_that_cannot_be_written_fails_the_job_after_tolerable_failu
     let counters = std::fs::read_to_string(checkpoints.join("_job.json")).unwrap();
     assert!(counters.contains("next_checkpoint_id\\\":4"), "three ids reserved, one per try: {counters}");
 }
+
+/// `--resume`, what a supervisor (a Kubernetes Job) runs, starts fresh when the job never ran,
+/// and after a stop with a savepoint continues from that savepoint — its side effects are out,
+/// so the older newest checkpoint would repeat them: every record exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_starts_fresh_then_continues_from_the_stop_savepoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 6000;
+    let job = PipelineJob { count, records_per_second: Some(3000), ..Default::default() }.write(dir.path());
+    let spec = JobSpec::load(&job).unwrap();
+    let fresh = RunOptions { restore: Some(RestoreFrom::Resume), control: None, ..Default::default() };
+    let (tx, rx) = mpsc::channel(4);
+    let engine = Engine::new().unwrap();
+    let run = run_job(&engine, &spec, RunOptions { control: Some(rx), ..fresh });
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let (reply, answer) = oneshot::channel();
+        tx.send(ControlRequest::Stop { savepoint: Some(dir.path().join("sp").into()), reply }).await.expect("the job started fresh and runs");
+        answer.await.unwrap().unwrap().expect("a savepoint")
+    };
+    let (report, savepoint) = tokio::join!(run, stop);
+    assert!(report.unwrap().stopped);
+    let (partial, _) = data_and_counts(&committed_lines(&dir.path().join("out")));
+    assert!(partial.len() < count as usize, "stopped before the end");
+
+    let out = Command::new(wasmflow_bin()).args(["run", "--resume"]).arg(&job).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("resuming from {savepoint}, the savepoint the job was stopped with")), "{stderr}");
+    let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
+    assert_exactly_once(&data, count, "output after stop with savepoint and --resume");
+    assert_eq!(counts.iter().sum::<u64>(), count);
+}
