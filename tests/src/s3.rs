@@ -77,6 +77,17 @@ impl S3Server {
         keys
     }
 
+    /// The ETag of object `key` (a multipart upload's ends in `-<parts>`), from a listing.
+    pub fn etag(&self, key: &str) -> Option<String> {
+        let body = request(
+            self.port,
+            &format!("GET /{}?list-type=2&prefix={key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n", self.bucket, self.port),
+        );
+        let entry = body.split("<Contents>").skip(1).find(|c| c.contains(&format!("<Key>{key}</Key>")))?;
+        let tag = entry.split("<ETag>").nth(1)?.split("</ETag>").next()?;
+        Some(tag.replace("&#34;", "").replace("&quot;", "").replace('"', ""))
+    }
+
     /// Writes an object (unsigned PUT).
     pub fn put(&self, key: &str, bytes: &[u8]) {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();

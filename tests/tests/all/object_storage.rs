@@ -185,3 +185,51 @@ fn a_second_job_manager_fences_the_first() {
     assert_exactly_once(&data, count, "output with two job managers on one prefix");
     assert_eq!(counts.iter().sum::<u64>(), count);
 }
+
+/// A state object above 64 MiB is uploaded in 16 MiB parts (one PUT is limited to 5 GiB, and a
+/// failed part is retried alone), appears whole, and restores byte for byte.
+#[test]
+fn a_large_state_object_is_uploaded_in_parts() {
+    use wasmflow_host::checkpoint::{CheckpointStorage, ObjectStorage};
+    use wasmflow_state::{Mode, NamedStateSnapshot, StateValue, SubtaskSnapshot, TypeInfo};
+    let s3 = S3Server::start("flows");
+    let options = [
+        ("endpoint", format!("http://127.0.0.1:{}", s3.port)),
+        ("allow-http", "true".into()),
+        ("region", "us-east-1".into()),
+        ("access-key-id", "t".into()),
+        ("secret-access-key", "t".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let Ok(wasmflow_host::checkpoint::Location::Object(url)) = s3.url("large").parse() else { unreachable!() };
+    let storage = ObjectStorage::open(&url, &options).unwrap();
+    storage.take_over().unwrap();
+    let items: Vec<Vec<u8>> = (0..80u32 * 1024).map(|i| i.to_le_bytes().repeat(256)).collect();
+    let state = NamedStateSnapshot {
+        name: "big".into(),
+        mode: Mode::SplitDistribute,
+        element_type: TypeInfo::default(),
+        value_type: None,
+        value: StateValue::List(items.clone()),
+    };
+    let id = storage.reserve_checkpoint_id().unwrap();
+    let file = storage.write_state(id, "op", 0, &SubtaskSnapshot { states: vec![state], keyed: None }, vec![]).unwrap();
+    assert!(file.size > 80 << 20, "{}", file.size);
+    let etag = s3.etag(&format!("large/chk-{id}/op/0.state")).expect("the object exists");
+    assert!(etag.ends_with(&format!("-{}", file.size.div_ceil(16 << 20))), "uploaded in 16 MiB parts: ETag {etag}");
+    let meta = wasmflow_host::checkpoint::CheckpointMetadata {
+        format_version: wasmflow_host::checkpoint::FORMAT_VERSION,
+        checkpoint_id: id,
+        timestamp: 0,
+        kind: "checkpoint".into(),
+        job_name: "large".into(),
+        attempt: 1,
+        generation: storage.generation(),
+        operators: [("op".to_string(), wasmflow_host::checkpoint::OperatorMetadata { parallelism: 1, subtasks: vec![file], finished: vec![] })].into(),
+    };
+    storage.commit(id, &meta).unwrap();
+    let loaded = storage.load(&format!("chk-{id}")).unwrap();
+    assert!(matches!(&loaded.states["op"][0].states[0].value, StateValue::List(back) if *back == items));
+}

@@ -112,6 +112,29 @@ pub async fn get_bounded(store: &dyn ObjectStore, path: &ObjPath, max: u64, name
     Ok(Some((bytes, e_tag)))
 }
 
+/// Above this size an object is uploaded in parts: one PUT is limited to 5 GiB, and a part that
+/// fails is retried alone instead of the whole object.
+pub const MULTIPART_FROM: usize = 64 << 20;
+/// Size of one part (S3 takes 5 MiB to 5 GiB), and how many are in flight at once.
+const PART_BYTES: usize = 16 << 20;
+const PARTS_IN_FLIGHT: usize = 4;
+
+/// Writes `bytes` to `path` in parts (see [`MULTIPART_FROM`]); the object appears whole or not
+/// at all, and a failed upload is aborted so that no parts are left behind.
+pub async fn put_in_parts(store: &dyn ObjectStore, path: &ObjPath, bytes: Vec<u8>) -> object_store::Result<()> {
+    let upload = store.put_multipart(path).await?;
+    let mut writer = object_store::WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let bytes = bytes::Bytes::from(bytes);
+    for start in (0..bytes.len()).step_by(PART_BYTES) {
+        if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            let _ = writer.abort().await;
+            return Err(e);
+        }
+        writer.put(bytes.slice(start..(start + PART_BYTES).min(bytes.len())));
+    }
+    writer.finish().await.map(|_| ())
+}
+
 /// The names of the "directories" directly below `base`.
 pub async fn child_dirs(store: &dyn ObjectStore, base: &ObjPath) -> Result<Vec<String>> {
     let listed = store.list_with_delimiter(Some(base)).await?;

@@ -272,7 +272,15 @@ impl ObjectStorage {
         match target {
             Target::Object { store, base, url } => {
                 let (store, path) = (store.clone(), child(base, rel));
-                block(async move { store.put_opts(&path, PutPayload::from(bytes), PutOptions::from(mode)).await.map(|_| ()) }).map_err(|e| match e {
+                let in_parts = bytes.len() > client::MULTIPART_FROM && matches!(mode, PutMode::Overwrite);
+                block(async move {
+                    if in_parts {
+                        client::put_in_parts(store.as_ref(), &path, bytes).await
+                    } else {
+                        store.put_opts(&path, PutPayload::from(bytes), PutOptions::from(mode)).await.map(|_| ())
+                    }
+                })
+                .map_err(|e| match e {
                     object_store::Error::AlreadyExists { .. } => anyhow!("{}: already exists: never written over", url.join(rel)),
                     e => anyhow!("cannot write {}: {e}", url.join(rel)),
                 })
@@ -481,6 +489,10 @@ impl CheckpointStorage for ObjectStorage {
     }
 
     fn remove_control(&self) {
+        // A fenced job manager leaves `_control` alone: it belongs to the newer one now.
+        if self.check_not_fenced().is_err() {
+            return;
+        }
         let (store, path) = (self.store.clone(), self.path(CONTROL_FILE));
         let _ = block(async move { store.delete(&path).await });
     }

@@ -203,6 +203,10 @@ fn a_newer_job_manager_fences_the_older_one() {
     );
     assert!(is_fenced(&old.reserve_checkpoint_id().unwrap_err()));
     assert!(is_fenced(&old.next_attempt(0).unwrap_err()));
+    // The old one's exit does not take the new one's `_control` with it.
+    new.publish_control(&ControlFile { address: "10.0.0.2:8081".into(), token: "new".into() }).unwrap();
+    old.remove_control();
+    assert_eq!(new.read_control().unwrap().token, "new");
 
     // The old job manager's metadata put lands after the takeover all the same.
     let late = metadata(&old, in_flight, file);
