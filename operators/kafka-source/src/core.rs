@@ -14,12 +14,20 @@ pub type Tp = (String, i32);
 /// One record read from Kafka.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaRecord {
-    pub topic: String,
+    /// Shared by the records of one fetch (one allocation per topic, not per record).
+    pub topic: std::rc::Rc<str>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: i64,
     pub key: Option<Vec<u8>>,
     pub value: Vec<u8>,
+}
+
+/// The partition a run of fetched records belongs to, with its offset and end while the run lasts.
+struct Run {
+    tp: Tp,
+    current: Option<i64>,
+    end: Option<i64>,
 }
 
 /// What the source needs from Kafka (the host's `kafka.consumer` in wasm).
@@ -247,21 +255,38 @@ impl KafkaSourceCore {
         }
         let max = self.config.max_records_per_poll.map_or(max_records, |m| m.min(max_records));
         let mut out = Vec::new();
+        // Records come in runs of one partition: its offset (and end, if bounded) is looked up
+        // once per run and written back when the run ends, not per record.
+        let mut run: Option<Run> = None;
         for r in client.fetch(max, self.config.fetch_timeout_ms)? {
-            let tp = (r.topic.clone(), r.partition);
-            let Some(&current) = self.subscribed.get(&tp) else { continue };
-            if r.offset <= current {
+            if !run.as_ref().is_some_and(|run| run.tp.1 == r.partition && *run.tp.0 == *r.topic) {
+                self.end_run(run.take());
+                let tp = (r.topic.to_string(), r.partition);
+                let (current, end) = (self.subscribed.get(&tp).copied(), self.end_offsets.as_ref().and_then(|e| e.get(&tp)).copied());
+                run = Some(Run { tp, current, end });
+            }
+            let run = run.as_mut().expect("a run is open");
+            let Some(current) = run.current.as_mut() else { continue }; // not subscribed
+            if r.offset <= *current {
                 continue; // already emitted
             }
-            if let Some(end) = self.end_offsets.as_ref().and_then(|e| e.get(&tp))
-                && r.offset >= *end
-            {
+            if run.end.is_some_and(|end| r.offset >= end) {
                 continue;
             }
-            self.subscribed.insert(tp, r.offset);
+            *current = r.offset;
             out.push(r);
         }
+        self.end_run(run);
         Ok(Polled::Records(out))
+    }
+
+    /// A run of records of one partition ended: its offset is the last record handed out.
+    fn end_run(&mut self, run: Option<Run>) {
+        if let Some(Run { tp, current: Some(offset), .. }) = run
+            && let Some(slot) = self.subscribed.get_mut(&tp)
+        {
+            *slot = offset;
+        }
     }
 
     /// `snapshotState` (docs/kafka-source.md §10): the union list entries to write, and the pending commit.

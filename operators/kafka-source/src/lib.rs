@@ -85,7 +85,7 @@ impl Source for KafkaSource {
                 }
                 if let Some(w) = self.watermarks.as_mut() {
                     for r in &records {
-                        w.on_event((r.topic.clone(), r.partition), r.timestamp, now);
+                        w.on_event((r.topic.to_string(), r.partition), r.timestamp, now);
                     }
                     // A partition without records yet holds the watermark back (as in Flink),
                     // unless it is idle.
@@ -205,6 +205,7 @@ mod host {
             }
             fn fetch(&mut self, max_records: u32, timeout_ms: u32) -> Result<Vec<KafkaRecord>, String> {
                 let b = self.0.fetch(max_records, timeout_ms)?;
+                let topics: Vec<std::rc::Rc<str>> = b.topics.iter().map(|t| t.as_str().into()).collect();
                 let mut pos = 0usize;
                 let mut out = Vec::with_capacity(b.records.len());
                 for m in &b.records {
@@ -213,7 +214,7 @@ mod host {
                     let value = b.data[pos..pos + m.value_len as usize].to_vec();
                     pos += m.value_len as usize;
                     out.push(KafkaRecord {
-                        topic: b.topics[m.topic_index as usize].clone(),
+                        topic: topics[m.topic_index as usize].clone(),
                         partition: m.partition,
                         offset: m.offset,
                         timestamp: m.timestamp,

@@ -43,6 +43,10 @@ pub struct FetchedRecord {
 
 type Item = Result<FetchedRecord, KafkaError>;
 
+/// Records the poll thread hands over at once: one channel operation (and at most one wake-up of
+/// the subtask) per chunk instead of per record.
+const CHUNK: usize = 256;
+
 /// A consumer with manual assignment (no group rebalancing: partitions are assigned by the
 /// operator with Flink's formula) and a poll thread feeding a bounded buffer.
 pub struct KafkaConsumer {
@@ -53,7 +57,9 @@ pub struct KafkaConsumer {
     meta: Arc<BaseConsumer>,
     servers: String,
     limits: KafkaLimits,
-    buffer: mpsc::Receiver<Item>,
+    buffer: mpsc::Receiver<Vec<Item>>,
+    /// What is left of the chunk a fetch stopped in (it takes at most `max_records`).
+    pending: std::vec::IntoIter<Item>,
     stop: Arc<AtomicBool>,
     /// Next offset to hand to the guest per assigned partition; records the buffer holds for
     /// positions the guest has moved past (none today: assignment only adds) are dropped.
@@ -149,7 +155,7 @@ impl KafkaConsumer {
             config.set("statistics.interval.ms", super::metrics::STATISTICS_INTERVAL_MS.to_string());
         }
         let client: Arc<BaseConsumer<MetricsContext>> = Arc::new(config.create_with_context(MetricsContext(metrics.clone()))?);
-        let (tx, rx) = mpsc::channel(limits.buffered_records.max(1));
+        let (tx, rx) = mpsc::channel(limits.buffered_records.div_ceil(CHUNK).max(1));
         let stop = Arc::new(AtomicBool::new(false));
         let (c, s, max_record) = (client.clone(), stop.clone(), limits.max_record_bytes);
         std::thread::Builder::new()
@@ -161,6 +167,7 @@ impl KafkaConsumer {
             servers: bootstrap(properties),
             limits,
             buffer: rx,
+            pending: Vec::new().into_iter(),
             stop,
             positions,
             reset_to_latest,
@@ -313,48 +320,82 @@ impl KafkaConsumer {
         let max = max_records.min(self.limits.max_records_per_fetch).max(1);
         let mut out = Vec::new();
         let mut bytes = 0usize;
-        let first = match self.buffer.try_recv() {
-            Ok(item) => Some(item),
-            Err(mpsc::error::TryRecvError::Disconnected) => None,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                // Nothing buffered: the guest waits for the broker, which is idle time.
-                let started = std::time::Instant::now();
-                let received = tokio::time::timeout(timeout, self.buffer.recv()).await;
-                if let Some(m) = &self.metrics {
-                    m.waited(started.elapsed());
+        let mut chunk = std::mem::take(&mut self.pending);
+        if chunk.len() == 0 {
+            chunk = match self.buffer.try_recv() {
+                Ok(c) => c.into_iter(),
+                Err(mpsc::error::TryRecvError::Disconnected) => return Err(KafkaError::Other("the Kafka poll thread stopped".into())),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Nothing buffered: the guest waits for the broker, which is idle time.
+                    let started = std::time::Instant::now();
+                    let received = tokio::time::timeout(timeout, self.buffer.recv()).await;
+                    if let Some(m) = &self.metrics {
+                        m.waited(started.elapsed());
+                    }
+                    match received {
+                        Ok(Some(c)) => c.into_iter(),
+                        Ok(None) => return Err(KafkaError::Other("the Kafka poll thread stopped".into())),
+                        Err(_) => return Ok(out),
+                    }
                 }
-                match received {
-                    Ok(item) => item,
-                    Err(_) => return Ok(out),
-                }
+            };
+        }
+        // Records come in runs of one partition: its position is looked up once per run (the
+        // key cloned then, not per record) and written back when the run ends. The partitions
+        // this fetch moved are kept for their lag.
+        let mut moved: Vec<(String, i32)> = Vec::new();
+        let mut positions = self.positions.lock().expect("positions lock");
+        let mut run: Option<((String, i32), Option<i64>)> = None;
+        let end_run = |positions: &mut BTreeMap<(String, i32), i64>, run: Option<((String, i32), Option<i64>)>| {
+            if let Some((key, Some(next))) = run
+                && let Some(slot) = positions.get_mut(&key)
+            {
+                *slot = next;
             }
         };
-        let Some(first) = first else { return Err(KafkaError::Other("the Kafka poll thread stopped".into())) };
-        // The partitions this fetch moved, for their lag (one entry per run of records of one
-        // partition; a key is cloned only when the partition changes).
-        let mut moved: Vec<(String, i32)> = Vec::new();
-        let mut next = Some(first);
-        while let Some(item) = next.take() {
-            let record = item?;
-            let mut positions = self.positions.lock().expect("positions lock");
-            let key = (record.topic.clone(), record.partition);
-            match positions.get(&key) {
-                Some(&expected) if record.offset >= expected => {
-                    if self.metrics.is_some() && moved.last() != Some(&key) {
-                        moved.push(key.clone());
+        loop {
+            let Some(item) = chunk.next() else {
+                match self.buffer.try_recv() {
+                    Ok(c) => {
+                        chunk = c.into_iter();
+                        continue;
                     }
-                    positions.insert(key, record.offset + 1);
+                    Err(_) => break,
+                }
+            };
+            let record = match item {
+                Ok(r) => r,
+                Err(e) => {
+                    end_run(&mut positions, run.take());
+                    return Err(e);
+                }
+            };
+            let same = run.as_ref().is_some_and(|((t, p), _)| *p == record.partition && *t == record.topic);
+            if !same {
+                end_run(&mut positions, run.take());
+                let key = (record.topic.clone(), record.partition);
+                let next = positions.get(&key).copied();
+                if next.is_some() && self.metrics.is_some() {
+                    moved.push(key.clone());
+                }
+                run = Some((key, next));
+            }
+            let next = &mut run.as_mut().expect("a run is open").1;
+            match next {
+                Some(expected) if record.offset >= *expected => {
+                    *expected = record.offset + 1;
                     bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len);
                     out.push(record);
                 }
                 _ => {} // a record of a position already passed, or of a partition no longer assigned
             }
-            drop(positions);
             if out.len() >= max || bytes >= self.limits.max_fetch_bytes {
                 break;
             }
-            next = self.buffer.try_recv().ok();
         }
+        end_run(&mut positions, run.take());
+        drop(positions);
+        self.pending = chunk;
         if let Some(m) = &self.metrics {
             m.update_lag(&moved);
         }
@@ -384,37 +425,57 @@ impl KafkaConsumer {
     }
 }
 
-/// Polls the client and pushes records into the bounded buffer; blocks while the buffer is full,
-/// which stops polling and lets librdkafka's own bounded queue apply back-pressure.
-fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Item>, stop: &AtomicBool, max_record: usize) {
+/// Polls the client and pushes records into the bounded buffer in chunks of up to [`CHUNK`]
+/// (what librdkafka has ready after the first, without waiting); blocks while the buffer is
+/// full, which stops polling and lets librdkafka's own bounded queue apply back-pressure.
+fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Vec<Item>>, stop: &AtomicBool, max_record: usize) {
+    let mut chunk = Vec::with_capacity(CHUNK);
     while !stop.load(Ordering::Relaxed) {
-        let Some(result) = client.poll(Duration::from_millis(100)) else { continue };
-        let item = match result {
-            Err(rdkafka::error::KafkaError::PartitionEOF(_)) => continue,
-            Err(e) => {
-                tracing::warn!("Kafka consumer: {e}");
-                continue;
-            }
-            Ok(m) => {
-                let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
-                if size > max_record {
-                    Err(KafkaError::RecordTooLarge { topic: m.topic().into(), partition: m.partition(), offset: m.offset(), size, max: max_record })
-                } else {
-                    let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default();
-                    Ok(FetchedRecord {
-                        topic: m.topic().to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        timestamp: timestamp_millis(&m),
-                        key: m.key().map(<[u8]>::to_vec),
-                        value: m.payload().unwrap_or_default().to_vec(),
-                        headers,
-                    })
+        // Wait for the first record of a chunk; take the rest only while they are ready.
+        let wait = if chunk.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
+        match client.poll(wait) {
+            Some(result) => {
+                if let Some(item) = fetched(result, max_record) {
+                    chunk.push(item);
+                }
+                if chunk.len() < CHUNK {
+                    continue;
                 }
             }
-        };
-        if tx.blocking_send(item).is_err() {
+            None if chunk.is_empty() => continue,
+            None => {}
+        }
+        if tx.blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).is_err() {
             return; // the consumer was dropped
+        }
+    }
+}
+
+/// One polled message as an owned record (or the error that stops the fetch); `None` for what
+/// the guest never sees (end of partition, transient client errors, logged).
+fn fetched(result: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>, max_record: usize) -> Option<Item> {
+    match result {
+        Err(rdkafka::error::KafkaError::PartitionEOF(_)) => None,
+        Err(e) => {
+            tracing::warn!("Kafka consumer: {e}");
+            None
+        }
+        Ok(m) => {
+            let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
+            Some(if size > max_record {
+                Err(KafkaError::RecordTooLarge { topic: m.topic().into(), partition: m.partition(), offset: m.offset(), size, max: max_record })
+            } else {
+                let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default();
+                Ok(FetchedRecord {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp: timestamp_millis(&m),
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().unwrap_or_default().to_vec(),
+                    headers,
+                })
+            })
         }
     }
 }

@@ -15,6 +15,9 @@ pub struct FakeKafka {
     pub committed: BTreeMap<Tp, i64>,
     pub assigned: BTreeMap<Tp, i64>,
     pub commits: Vec<Vec<(String, i32, i64)>>,
+    /// What the next fetch returns instead of reading the logs: (topic, partition, offset)
+    /// in this order, with value `<topic>-<partition>@<offset>` (redeliveries, interleavings).
+    pub next_fetch: Option<Vec<(String, i32, i64)>>,
 }
 
 impl FakeKafka {
@@ -67,6 +70,19 @@ impl KafkaClient for FakeKafka {
             .collect())
     }
     fn fetch(&mut self, max_records: u32, _timeout_ms: u32) -> Result<Vec<KafkaRecord>, String> {
+        if let Some(given) = self.next_fetch.take() {
+            return Ok(given
+                .into_iter()
+                .map(|(t, p, o)| KafkaRecord {
+                    value: format!("{t}-{p}@{o}").into_bytes(),
+                    topic: t.as_str().into(),
+                    partition: p,
+                    offset: o,
+                    timestamp: 0,
+                    key: None,
+                })
+                .collect());
+        }
         let mut out = Vec::new();
         let keys: Vec<Tp> = self.assigned.keys().cloned().collect();
         for tp in keys {
@@ -78,7 +94,7 @@ impl KafkaClient for FakeKafka {
                 if out.len() >= max_records as usize {
                     return Ok(out);
                 }
-                out.push(KafkaRecord { topic: tp.0.clone(), partition: tp.1, offset: next, timestamp: *ts, key: None, value: v.clone().into_bytes() });
+                out.push(KafkaRecord { topic: tp.0.as_str().into(), partition: tp.1, offset: next, timestamp: *ts, key: None, value: v.clone().into_bytes() });
                 self.assigned.insert(tp.clone(), next + 1);
             }
         }
