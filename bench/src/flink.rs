@@ -48,7 +48,7 @@ impl Point {
 pub const RSS_TARGET_MIB: f64 = 64.0;
 
 pub(crate) fn tools() -> PathBuf {
-    std::env::var_os("WASMFLOW_TOOLS").map(PathBuf::from).unwrap_or_else(|| wasmflow_tests::workspace_root().join(".tools"))
+    wasmflow_tests::tools_dir()
 }
 
 /// Runs `cmd` to its end; its wall time, CPU time and peak RSS.

@@ -114,7 +114,7 @@ fn environment() -> String {
         Command::new(cmd).args(args).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "?".into())
     };
     let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
-    let tools = std::env::var_os("WASMFLOW_TOOLS").map(std::path::PathBuf::from).unwrap_or_else(|| wasmflow_tests::workspace_root().join(".tools"));
+    let tools = wasmflow_tests::tools_dir();
     let tansu = tools.join("bin/tansu");
     let tansu = if tansu.exists() { output(&tansu.display().to_string(), &["--version"]) } else { "not installed".into() };
     let guests = match wasmflow_host::build::toolchain::Toolchain::detect() {

@@ -91,16 +91,7 @@ pub fn measure() -> Result<Vec<Row>> {
     let installed = std::process::Command::new(wasmflow_tests::workspace_root().join("scripts/install-moto.sh")).status().context("installing moto_server")?;
     anyhow::ensure!(installed.success(), "scripts/install-moto.sh failed");
     let server = S3Server::start("bench");
-    let options = [
-        ("endpoint", format!("http://127.0.0.1:{}", server.port)),
-        ("allow-http", "true".into()),
-        ("region", "us-east-1".into()),
-        ("access-key-id", "b".into()),
-        ("secret-access-key", "b".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let options = S3Server::options(server.port);
     let url = ObjectUrl { scheme: "s3".into(), bucket: "bench".into(), prefix: "checkpoints".into() };
     let s3 = ObjectStorage::open(&url, &options)?;
     s3.take_over()?;

@@ -17,12 +17,7 @@ pub struct TestBroker {
 
 /// The tansu binary: `$TANSU`, else the project's tools folder.
 pub fn tansu_bin() -> PathBuf {
-    let path = std::env::var_os("TANSU").map(PathBuf::from).unwrap_or_else(|| {
-        let tools = std::env::var_os("WASMFLOW_TOOLS").map(PathBuf::from).unwrap_or_else(|| crate::workspace_root().join(".tools"));
-        tools.join("bin/tansu")
-    });
-    assert!(path.exists(), "{} is missing: run `make tools` (make test does)", path.display());
-    path
+    crate::tool_bin("tansu", "TANSU")
 }
 
 fn free_port() -> u16 {

@@ -41,6 +41,19 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
 }
 
+/// A tool `make tools` installs: `$<env>` if set, else `<tools folder>/bin/<name>` (the tools
+/// folder is `$WASMFLOW_TOOLS`, else `.tools/` in the workspace).
+pub fn tool_bin(name: &str, env: &str) -> PathBuf {
+    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| tools_dir().join("bin").join(name));
+    assert!(path.exists(), "{} is missing: run `make tools` (make test does)", path.display());
+    path
+}
+
+/// The tools folder (`$WASMFLOW_TOOLS`, else `.tools/` in the workspace).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("WASMFLOW_TOOLS").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".tools"))
+}
+
 /// Where cargo builds (`CARGO_TARGET_DIR`, else `target/` in the workspace).
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"))

@@ -20,12 +20,7 @@ pub struct S3Server {
 
 /// The moto_server binary: `$MOTO_SERVER`, else the project's tools folder.
 pub fn moto_bin() -> PathBuf {
-    let path = std::env::var_os("MOTO_SERVER").map(PathBuf::from).unwrap_or_else(|| {
-        let tools = std::env::var_os("WASMFLOW_TOOLS").map(PathBuf::from).unwrap_or_else(|| crate::workspace_root().join(".tools"));
-        tools.join("bin/moto_server")
-    });
-    assert!(path.exists(), "{} is missing: run `make tools` (make test does)", path.display());
-    path
+    crate::tool_bin("moto_server", "MOTO_SERVER")
 }
 
 fn free_port() -> u16 {
@@ -59,11 +54,18 @@ impl S3Server {
         format!("s3://{}/{prefix}", self.bucket)
     }
 
-    /// The job file's `[object-store]` table for a server at `port` (this one, or a proxy).
+    /// The object-store client's options for a server at `port` (this one, or a proxy).
+    pub fn options(port: u16) -> std::collections::BTreeMap<String, String> {
+        let endpoint = format!("http://127.0.0.1:{port}");
+        [("endpoint", endpoint.as_str()), ("allow-http", "true"), ("region", "us-east-1"), ("access-key-id", "test"), ("secret-access-key", "test")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// The same as the job file's `[object-store]` table.
     pub fn options_toml(port: u16) -> String {
-        format!(
-            "[object-store]\nendpoint = \"http://127.0.0.1:{port}\"\nallow-http = \"true\"\nregion = \"us-east-1\"\naccess-key-id = \"test\"\nsecret-access-key = \"test\"\n"
-        )
+        S3Server::options(port).iter().fold(String::from("[object-store]\n"), |t, (k, v)| format!("{t}{k} = \"{v}\"\n"))
     }
 
     /// The keys below `prefix`, sorted.

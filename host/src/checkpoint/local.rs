@@ -430,23 +430,10 @@ impl Fetch for DirFetch<'_> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use wasmflow_state::{KeyedStateBackend, Mode, NamedStateSnapshot, StateValue, TypeInfo};
+    use wasmflow_state::{KeyedStateBackend, TypeInfo};
 
     use super::*;
-    use crate::checkpoint::{FORMAT_VERSION, OperatorMetadata};
-
-    fn snapshot(count: u64) -> SubtaskSnapshot {
-        SubtaskSnapshot {
-            states: vec![NamedStateSnapshot {
-                name: "count".into(),
-                mode: Mode::SplitDistribute,
-                element_type: TypeInfo::default(),
-                value_type: None,
-                value: StateValue::List(vec![count.to_le_bytes().to_vec()]),
-            }],
-            keyed: None,
-        }
-    }
+    use crate::checkpoint::{FORMAT_VERSION, OperatorMetadata, count_snapshot as snapshot};
 
     fn checkpoint(storage: &LocalStorage, id: u64, count: u64) -> String {
         commit_one(storage, id, "counter", &snapshot(count), vec![]);

@@ -36,3 +36,17 @@ pub use metadata::{CheckpointMetadata, FORMAT_VERSION, METADATA_FILE, OperatorMe
 pub use object::{ObjectStorage, StoreOptions};
 pub use state_file::{decode_state_file, encode_state_file};
 pub use storage::{CheckpointStorage, Fenced, JobCounters, LoadedCheckpoint, StorageLease, Takeover, load_location, open};
+
+/// What the storage tests write: one subtask's snapshot holding a count in split list state.
+#[cfg(test)]
+pub(crate) fn count_snapshot(count: u64) -> wasmflow_state::SubtaskSnapshot {
+    use wasmflow_state::{Mode, NamedStateSnapshot, StateValue, TypeInfo};
+    let state = NamedStateSnapshot {
+        name: "count".into(),
+        mode: Mode::SplitDistribute,
+        element_type: TypeInfo::default(),
+        value_type: None,
+        value: StateValue::List(vec![count.to_le_bytes().to_vec()]),
+    };
+    wasmflow_state::SubtaskSnapshot { states: vec![state], keyed: None }
+}

@@ -14,10 +14,6 @@ use wasmflow_host::cli::{Cli, Command as Sub};
 use wasmflow_host::job::JobSpec;
 use wasmflow_tests::workspace_root;
 
-fn tools() -> PathBuf {
-    std::env::var_os("WASMFLOW_TOOLS").map(PathBuf::from).unwrap_or_else(|| workspace_root().join(".tools"))
-}
-
 fn manifests() -> Vec<PathBuf> {
     let dir = workspace_root().join("deploy/kubernetes");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "yaml")).collect();
@@ -27,7 +23,7 @@ fn manifests() -> Vec<PathBuf> {
 
 /// Every document of every manifest, as JSON (PyYAML of the validator's own environment).
 fn documents() -> Vec<Value> {
-    let python = tools().join("k8s/bin/python");
+    let python = wasmflow_tests::tools_dir().join("k8s/bin/python");
     assert!(python.exists(), "{} is missing: run `make tools` (make test does)", python.display());
     let out = Command::new(python)
         .args(["-c", "import json, sys, yaml; print(json.dumps([d for f in sys.argv[1:] for d in yaml.safe_load_all(open(f)) if d]))"])
@@ -44,7 +40,7 @@ fn by_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
 
 #[test]
 fn the_manifests_validate_against_the_kubernetes_schemas() {
-    let validator = tools().join("bin/kubernetes-validate");
+    let validator = wasmflow_tests::tools_dir().join("bin/kubernetes-validate");
     assert!(validator.exists(), "{} is missing: run `make tools` (make test does)", validator.display());
     let files = manifests();
     assert_eq!(files.len(), 4, "configmap, job, pvc, service: {files:?}");

@@ -193,16 +193,7 @@ fn a_large_state_object_is_uploaded_in_parts() {
     use wasmflow_host::checkpoint::{CheckpointStorage, ObjectStorage};
     use wasmflow_state::{Mode, NamedStateSnapshot, StateValue, SubtaskSnapshot, TypeInfo};
     let s3 = S3Server::start("flows");
-    let options = [
-        ("endpoint", format!("http://127.0.0.1:{}", s3.port)),
-        ("allow-http", "true".into()),
-        ("region", "us-east-1".into()),
-        ("access-key-id", "t".into()),
-        ("secret-access-key", "t".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let options = S3Server::options(s3.port);
     let Ok(wasmflow_host::checkpoint::Location::Object(url)) = s3.url("large").parse() else { unreachable!() };
     let storage = ObjectStorage::open(&url, &options).unwrap();
     storage.take_over().unwrap();

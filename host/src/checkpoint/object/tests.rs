@@ -5,26 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use object_store::memory::InMemory;
-use wasmflow_state::{Mode, NamedStateSnapshot, StateValue, TypeInfo};
+use wasmflow_state::StateValue;
 
 use super::*;
-use crate::checkpoint::{FORMAT_VERSION, OperatorMetadata};
+use crate::checkpoint::{FORMAT_VERSION, OperatorMetadata, count_snapshot as snapshot};
 
 fn url(prefix: &str) -> ObjectUrl {
     ObjectUrl { scheme: "s3".into(), bucket: "flows".into(), prefix: prefix.into() }
-}
-
-fn snapshot(count: u64) -> SubtaskSnapshot {
-    SubtaskSnapshot {
-        states: vec![NamedStateSnapshot {
-            name: "count".into(),
-            mode: Mode::SplitDistribute,
-            element_type: TypeInfo::default(),
-            value_type: None,
-            value: StateValue::List(vec![count.to_le_bytes().to_vec()]),
-        }],
-        keyed: None,
-    }
 }
 
 fn metadata(storage: &ObjectStorage, id: u64, file: StateFileRef) -> CheckpointMetadata {
