@@ -170,7 +170,8 @@ fn a_second_job_manager_fences_the_first() {
     let s3 = S3Server::start("flows");
     let dir = tempfile::tempdir().unwrap();
     let count = 8000;
-    let job = pipeline_on_s3(&s3, s3.port, "fenced", count, 2000).write(dir.path());
+    // Restarts allowed: a fenced job manager must still not restart.
+    let job = PipelineJob { restart_attempts: 3, ..pipeline_on_s3(&s3, s3.port, "fenced", count, 2000) }.write(dir.path());
     let first = Command::new(wasmflow_bin()).arg("run").arg(&job).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     wait_until("two checkpoints complete on S3", Duration::from_secs(30), || s3.complete_checkpoints("fenced").len() >= 2);
     let started = Instant::now();
@@ -178,7 +179,8 @@ fn a_second_job_manager_fences_the_first() {
     assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
     let first = first.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&first.stderr);
-    assert!(!first.status.success(), "the fenced job manager fails");
+    assert_eq!(first.status.code(), Some(3), "the fenced job manager fails (exit code 3, no restart): {stderr}");
+    assert!(!stderr.contains("restart 1/"), "a fenced job manager does not restart: {stderr}");
     assert!(stderr.contains("fenced: a newer job manager (generation 2, this one is 1) took this checkpoint storage over"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(60));
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
