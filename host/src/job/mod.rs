@@ -620,9 +620,14 @@ impl JobSpec {
                 problems.push(format!("{file}: checkpoints.retain must be at least 1"));
             }
         }
-        for location in [self.checkpoint_location(), self.savepoint_location()] {
-            if let Err(e) = location {
-                problems.push(format!("{e:#}"));
+        match (self.checkpoint_location(), self.savepoint_location()) {
+            (Ok(Location::Local(_)), Ok(Location::Object(url))) => problems.push(format!(
+                "{file}: savepoints.dir is on object storage ({url}) but checkpoints.dir is a local directory: a job writes savepoints where it can write checkpoints; put checkpoints.dir on object storage too, or savepoints.dir in a directory"
+            )),
+            (checkpoints, savepoints) => {
+                for e in [checkpoints.err(), savepoints.err()].into_iter().flatten() {
+                    problems.push(format!("{e:#}"));
+                }
             }
         }
         problems

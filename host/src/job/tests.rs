@@ -234,3 +234,16 @@ fn every_problem_is_reported_at_once() {
     assert!(lines[1].contains("edges[0] names operator 'nope', which is not in [[operators]]"), "{e}");
     assert!(lines[2].contains("checkpoints.interval-ms must be > 0"), "{e}");
 }
+
+/// Storage locations: a bad URL names the key; savepoints on object storage need checkpoints
+/// there too (a job writes savepoints through its checkpoint storage).
+#[test]
+fn storage_locations_are_checked() {
+    let e = err(&GOOD.replace("interval-ms = 500", "interval-ms = 500\ndir = \"gs://b/x\""));
+    assert!(e.contains("jobs/x.toml: checkpoints.dir: gs://b/x: unknown storage scheme 'gs://'"), "{e}");
+    let e = err(&GOOD.replace("[checkpoints]", "[savepoints]\ndir = \"s3://b/sp\"\n\n[checkpoints]"));
+    assert!(e.contains("savepoints.dir is on object storage (s3://b/sp) but checkpoints.dir is a local directory"), "{e}");
+    let both = GOOD.replace("[checkpoints]", "[savepoints]\ndir = \"s3://b/sp\"\n\n[checkpoints]\ndir = \"s3://b/chk\"");
+    let job = JobSpec::parse(&both, Path::new("jobs/x.toml")).unwrap();
+    assert_eq!(job.checkpoint_location().unwrap().to_string(), "s3://b/chk");
+}
