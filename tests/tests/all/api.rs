@@ -98,6 +98,12 @@ fn the_api_needs_the_token_for_changes_and_bounds_what_clients_can_make_it_hold(
     std::fs::create_dir_all(&elsewhere).unwrap();
     let e = format!("{:#}", Client::new(&control.address, Some(control.token.clone())).savepoint(Some(elsewhere.display().to_string())).unwrap_err());
     assert!(e.contains("403") && e.contains("is outside the job's savepoint directory"), "{e}");
+    // A target that is no path or storage URL is the caller's mistake (400), named.
+    let e = format!("{:#}", Client::new(&control.address, Some(control.token.clone())).savepoint(Some("gs://bucket/sp".into())).unwrap_err());
+    assert!(e.contains("400") && e.contains("gs://bucket/sp: unknown storage scheme 'gs://'"), "{e}");
+    // An object-store prefix is held to the local savepoint root like any directory (403).
+    let e = format!("{:#}", Client::new(&control.address, Some(control.token.clone())).savepoint(Some("s3://bucket/sp".into())).unwrap_err());
+    assert!(e.contains("403") && e.contains("savepoint target s3://bucket/sp is outside the job's savepoint directory"), "{e}");
 
     // The OpenAPI document describes the routes.
     let doc: serde_json::Value =
