@@ -48,8 +48,10 @@ pub struct StopArgs {
     #[command(flatten)]
     pub target: Target,
     /// Take a final savepoint (into DIR, a directory or `s3://bucket/prefix`, if given) before stopping.
+    // A `String`, not a `PathBuf`: clap's path parser refuses the empty value `--savepoint`
+    // alone stands for, so the bare flag used to be a usage error.
     #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "")]
-    pub savepoint: Option<PathBuf>,
+    pub savepoint: Option<String>,
     /// Print the reply as JSON.
     #[arg(long)]
     pub json: bool,
@@ -115,7 +117,7 @@ pub fn savepoint(args: SavepointArgs) -> Result<()> {
 pub fn stop(args: StopArgs) -> Result<()> {
     let (client, job) = connect(&args.target, true)?;
     let request = match args.savepoint {
-        Some(dir) => StopRequest { savepoint: true, target: savepoint_dir(job.as_ref(), Some(dir))? },
+        Some(dir) => StopRequest { savepoint: true, target: savepoint_dir(job.as_ref(), Some(PathBuf::from(dir)))? },
         None => StopRequest::default(),
     };
     let reply = reach(client.stop(&request))?;

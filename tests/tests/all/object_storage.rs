@@ -226,3 +226,38 @@ fn a_large_state_object_is_uploaded_in_parts() {
     let loaded = storage.load(&format!("chk-{id}")).unwrap();
     assert!(matches!(&loaded.states["op"][0].states[0].value, StateValue::List(back) if *back == items));
 }
+
+/// Operating a job on object storage from the command line: `status` and `stop --savepoint`
+/// find the job through `_control` on S3, the savepoint goes to the job's `s3://` savepoint
+/// directory, and `--resume` then continues from it to exact output.
+#[test]
+fn status_and_stop_with_savepoint_reach_a_job_through_the_object_store() {
+    let s3 = S3Server::start("flows");
+    let dir = tempfile::tempdir().unwrap();
+    let count = 6000;
+    let mut pipeline = pipeline_on_s3(&s3, s3.port, "cli/chk", count, 2000);
+    pipeline.extra_tables = format!("{}\n[savepoints]\ndir = \"{}\"\n", pipeline.extra_tables, s3.url("cli/savepoints"));
+    let job = pipeline.write(dir.path());
+    let mut child = Command::new(wasmflow_bin()).arg("run").arg(&job).stderr(Stdio::null()).spawn().unwrap();
+    wait_until("the job's _control on S3", Duration::from_secs(30), || s3.keys("cli/chk/").contains(&"cli/chk/_control".to_string()));
+    let wasmflow = |args: &[&str]| {
+        let out = Command::new(wasmflow_bin()).args(args).arg("--job").arg(&job).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status: serde_json::Value = serde_json::from_str(&wasmflow(&["status", "--json"])).unwrap();
+    assert_eq!(status["job"]["name"], "pipeline");
+    let stopped: serde_json::Value = serde_json::from_str(&wasmflow(&["stop", "--savepoint", "--json"])).unwrap();
+    let savepoint = stopped["savepoint"].as_str().expect("a savepoint").to_string();
+    assert!(savepoint.starts_with("s3://flows/cli/savepoints/savepoint-"), "{savepoint}");
+    assert!(child.wait().unwrap().success());
+    assert!(!s3.keys("cli/chk/").contains(&"cli/chk/_control".to_string()), "a stopped job removes its _control");
+
+    let out = Command::new(wasmflow_bin()).args(["run", "--resume"]).arg(&job).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("resuming from {savepoint}, the savepoint the job was stopped with")), "{stderr}");
+    let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
+    assert_exactly_once(&data, count, "stop with a savepoint on S3, then --resume");
+    assert_eq!(counts.iter().sum::<u64>(), count);
+}
