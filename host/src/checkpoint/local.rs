@@ -433,7 +433,7 @@ mod tests {
     use wasmflow_state::{KeyedStateBackend, TypeInfo};
 
     use super::*;
-    use crate::checkpoint::{FORMAT_VERSION, OperatorMetadata, count_snapshot as snapshot};
+    use crate::checkpoint::{count_snapshot as snapshot, one_operator_metadata};
 
     fn checkpoint(storage: &LocalStorage, id: u64, count: u64) -> String {
         commit_one(storage, id, "counter", &snapshot(count), vec![]);
@@ -443,17 +443,7 @@ mod tests {
     /// Writes one subtask's state file (referencing `shared`) and commits checkpoint `id` with it.
     fn commit_one(storage: &LocalStorage, id: u64, operator: &str, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> StateFileRef {
         let file = storage.write_state(id, operator, 0, snapshot, shared).unwrap();
-        let operators = BTreeMap::from([(operator.to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file.clone()], finished: vec![] })]);
-        let meta = CheckpointMetadata {
-            format_version: FORMAT_VERSION,
-            checkpoint_id: id,
-            timestamp: 0,
-            kind: "checkpoint".into(),
-            job_name: "j".into(),
-            attempt: 1,
-            generation: 0,
-            operators,
-        };
+        let meta = one_operator_metadata(id, operator, file.clone(), 0);
         storage.commit(id, &meta).unwrap();
         file
     }

@@ -50,3 +50,18 @@ pub(crate) fn count_snapshot(count: u64) -> wasmflow_state::SubtaskSnapshot {
     };
     wasmflow_state::SubtaskSnapshot { states: vec![state], keyed: None }
 }
+
+/// The metadata of a test checkpoint: one operator of parallelism 1 with state file `file`.
+#[cfg(test)]
+pub(crate) fn one_operator_metadata(id: u64, operator: &str, file: StateFileRef, generation: u64) -> CheckpointMetadata {
+    CheckpointMetadata {
+        format_version: FORMAT_VERSION,
+        checkpoint_id: id,
+        timestamp: 0,
+        kind: "checkpoint".into(),
+        job_name: "j".into(),
+        attempt: 1,
+        generation,
+        operators: [(operator.to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file], finished: vec![] })].into(),
+    }
+}

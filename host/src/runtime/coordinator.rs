@@ -185,7 +185,12 @@ impl Attempt<'_> {
         if p.savepoint.is_none() {
             let storage = self.storage.clone();
             let retain = self.job.checkpoints.as_ref().map(|c| c.retain).unwrap_or(1);
-            tokio::task::spawn_blocking(move || storage.prune(retain)).await??;
+            // Retention is cleanup: the checkpoint is complete and notified. A storage that cannot
+            // delete now (an object store gone for a moment) is pruned after the next checkpoint;
+            // it must not fail the job.
+            if let Err(e) = tokio::task::spawn_blocking(move || storage.prune(retain)).await? {
+                tracing::warn!("cannot delete old checkpoints now (retried after the next one): {e:#}");
+            }
         }
         Ok(match p.savepoint {
             Some(req) => Completed::Savepoint(req, Ok(location)),

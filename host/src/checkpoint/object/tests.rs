@@ -1,30 +1,20 @@
 //! Object storage on an in-memory store (the same conditional puts as S3): commit, retention,
 //! verification, savepoints and fencing. End to end on a real S3 server: tests/all/object_storage.rs.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use object_store::memory::InMemory;
 use wasmflow_state::StateValue;
 
 use super::*;
-use crate::checkpoint::{FORMAT_VERSION, OperatorMetadata, count_snapshot as snapshot};
+use crate::checkpoint::{count_snapshot as snapshot, one_operator_metadata};
 
 fn url(prefix: &str) -> ObjectUrl {
     ObjectUrl { scheme: "s3".into(), bucket: "flows".into(), prefix: prefix.into() }
 }
 
 fn metadata(storage: &ObjectStorage, id: u64, file: StateFileRef) -> CheckpointMetadata {
-    CheckpointMetadata {
-        format_version: FORMAT_VERSION,
-        checkpoint_id: id,
-        timestamp: 0,
-        kind: "checkpoint".into(),
-        job_name: "j".into(),
-        attempt: 1,
-        generation: storage.generation(),
-        operators: BTreeMap::from([("counter".to_string(), OperatorMetadata { parallelism: 1, subtasks: vec![file], finished: vec![] })]),
-    }
+    one_operator_metadata(id, "counter", file, storage.generation())
 }
 
 /// Reserves an id, writes one state file and commits it; returns the id.
