@@ -220,9 +220,7 @@ impl CheckpointStorage for LocalStorage {
                 self.root.display()
             );
         };
-        fs::create_dir_all(target).with_context(|| format!("cannot create savepoint directory {}", target.display()))?;
-        let dir = target.join(format!("savepoint-{id}"));
-        fs::create_dir(&dir).with_context(|| format!("cannot create savepoint {} (a savepoint is never written over an existing directory)", dir.display()))?;
+        let dir = create_savepoint_dir(target, id)?;
         self.in_flight.lock().expect("in-flight lock").savepoints.insert(id, dir.clone());
         Ok(Location::Local(dir))
     }
@@ -261,11 +259,7 @@ impl CheckpointStorage for LocalStorage {
             in_flight.aborted.insert(id);
             in_flight.savepoints.remove(&id).unwrap_or_else(|| self.root.join(format!("chk-{id}")))
         };
-        if let Err(e) = fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!("cannot delete aborted checkpoint {}: {e}", dir.display());
-        }
+        remove_aborted(&dir);
     }
 
     fn load(&self, name: &str) -> Result<LoadedCheckpoint> {
@@ -373,6 +367,23 @@ fn not_a_checkpoint(dir: &Path) -> anyhow::Error {
         anyhow!("{}: no {METADATA_FILE}: the checkpoint is incomplete (it was interrupted); use an earlier one", dir.display())
     } else {
         anyhow!("{}: not a savepoint or checkpoint directory (it has no {METADATA_FILE}); pass a `savepoint-<id>` or `chk-<id>` directory", dir.display())
+    }
+}
+
+/// Creates `<target>/savepoint-<id>` (and `target` if missing); an existing one is an error.
+pub(super) fn create_savepoint_dir(target: &Path, id: u64) -> Result<PathBuf> {
+    fs::create_dir_all(target).with_context(|| format!("cannot create savepoint directory {}", target.display()))?;
+    let dir = target.join(format!("savepoint-{id}"));
+    fs::create_dir(&dir).with_context(|| format!("cannot create savepoint {} (a savepoint is never written over an existing directory)", dir.display()))?;
+    Ok(dir)
+}
+
+/// Deletes what an aborted checkpoint or savepoint wrote to `dir` (best effort: logged).
+pub(super) fn remove_aborted(dir: &Path) {
+    if let Err(e) = fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("cannot delete aborted checkpoint {}: {e}", dir.display());
     }
 }
 

@@ -60,11 +60,6 @@ impl ObjectUrl {
             && self.bucket == other.bucket
             && (self.prefix.is_empty() || other.prefix == self.prefix || other.prefix.starts_with(&format!("{}/", self.prefix)))
     }
-
-    /// The last segment of the prefix (`savepoint-7` of `s3://b/sp/savepoint-7`).
-    pub fn name(&self) -> &str {
-        self.prefix.rsplit('/').next().unwrap_or_default()
-    }
 }
 
 impl Location {
@@ -92,14 +87,6 @@ impl Location {
         match self {
             Location::Local(p) => Some(p),
             Location::Object(_) => None,
-        }
-    }
-
-    /// The last segment (directory or prefix name).
-    pub fn name(&self) -> String {
-        match self {
-            Location::Local(p) => p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            Location::Object(u) => u.name().to_string(),
         }
     }
 }

@@ -244,6 +244,26 @@ impl ObjectStorage {
         Ok(out)
     }
 
+    /// The checkpoints among `names` with a valid `_metadata`, except those fenced out.
+    fn complete_among(&self, names: &[String]) -> Result<Vec<(String, CheckpointMetadata)>> {
+        let counters = self.counters()?;
+        Ok(self
+            .read_complete(names)?
+            .into_iter()
+            .filter(|(name, meta)| {
+                let out = counters.fenced_out(meta);
+                if out {
+                    tracing::warn!(
+                        "ignoring checkpoint {}: committed by job manager generation {} after a newer one took over",
+                        self.describe(name),
+                        meta.generation
+                    );
+                }
+                !out
+            })
+            .collect())
+    }
+
     fn delete_prefix(&self, rel: &str) -> Result<()> {
         let (store, base) = (self.store.clone(), self.path(rel));
         block(delete_below(store, base)).with_context(|| format!("cannot delete {}", self.url.join(rel)))
@@ -328,10 +348,7 @@ impl CheckpointStorage for ObjectStorage {
         let name = format!("savepoint-{id}");
         let (location, t) = match target {
             Location::Local(dir) => {
-                std::fs::create_dir_all(dir).with_context(|| format!("cannot create savepoint directory {}", dir.display()))?;
-                let dir = dir.join(&name);
-                std::fs::create_dir(&dir)
-                    .with_context(|| format!("cannot create savepoint {} (a savepoint is never written over an existing directory)", dir.display()))?;
+                let dir = super::local::create_savepoint_dir(dir, id)?;
                 (Location::Local(dir.clone()), Target::Local(dir))
             }
             Location::Object(url) => {
@@ -403,13 +420,7 @@ impl CheckpointStorage for ObjectStorage {
                     tracing::warn!("cannot delete aborted checkpoint {url}: {e}");
                 }
             }),
-            Target::Local(dir) => {
-                if let Err(e) = std::fs::remove_dir_all(&dir)
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    tracing::warn!("cannot delete aborted savepoint {}: {e}", dir.display());
-                }
-            }
+            Target::Local(dir) => super::local::remove_aborted(&dir),
         }
     }
 
@@ -419,30 +430,16 @@ impl CheckpointStorage for ObjectStorage {
     }
 
     fn complete_checkpoints(&self) -> Result<Vec<(String, CheckpointMetadata)>> {
-        let counters = self.counters()?;
-        let names = self.checkpoint_names()?;
-        Ok(self
-            .read_complete(&names)?
-            .into_iter()
-            .filter(|(name, meta)| {
-                let out = counters.fenced_out(meta);
-                if out {
-                    tracing::warn!(
-                        "ignoring checkpoint {}: committed by job manager generation {} after a newer one took over",
-                        self.describe(name),
-                        meta.generation
-                    );
-                }
-                !out
-            })
-            .collect())
+        self.complete_among(&self.checkpoint_names()?)
     }
 
     fn prune(&self, retain: usize) -> Result<()> {
-        let complete = self.complete_checkpoints()?;
+        // One listing serves both: which checkpoints are complete, and which prefixes exist.
+        let names = self.checkpoint_names()?;
+        let complete = self.complete_among(&names)?;
         let keep: Vec<&String> = complete.iter().take(retain).map(|(n, _)| n).collect();
         let newest = complete.first().map_or(0, |(_, m)| m.checkpoint_id);
-        for name in self.checkpoint_names()? {
+        for name in names {
             let n = checkpoint_number(&name).unwrap_or(0);
             let is_complete = complete.iter().any(|(c, _)| *c == name);
             let drop = if is_complete { !keep.contains(&&name) } else { n < newest };
