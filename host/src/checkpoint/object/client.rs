@@ -135,6 +135,12 @@ pub async fn put_in_parts(store: &dyn ObjectStore, path: &ObjPath, bytes: Vec<u8
     writer.finish().await.map(|_| ())
 }
 
+/// [`get_bounded`] of the object `url` names, from synchronous code (see [`block`]).
+pub fn read(store: &Arc<dyn ObjectStore>, url: &ObjectUrl, max: u64, what: &str) -> Result<Option<(bytes::Bytes, Option<String>)>> {
+    let (store, path, name, what) = (store.clone(), prefix(url), url.to_string(), what.to_string());
+    block(async move { get_bounded(store.as_ref(), &path, max, &name, &what).await })
+}
+
 /// The names of the "directories" directly below `base`.
 pub async fn child_dirs(store: &dyn ObjectStore, base: &ObjPath) -> Result<Vec<String>> {
     let listed = store.list_with_delimiter(Some(base)).await?;

@@ -33,7 +33,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use wasmflow_state::{KeyedSnapshot, SubtaskSnapshot};
 
 pub use client::StoreOptions;
-use client::{block, child, child_dirs, delete_below, get_bounded, prefix};
+use client::{block, child, child_dirs, delete_below, prefix};
 
 use super::control_file::{CONTROL_FILE, ControlFile};
 use super::load::{Fetch, MAX_METADATA_BYTES, load};
@@ -126,9 +126,7 @@ impl ObjectStorage {
 
     /// `_job.json` and its version, as the store has it now.
     fn read_job_file(&self) -> Result<(Option<JobCounters>, Option<UpdateVersion>)> {
-        let (store, path, name) = (self.store.clone(), self.path(JOB_FILE), self.url.join(JOB_FILE).to_string());
-        let got = block(async move { get_bounded(store.as_ref(), &path, MAX_SMALL_OBJECT, &name, "job counters").await })?;
-        let Some((bytes, e_tag)) = got else { return Ok((None, None)) };
+        let Some((bytes, e_tag)) = client::read(&self.store, &self.url.join(JOB_FILE), MAX_SMALL_OBJECT, "job counters")? else { return Ok((None, None)) };
         let version = Some(UpdateVersion { e_tag, version: None });
         match decode_counters(&bytes) {
             Ok(c) => Ok((Some(c), version)),
@@ -230,10 +228,9 @@ impl ObjectStorage {
     fn read_complete(&self, names: &[String]) -> Result<Vec<(String, CheckpointMetadata)>> {
         let mut out = Vec::new();
         for name in names {
-            let (store, path, what) = (self.store.clone(), self.path(&format!("{name}/{METADATA_FILE}")), self.describe(&format!("{name}/{METADATA_FILE}")));
-            let what2 = what.clone();
-            match block(async move { get_bounded(store.as_ref(), &path, MAX_METADATA_BYTES, &what2, "checkpoint metadata").await }) {
-                Ok(Some((bytes, _))) => match CheckpointMetadata::decode(&bytes, &what) {
+            let url = self.url.join(&format!("{name}/{METADATA_FILE}"));
+            match client::read(&self.store, &url, MAX_METADATA_BYTES, "checkpoint metadata") {
+                Ok(Some((bytes, _))) => match CheckpointMetadata::decode(&bytes, &url.to_string()) {
                     Ok(meta) => out.push((name.clone(), meta)),
                     Err(e) => tracing::warn!("skipping checkpoint {name}: {e:#}"),
                 },
@@ -477,9 +474,8 @@ impl CheckpointStorage for ObjectStorage {
     }
 
     fn read_control(&self) -> Result<ControlFile> {
-        let (store, path, name) = (self.store.clone(), self.path(CONTROL_FILE), self.describe(CONTROL_FILE));
-        let what = name.clone();
-        let bytes = block(async move { get_bounded(store.as_ref(), &path, MAX_SMALL_OBJECT, &what, "control file").await })?
+        let name = self.describe(CONTROL_FILE);
+        let bytes = client::read(&self.store, &self.url.join(CONTROL_FILE), MAX_SMALL_OBJECT, "control file")?
             .ok_or_else(|| anyhow!("{name}: not found: is the job running? (it writes this object at start)"))?
             .0;
         serde_json::from_slice(&bytes).with_context(|| format!("{name}: not a control file of this wasmflow version"))
@@ -526,8 +522,7 @@ struct PrefixFetch {
 
 impl PrefixFetch {
     fn get(&self, url: ObjectUrl, max: u64, what: &str) -> Result<Option<Vec<u8>>> {
-        let (store, path, name, what) = (self.store.clone(), prefix(&url), url.to_string(), what.to_string());
-        Ok(block(async move { get_bounded(store.as_ref(), &path, max, &name, &what).await })?.map(|(b, _)| b.to_vec()))
+        Ok(client::read(&self.store, &url, max, what)?.map(|(b, _)| b.to_vec()))
     }
 }
 
