@@ -20,6 +20,7 @@ pub mod api;
 pub mod build;
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod connectors;
 pub mod engine;
 pub mod inspect;

@@ -76,7 +76,7 @@ pub struct TaskInfo {
 /// let tag = wasmflow_types::SubtaskTag { operator: "count".into(), subtask: 2 };
 /// assert_eq!(tag.to_string(), "count[2]");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct SubtaskTag {
     /// The operator's id.
     pub operator: String,

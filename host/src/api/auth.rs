@@ -23,7 +23,7 @@ pub fn new_token() -> Result<String> {
 }
 
 /// Equal in time independent of where the strings differ.
-fn same_token(a: &str, b: &str) -> bool {
+pub(crate) fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -42,6 +42,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::new_token;
+pub(crate) use auth::same_token;
 pub use policy::SavepointPolicy;
 
 use crate::metrics::JobMetrics;

@@ -15,8 +15,8 @@ use super::location::Location;
 use super::metadata::{CheckpointMetadata, METADATA_FILE, StateFileRef};
 use super::state_file::encode_state_file;
 use super::storage::{
-    CheckpointStorage, JOB_FILE, JobCounters, LoadedCheckpoint, SHARED_DIR, StorageLease, checkpoint_number, counters_at_least, decode_counters,
-    encode_counters, shared_file_checkpoint, shared_references,
+    CheckpointStorage, JOB_FILE, JobCounters, LoadedCheckpoint, SHARED_DIR, SnapshotWriter, StorageLease, checkpoint_number, counters_at_least,
+    decode_counters, encode_counters, shared_file_checkpoint, shared_references,
 };
 use crate::untrusted::{Symlinks, read_regular_file};
 
@@ -196,6 +196,26 @@ impl LocalStorage {
     }
 }
 
+impl SnapshotWriter for LocalStorage {
+    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef> {
+        self.refuse_aborted(id)?;
+        let rel = format!("{operator}/{subtask}.state");
+        let bytes = encode_state_file(snapshot)?;
+        let path = self.dir_of(id).join(&rel);
+        write_atomic(&path, &bytes)?;
+        Ok(StateFileRef { shared, ..StateFileRef::new(rel, &bytes) })
+    }
+
+    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef> {
+        self.refuse_aborted(id)?;
+        let rel = format!("{SHARED_DIR}/{operator}/{id}-{subtask}.keyed");
+        // A state file holding keyed state only: same format, checksum and limits.
+        let bytes = encode_state_file(&SubtaskSnapshot { states: Vec::new(), keyed: Some(keyed.clone()) })?;
+        write_atomic(&self.root.join(&rel), &bytes)?;
+        Ok(StateFileRef::new(rel, &bytes))
+    }
+}
+
 impl CheckpointStorage for LocalStorage {
     fn root(&self) -> Location {
         Location::Local(self.root.clone())
@@ -229,22 +249,10 @@ impl CheckpointStorage for LocalStorage {
         Location::Local(self.dir_of(id))
     }
 
-    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef> {
-        self.refuse_aborted(id)?;
-        let rel = format!("{operator}/{subtask}.state");
-        let bytes = encode_state_file(snapshot)?;
-        let path = self.dir_of(id).join(&rel);
-        write_atomic(&path, &bytes)?;
-        Ok(StateFileRef { shared, ..StateFileRef::new(rel, &bytes) })
-    }
-
-    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef> {
-        self.refuse_aborted(id)?;
-        let rel = format!("{SHARED_DIR}/{operator}/{id}-{subtask}.keyed");
-        // A state file holding keyed state only: same format, checksum and limits.
-        let bytes = encode_state_file(&SubtaskSnapshot { states: Vec::new(), keyed: Some(keyed.clone()) })?;
-        write_atomic(&self.root.join(&rel), &bytes)?;
-        Ok(StateFileRef::new(rel, &bytes))
+    fn join_savepoint(&self, id: u64, location: &Location) -> Result<()> {
+        let Location::Local(dir) = location else { bail!("savepoint {location}: a job with local checkpoints writes savepoints to local directories") };
+        self.in_flight.lock().expect("in-flight lock").savepoints.insert(id, dir.clone());
+        Ok(())
     }
 
     fn commit(&self, id: u64, metadata: &CheckpointMetadata) -> Result<()> {

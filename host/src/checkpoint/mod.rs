@@ -35,7 +35,7 @@ pub use location::{Location, ObjectUrl};
 pub use metadata::{CheckpointMetadata, FORMAT_VERSION, METADATA_FILE, OperatorMetadata, StateFileRef, sha256_hex};
 pub use object::{ObjectStorage, StoreOptions};
 pub use state_file::{decode_state_file, encode_state_file};
-pub use storage::{CheckpointStorage, Fenced, JobCounters, LoadedCheckpoint, StorageLease, Takeover, load_location, open};
+pub use storage::{CheckpointStorage, Fenced, JobCounters, LoadedCheckpoint, SnapshotWriter, StorageLease, Takeover, load_location, open};
 
 /// What the storage tests write: one subtask's snapshot holding a count in split list state.
 #[cfg(test)]

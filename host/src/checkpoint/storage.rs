@@ -56,9 +56,19 @@ impl JobCounters {
     }
 }
 
+/// What a subtask needs of the checkpoint storage: somewhere to write its snapshot.
+pub trait SnapshotWriter: Send + Sync {
+    /// Writes one subtask's snapshot for checkpoint `id`; returns its reference, which lists
+    /// `shared`: the shared files that hold the subtask's keyed state, if they do.
+    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef>;
+    /// Writes one subtask's keyed state for checkpoint `id` (full or an increment) as a shared
+    /// file, which later checkpoints may reference too; returns its reference.
+    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef>;
+}
+
 /// Durable storage of checkpoints (below the storage's root) and savepoints (each in a location
 /// the user chose, owned by the user: never pruned or counted toward retention).
-pub trait CheckpointStorage: Send + Sync {
+pub trait CheckpointStorage: SnapshotWriter {
     /// Where the storage lives.
     fn root(&self) -> Location;
     /// Takes the storage for this process's job manager; held until the lease is dropped. A
@@ -75,12 +85,9 @@ pub trait CheckpointStorage: Send + Sync {
     fn begin_savepoint(&self, id: u64, target: &Location) -> Result<Location>;
     /// Where checkpoint or savepoint `id` is written.
     fn location(&self, id: u64) -> Location;
-    /// Writes one subtask's snapshot for checkpoint `id`; returns its reference, which lists
-    /// `shared`: the shared files that hold the subtask's keyed state, if they do.
-    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef>;
-    /// Writes one subtask's keyed state for checkpoint `id` (full or an increment) as a shared
-    /// file, which later checkpoints may reference too; returns its reference.
-    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef>;
+    /// Where a worker's subtasks write their files for savepoint `id`: `location`, which the job
+    /// manager's [`CheckpointStorage::begin_savepoint`] created (distributed execution).
+    fn join_savepoint(&self, id: u64, location: &Location) -> Result<()>;
     /// Writes `_metadata` last and atomically, never over an existing one; after this returns
     /// the checkpoint is complete. Fails with [`Fenced`] when a newer job manager took over.
     fn commit(&self, id: u64, metadata: &CheckpointMetadata) -> Result<()>;

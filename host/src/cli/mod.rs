@@ -32,6 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a job file.
     Run(run::RunArgs),
+    /// Run subtasks for a job manager (`wasmflow run --workers N --external-workers`).
+    Worker(run::WorkerArgs),
     /// Check a job file (`.toml`: schema, then the job's checks) or an operator module (any
     /// other file: the component against the contract, printing its imports and exports).
     Validate {
@@ -154,6 +156,7 @@ pub fn main() -> std::process::ExitCode {
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Run(args) => run::run(args),
+        Command::Worker(args) => run::worker(args),
         Command::Validate { file, grant, overrides, json } => validate::validate(&file, &grant, &overrides, json),
         Command::Schema => {
             print!("{}", crate::job::schema::job_schema_text());

@@ -49,6 +49,45 @@ pub struct RunArgs {
     /// Print the job's final report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Run the subtasks in N worker processes (subtask i of every operator on worker i mod N)
+    /// instead of in this one, which stays the job manager.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
+    /// Where workers attach to this job manager (with --workers).
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0", requires = "workers")]
+    pub cluster_listen: std::net::SocketAddr,
+    /// Wait for the N workers to be started elsewhere (`wasmflow worker --job-manager
+    /// HOST:PORT`, e.g. by Kubernetes) instead of starting them; both sides read the shared
+    /// secret from WASMFLOW_CLUSTER_SECRET.
+    #[arg(long, requires = "workers")]
+    pub external_workers: bool,
+}
+
+/// `wasmflow worker`: runs the subtasks a job manager gives it.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The job manager's cluster address (`wasmflow run --workers N --cluster-listen`).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub job_manager: String,
+    /// Where this worker's data plane listens.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:0")]
+    pub listen: std::net::SocketAddr,
+    /// The address other workers reach this one at (required when listening on 0.0.0.0).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
+}
+
+/// Runs a worker until its job manager goes away. Its secret comes from
+/// WASMFLOW_CLUSTER_SECRET (a job manager that starts its workers sets it).
+pub fn worker(args: WorkerArgs) -> Result<()> {
+    let secret = crate::cluster::Secret::from_env().exit_code(Exit::Usage)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(crate::cluster::worker::run(crate::cluster::worker::WorkerOptions {
+        job_manager: args.job_manager,
+        listen: args.listen,
+        advertise: args.advertise,
+        secret,
+    }))
 }
 
 /// Parses `OP=N` overrides.
@@ -66,7 +105,8 @@ pub fn parse_parallelism(items: &[String]) -> Result<BTreeMap<String, u32>> {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let job = args.overrides.load(&args.job)?.with_parallelism(&parse_parallelism(&args.parallelism)?).exit_code(Exit::InvalidInput)?;
+    let parallelism = parse_parallelism(&args.parallelism)?;
+    let job = args.overrides.load(&args.job)?.with_parallelism(&parallelism).exit_code(Exit::InvalidInput)?;
     let restore = match (args.from_latest_checkpoint, args.resume) {
         (true, _) => Some(RestoreFrom::LatestCheckpoint),
         (_, true) => Some(RestoreFrom::Resume),
@@ -92,6 +132,20 @@ pub fn run(args: RunArgs) -> Result<()> {
         storage.publish_control(&ControlFile { address: local.to_string(), token })?;
         status!("job '{}': dashboard and API at http://{local}/", job.job.name.as_deref().unwrap_or("unnamed"));
         status!("{}", describe_tasks(&job));
+        let workers = match args.workers {
+            Some(n) => {
+                let secret =
+                    if args.external_workers { crate::cluster::Secret::from_env().exit_code(Exit::Usage)? } else { crate::cluster::Secret::generate()? };
+                let text = JobSpec::effective_text(&args.job, &args.overrides.overrides()?, &parallelism)?;
+                let spawn =
+                    if args.external_workers { None } else { Some(std::env::current_exe().context("cannot find the wasmflow executable to start workers")?) };
+                let options = crate::cluster::ClusterOptions { workers: n, listen: args.cluster_listen, spawn, secret };
+                let pool = crate::cluster::WorkerPool::start(options, args.job.display().to_string(), text).await?;
+                status!("{n} worker(s) attach at {}{}", pool.address, if args.external_workers { " (waiting for them)" } else { "" });
+                Some(pool)
+            }
+            None => None,
+        };
         let progress = tokio::spawn(show_progress(metrics.clone()));
         // Ctrl-C / SIGTERM stop the job cleanly (like `wasmflow stop`).
         let stopper = tx.clone();
@@ -108,6 +162,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             metrics: Some(metrics),
             storage: Some((storage.clone(), lease)),
             status: Some(status),
+            workers,
             ..Default::default()
         };
         let result = run_job(&engine, &job, opts).await;

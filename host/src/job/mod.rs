@@ -462,6 +462,23 @@ impl JobSpec {
         Self::parse_with(&text, path, overrides)
     }
 
+    /// The job file's text as every worker must run it: its TOML with `overrides` and
+    /// `parallelism` (`--parallelism`) applied. The job manager sends this text, so its workers
+    /// run exactly the job it checked, whatever their own environment says.
+    pub fn effective_text(path: &Path, overrides: &Overrides, parallelism: &BTreeMap<String, u32>) -> Result<String> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read job file (check the path)", path.display()))?;
+        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| located(&e, &text, path))?;
+        overrides.apply(&mut doc)?;
+        if let Some(toml::Value::Array(operators)) = doc.get_mut("operators") {
+            for op in operators.iter_mut().filter_map(toml::Value::as_table_mut) {
+                if let Some(n) = op.get("id").and_then(toml::Value::as_str).and_then(|id| parallelism.get(id)) {
+                    op.insert("parallelism".into(), toml::Value::Integer(i64::from(*n)));
+                }
+            }
+        }
+        Ok(toml::to_string(&doc)?)
+    }
+
     /// Parses job-file text; `path` is used for messages and relative paths.
     pub fn parse(text: &str, path: &Path) -> Result<JobSpec> {
         let spec: JobSpec = toml::from_str(text).map_err(|e| located(&e, text, path))?;

@@ -15,7 +15,8 @@ use super::limits::subtask_limits;
 use super::operator::OperatorCode;
 use super::restore::{self, Assignment};
 use super::subtask::{self, ChainMember, Control, Event, Progress, SubtaskLoop};
-use crate::checkpoint::{CheckpointStorage, LoadedCheckpoint, OperatorMetadata};
+use crate::checkpoint::{CheckpointStorage, LoadedCheckpoint, OperatorMetadata, SnapshotWriter};
+use crate::cluster::{ChannelId, Slice, ToWorker};
 use crate::engine::Engine;
 use crate::engine::host::{FilesDir, StoreData, SubtaskLimits};
 use crate::job::{JobSpec, OperatorSpec, Partitioning};
@@ -54,26 +55,63 @@ impl<'a> OperatorSetup<'a> {
     }
 }
 
-pub(super) enum AttemptEnd {
+pub(crate) enum AttemptEnd {
     Finished,
     Stopped,
 }
 
-/// One deployment of the job (the first, or one after a restart).
-pub(super) struct Attempt<'a> {
-    pub(super) job: &'a JobSpec,
+/// Where a subtask's controls go: its task in this process, or the worker that runs it.
+pub(crate) enum ControlSender {
+    Local(mpsc::UnboundedSender<Control>),
+    /// Down the control stream of the worker that runs the subtask (distributed execution).
+    Remote {
+        attempt: u64,
+        worker: mpsc::UnboundedSender<ToWorker>,
+    },
+}
+
+impl ControlSender {
+    /// Sends `control` to the chain whose head is `tag`; a subtask or worker that is gone
+    /// (the attempt is ending) is not an error.
+    pub(crate) fn send(&self, tag: &SubtaskTag, control: Control) {
+        match self {
+            ControlSender::Local(tx) => {
+                let _ = tx.send(control);
+            }
+            ControlSender::Remote { attempt, worker } => {
+                let _ = worker.send(ToWorker::Control { attempt: *attempt, tag: tag.clone(), control });
+            }
+        }
+    }
+}
+
+/// Tells every worker about a checkpoint before its barriers are injected (its id, and a
+/// savepoint's location), so their subtasks write their files to the right place.
+pub(crate) type Announce = Box<dyn Fn(u64, Option<&crate::checkpoint::Location>) + Send + Sync>;
+
+/// One deployment of the job (the first, or one after a restart): the subtasks of this process,
+/// or (distributed) of its workers as the job manager sees them.
+pub(crate) struct Attempt<'a> {
+    pub(crate) job: &'a JobSpec,
     /// This deployment's attempt number (recorded in every checkpoint it completes).
-    pub(super) number: u64,
-    pub(super) storage: Arc<dyn CheckpointStorage>,
-    pub(super) controls: Vec<(SubtaskTag, mpsc::UnboundedSender<Control>)>,
-    pub(super) events: mpsc::UnboundedReceiver<Event>,
-    pub(super) tasks: Vec<tokio::task::JoinHandle<()>>,
-    pub(super) sources: BTreeSet<SubtaskTag>,
-    pub(super) total: usize,
+    pub(crate) number: u64,
+    pub(crate) storage: Arc<dyn CheckpointStorage>,
+    /// Each chain's controls, by the tag of its head.
+    pub(crate) controls: Vec<(SubtaskTag, ControlSender)>,
+    pub(crate) events: mpsc::UnboundedReceiver<Event>,
+    /// What the attempt waits for when it ends: its subtasks (or its workers' reports that
+    /// theirs have ended).
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Heads of source chains: where checkpoints are triggered.
+    pub(crate) sources: BTreeSet<SubtaskTag>,
+    /// Operator subtasks (members of chains) in the whole job: how many acks complete a checkpoint.
+    pub(crate) total: usize,
     /// The run's metrics (they outlive the attempt).
-    pub(super) metrics: Arc<JobMetrics>,
+    pub(crate) metrics: Arc<JobMetrics>,
     /// Where checkpoints and failures are recorded for the HTTP API.
-    pub(super) status: Arc<JobStatus>,
+    pub(crate) status: Arc<JobStatus>,
+    /// Distributed execution: announces checkpoints to the workers.
+    pub(crate) announce: Option<Announce>,
 }
 
 impl Drop for Attempt<'_> {
@@ -85,14 +123,19 @@ impl Drop for Attempt<'_> {
 }
 
 impl<'a> Attempt<'a> {
-    pub(super) async fn deploy(
+    /// Deploys the job's subtasks in this process — all of them, or a worker's `slice`, whose
+    /// channels to subtasks on other workers go over its network.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn deploy(
         engine: &Engine,
         job: &'a JobSpec,
         modules: &BTreeMap<String, OperatorCode>,
         storage: Arc<dyn CheckpointStorage>,
+        writer: Arc<dyn SnapshotWriter>,
         restore: Option<&LoadedCheckpoint>,
         attempt: u64,
         opts: &RunOptions,
+        slice: Option<&Slice<'_>>,
     ) -> Result<Attempt<'a>> {
         let mut assignment: Option<Assignment> = restore.map(|c| restore::assign(job, c, opts.allow_non_restored_state)).transpose()?;
         let capacity = job.job.channel_capacity();
@@ -104,15 +147,39 @@ impl<'a> Attempt<'a> {
         let mut inputs: HashMap<(String, usize), Vec<super::channel::ChannelReceiver>> = HashMap::new();
         let mut outputs: HashMap<(String, usize), Vec<EdgeOutput>> = HashMap::new();
         let mut probes = Vec::new();
-        for (_, edge) in job.edges.iter().enumerate().filter(|(i, _)| !job.is_chained(*i)) {
+        let (event_tx, events) = mpsc::unbounded_channel();
+        let runs = |index: usize| slice.is_none_or(|s| s.runs(index));
+        for (e, edge) in job.edges.iter().enumerate().filter(|(i, _)| !job.is_chained(*i)) {
             let (pa, pb) = (job.operator(&edge.from).unwrap().parallelism as usize, job.operator(&edge.to).unwrap().parallelism as usize);
             for i in 0..pa {
                 let targets: Vec<usize> = if edge.partitioning == Partitioning::Forward { vec![i] } else { (0..pb).collect() };
                 let mut senders = Vec::new();
                 for j in targets {
-                    let (tx, rx) = super::channel::channel(capacity, budget);
-                    senders.push(tx);
-                    inputs.entry((edge.to.clone(), j)).or_default().push(rx);
+                    // A channel with one end on another worker is a local channel bridged to
+                    // the network at that end.
+                    let channel = ChannelId { edge: e, from: i as u32, to: j as u32 };
+                    match (runs(i), runs(j), slice) {
+                        (true, true, _) | (_, _, None) => {
+                            let (tx, rx) = super::channel::channel(capacity, budget);
+                            senders.push(tx);
+                            inputs.entry((edge.to.clone(), j)).or_default().push(rx);
+                        }
+                        (true, false, Some(s)) => {
+                            let (tx, rx) = super::channel::channel(capacity, budget);
+                            senders.push(tx);
+                            let from = SubtaskTag { operator: edge.from.clone(), subtask: i as u32 };
+                            s.network.send(channel, s.placement.worker_of(j), rx, from, event_tx.clone());
+                        }
+                        (false, true, Some(s)) => {
+                            let (tx, rx) = super::channel::channel(capacity, budget);
+                            s.network.receive(channel, tx);
+                            inputs.entry((edge.to.clone(), j)).or_default().push(rx);
+                        }
+                        (false, false, Some(_)) => {}
+                    }
+                }
+                if !runs(i) {
+                    continue;
                 }
                 let index = if edge.partitioning == Partitioning::Forward { 0 } else { i };
                 let output = EdgeOutput::new(edge.partitioning, senders, index, job.job.max_parallelism());
@@ -122,7 +189,6 @@ impl<'a> Attempt<'a> {
             }
         }
 
-        let (event_tx, events) = mpsc::unbounded_channel();
         let mut a = Attempt {
             job,
             number: attempt,
@@ -134,6 +200,7 @@ impl<'a> Attempt<'a> {
             total: 0,
             metrics: opts.metrics.clone().expect("run_job always passes metrics"),
             status: opts.status.clone().expect("run_job always passes a status"),
+            announce: None,
         };
         a.metrics.channels(probes);
         // What every subtask of an operator shares, worked out once per operator.
@@ -143,7 +210,7 @@ impl<'a> Attempt<'a> {
         }
         for chain in job.chains() {
             let parallelism = setups[chain.head()].op.parallelism as usize;
-            for index in 0..parallelism {
+            for index in (0..parallelism).filter(|&i| runs(i)) {
                 let mut members = Vec::with_capacity(chain.operators.len());
                 for id in &chain.operators {
                     members.push(a.start_member(engine, &modules[id], &setups[id.as_str()], index, assignment.as_mut()).await?);
@@ -153,7 +220,7 @@ impl<'a> Attempt<'a> {
                 if head.instance.kind() == OperatorKind::Source {
                     a.sources.insert(head.tag.clone());
                 }
-                a.controls.push((head.tag.clone(), ctl_tx));
+                a.controls.push((head.tag.clone(), ControlSender::Local(ctl_tx)));
                 a.total += members.len();
                 let time = ChainTime::new(members.iter().map(|m| m.metrics.clone()).collect());
                 let task = SubtaskLoop {
@@ -162,7 +229,7 @@ impl<'a> Attempt<'a> {
                     events: event_tx.clone(),
                     outputs: outputs.remove(&(chain.tail().to_string(), index)).unwrap_or_default(),
                     input: inputs.remove(&(chain.head().to_string(), index)).map(InputGate::new),
-                    storage: storage.clone(),
+                    storage: writer.clone(),
                     batch_size,
                     event_time: Default::default(),
                     time,
@@ -229,8 +296,8 @@ impl<'a> Attempt<'a> {
     }
 
     pub(super) fn send_all(&self, c: Control) {
-        for (_, tx) in &self.controls {
-            let _ = tx.send(c.clone());
+        for (tag, tx) in &self.controls {
+            tx.send(tag, c.clone());
         }
     }
 }

@@ -97,6 +97,11 @@ impl ChannelSender {
 }
 
 impl ChannelReceiver {
+    /// The next message; `None` once the sender is gone.
+    pub async fn recv(&mut self) -> Option<Message> {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
     fn poll_recv(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Option<Message>> {
         let polled = self.rx.poll_recv(cx);
         if let Poll::Ready(Some(m)) = &polled {

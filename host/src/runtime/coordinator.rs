@@ -82,11 +82,18 @@ impl Attempt<'_> {
                 return Ok(Triggered::Failed(why));
             }
         };
-        if let Some(req) = &savepoint
-            && let Err(e) = self.storage.begin_savepoint(id, req.target())
-        {
-            fail_savepoint(savepoint, &format!("{e:#}"));
-            return Ok(Triggered::Refused);
+        let location = match &savepoint {
+            Some(req) => match self.storage.begin_savepoint(id, req.target()) {
+                Ok(location) => Some(location),
+                Err(e) => {
+                    fail_savepoint(savepoint, &format!("{e:#}"));
+                    return Ok(Triggered::Refused);
+                }
+            },
+            None => None,
+        };
+        if let Some(announce) = &self.announce {
+            announce(id, location.as_ref());
         }
         let timestamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         let keyed = match savepoint {
@@ -97,7 +104,7 @@ impl Attempt<'_> {
         tracing::debug!("triggering checkpoint {id}");
         for (tag, tx) in &self.controls {
             if self.sources.contains(tag) {
-                let _ = tx.send(Control::Trigger(barrier));
+                tx.send(tag, Control::Trigger(barrier));
             }
         }
         self.status.checkpoint_triggered(id, kind, self.number, timestamp as u64);

@@ -14,6 +14,7 @@ use super::attempt::{Attempt, AttemptEnd};
 use super::coordinator::recv_control;
 use super::operator::load_operators;
 use crate::checkpoint::{CheckpointStorage, Fenced, LoadedCheckpoint, Location, StorageLease, load_location};
+use crate::cluster::WorkerPool;
 use crate::engine::Engine;
 use crate::engine::host::{record_attempt, recorded_attempt};
 use crate::job::JobSpec;
@@ -63,6 +64,8 @@ pub struct RunOptions {
     /// Where the job records its state, checkpoints and failures (the HTTP API reads it);
     /// `run_job` makes its own when not given.
     pub status: Option<Arc<JobStatus>>,
+    /// Run the subtasks on these workers instead of in this process (distributed execution).
+    pub workers: Option<WorkerPool>,
 }
 
 /// Statistics of one completed checkpoint (what Flink's web UI shows per checkpoint).
@@ -184,8 +187,9 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
     }
     let mut report = JobReport::default();
     let status = opts.status.get_or_insert_with(|| JobStatus::new(job)).clone();
+    let mut workers = opts.workers.take();
     let files_dirs: Vec<PathBuf> = job.operators.iter().filter_map(|op| op.grants.files.as_ref().map(|d| job.resolve(d))).collect();
-    loop {
+    let outcome = loop {
         // Sinks name their files by attempt: a new attempt is above every attempt any granted
         // directory has seen, whatever `_job.json` says.
         let mut floor = 0;
@@ -196,32 +200,36 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         for dir in &files_dirs {
             record_attempt(dir, attempt)?;
         }
-        let result = Attempt::deploy(engine, job, &modules, storage.clone(), restore.as_ref(), attempt, &opts).await;
-        let result = match result {
+        let deployed = match workers.as_mut() {
+            None => Attempt::deploy(engine, job, &modules, storage.clone(), storage.clone(), restore.as_ref(), attempt, &opts, None).await,
+            Some(pool) => pool.deploy(job, storage.clone(), restore.as_ref(), attempt, &opts).await,
+        };
+        let result = match deployed {
             Ok(mut a) => {
                 status.attempt_started(attempt);
                 a.coordinate(&mut control, &mut report).await
             }
             Err(e) => Err(e),
         };
+        if let Some(pool) = &workers {
+            pool.cancel(attempt);
+        }
         match result {
             Ok(AttemptEnd::Finished) => {
                 status.set_state(JobState::Finished);
-                return Ok(report);
+                break Ok(report);
             }
             Ok(AttemptEnd::Stopped) => {
                 status.set_state(JobState::Stopped);
                 report.stopped = true;
-                return Ok(report);
+                break Ok(report);
             }
             Err(failure) => {
                 // A fenced job manager stops: another one owns the storage now.
                 let restarting = report.restarts < job.restart.attempts && failure.downcast_ref::<Fenced>().is_none();
                 status.attempt_failed(attempt, &failure, restarting);
                 if !restarting {
-                    return Err(
-                        failure.context(format!("job failed (restart strategy: {} restart(s) allowed, {} used)", job.restart.attempts, report.restarts))
-                    );
+                    break Err(failure.context(format!("job failed (restart strategy: {} restart(s) allowed, {} used)", job.restart.attempts, report.restarts)));
                 }
                 report.restarts += 1;
                 metrics.restarted();
@@ -229,14 +237,18 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                 if restart_delay(Duration::from_millis(job.restart.delay_ms), &mut control).await {
                     status.set_state(JobState::Stopped);
                     report.stopped = true;
-                    return Ok(report);
+                    break Ok(report);
                 }
                 if let Some(c) = load_newest(storage.as_ref(), Some(&report.completed_checkpoints))? {
                     restore = Some(c);
                 }
             }
         }
+    };
+    if let Some(pool) = workers {
+        pool.shutdown().await;
     }
+    outcome
 }
 
 /// Waits out the restart delay while answering control requests: a stop ends the job (returns

@@ -10,7 +10,7 @@ use wasmflow_state::SubtaskSnapshot;
 use wasmflow_types::SubtaskTag;
 
 use super::message::{Barrier, KeyedSnapshotKind};
-use crate::checkpoint::{CheckpointStorage, StateFileRef};
+use crate::checkpoint::{SnapshotWriter, StateFileRef};
 
 /// Increments after which the next snapshot is full again, so a restore never reads a long chain.
 pub const MAX_INCREMENTS: usize = 10;
@@ -42,7 +42,7 @@ impl KeyedFiles {
     /// file first (full, or an increment on the base's chain), then the rest as the subtask's
     /// state file referencing the chain. Returns the state file's reference. Keyed state that is
     /// empty and full stays in the state file (and starts no chain).
-    pub fn write(&self, storage: &dyn CheckpointStorage, barrier: &Barrier, tag: &SubtaskTag, mut snapshot: SubtaskSnapshot) -> Result<StateFileRef> {
+    pub fn write(&self, storage: &dyn SnapshotWriter, barrier: &Barrier, tag: &SubtaskTag, mut snapshot: SubtaskSnapshot) -> Result<StateFileRef> {
         let id = barrier.checkpoint_id;
         let shared = match (barrier.keyed, snapshot.keyed.take()) {
             // Empty keyed state (a keyed operator that keeps none) stays in the state file: no

@@ -11,7 +11,7 @@
 //! * [`restore`]: turns a checkpoint into each new subtask's initial state (rescale included).
 //! * [`keyed_files`]: the shared files of a subtask's keyed state under incremental checkpoints.
 
-mod attempt;
+pub(crate) mod attempt;
 pub mod channel;
 mod coordinator;
 pub mod job;

@@ -26,13 +26,13 @@ use wasmflow_types::{Batch, OperatorKind, PollStatus, SubtaskTag};
 
 use super::keyed_files::KeyedFiles;
 use super::message::{Barrier, Message, WatermarkStatus};
-use crate::checkpoint::{CheckpointStorage, StateFileRef};
+use crate::checkpoint::{SnapshotWriter, StateFileRef};
 use crate::engine::GuestError;
 use crate::instance::OperatorInstance;
 use crate::metrics::{ChainTime, SubtaskMetrics};
 
 /// Commands from the coordinator to a subtask (a control channel, not in-band).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum Control {
     /// Sources only: take a snapshot and inject this barrier.
     Trigger(Barrier),
@@ -45,7 +45,7 @@ pub enum Control {
 }
 
 /// Reports from subtasks to the coordinator.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub enum Event {
     /// The subtask's state for `checkpoint_id` is durable at `file`; taking the snapshot held up
     /// the subtask's records for `sync` (Flink's synchronous phase). `finished`: the subtask had
@@ -91,7 +91,7 @@ pub struct SubtaskLoop {
     pub outputs: Vec<EdgeOutput>,
     /// The head's inputs; `None` when the head is a source.
     pub input: Option<InputGate>,
-    pub storage: Arc<dyn CheckpointStorage>,
+    pub storage: Arc<dyn SnapshotWriter>,
     pub batch_size: u32,
     /// What the loop has told its consumers about event time.
     pub event_time: OutputEventTime,

@@ -41,8 +41,8 @@ use super::location::{Location, ObjectUrl};
 use super::metadata::{CheckpointMetadata, METADATA_FILE, StateFileRef};
 use super::state_file::encode_state_file;
 use super::storage::{
-    CheckpointStorage, Fenced, JOB_FILE, JobCounters, LoadedCheckpoint, SHARED_DIR, StorageLease, Takeover, checkpoint_number, counters_at_least,
-    decode_counters, encode_counters, shared_file_checkpoint, shared_references,
+    CheckpointStorage, Fenced, JOB_FILE, JobCounters, LoadedCheckpoint, SHARED_DIR, SnapshotWriter, StorageLease, Takeover, checkpoint_number,
+    counters_at_least, decode_counters, encode_counters, shared_file_checkpoint, shared_references,
 };
 
 /// Takeovers remembered in `_job.json`: enough for any checkpoint a stale job manager can
@@ -307,6 +307,27 @@ impl ObjectStorage {
     }
 }
 
+impl SnapshotWriter for ObjectStorage {
+    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef> {
+        self.refuse_aborted(id)?;
+        let rel = format!("{operator}/{subtask}.state");
+        let bytes = encode_state_file(snapshot)?;
+        let reference = StateFileRef { shared, ..StateFileRef::new(rel.clone(), &bytes) };
+        self.put(&self.target(id), &rel, bytes, PutMode::Overwrite)?;
+        Ok(reference)
+    }
+
+    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef> {
+        self.refuse_aborted(id)?;
+        let rel = format!("{SHARED_DIR}/{operator}/{id}-{subtask}.keyed");
+        let bytes = encode_state_file(&SubtaskSnapshot { states: Vec::new(), keyed: Some(keyed.clone()) })?;
+        let reference = StateFileRef::new(rel.clone(), &bytes);
+        let root = Target::Object { store: self.store.clone(), base: self.root.clone(), url: self.url.clone() };
+        self.put(&root, &rel, bytes, PutMode::Overwrite)?;
+        Ok(reference)
+    }
+}
+
 impl CheckpointStorage for ObjectStorage {
     fn root(&self) -> Location {
         Location::Object(self.url.clone())
@@ -374,23 +395,16 @@ impl CheckpointStorage for ObjectStorage {
         }
     }
 
-    fn write_state(&self, id: u64, operator: &str, subtask: u32, snapshot: &SubtaskSnapshot, shared: Vec<StateFileRef>) -> Result<StateFileRef> {
-        self.refuse_aborted(id)?;
-        let rel = format!("{operator}/{subtask}.state");
-        let bytes = encode_state_file(snapshot)?;
-        let reference = StateFileRef { shared, ..StateFileRef::new(rel.clone(), &bytes) };
-        self.put(&self.target(id), &rel, bytes, PutMode::Overwrite)?;
-        Ok(reference)
-    }
-
-    fn write_shared(&self, id: u64, operator: &str, subtask: u32, keyed: &KeyedSnapshot) -> Result<StateFileRef> {
-        self.refuse_aborted(id)?;
-        let rel = format!("{SHARED_DIR}/{operator}/{id}-{subtask}.keyed");
-        let bytes = encode_state_file(&SubtaskSnapshot { states: Vec::new(), keyed: Some(keyed.clone()) })?;
-        let reference = StateFileRef::new(rel.clone(), &bytes);
-        let root = Target::Object { store: self.store.clone(), base: self.root.clone(), url: self.url.clone() };
-        self.put(&root, &rel, bytes, PutMode::Overwrite)?;
-        Ok(reference)
+    fn join_savepoint(&self, id: u64, location: &Location) -> Result<()> {
+        let target = match location {
+            Location::Local(dir) => Target::Local(dir.clone()),
+            Location::Object(url) => {
+                let store = if url.store_url() == self.url.store_url() { self.store.clone() } else { client::build(url, &self.options)? };
+                Target::Object { store, base: prefix(url), url: url.clone() }
+            }
+        };
+        self.in_flight.lock().expect("in-flight lock").savepoints.insert(id, target);
+        Ok(())
     }
 
     fn commit(&self, id: u64, metadata: &CheckpointMetadata) -> Result<()> {

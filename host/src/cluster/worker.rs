@@ -1,0 +1,242 @@
+//! `wasmflow worker`: a process that runs its job manager's subtasks.
+//!
+//! A worker serves the data plane, attaches to its job manager (a control stream), and then
+//! does what it is told: deploy its slice of an attempt (instantiate, restore, start its
+//! subtasks), route controls to them, report their events, tear an attempt down. It keeps no
+//! state of its own: when its job manager goes away it exits, and a new job manager starts with
+//! new workers.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use wasmflow_types::SubtaskTag;
+
+use super::announced::AnnouncedWriter;
+use super::auth::Secret;
+use super::grpc::{self, Handler, ToWorkerStream};
+use super::network::{DataPlane, Incoming};
+use super::placement::{Placement, Slice};
+use super::protocol::{DataFrame, Deployment, FromWorker, ToWorker};
+use crate::checkpoint::{Location, load_location};
+use crate::engine::Engine;
+use crate::job::JobSpec;
+use crate::runtime::RunOptions;
+use crate::runtime::attempt::Attempt;
+use crate::runtime::operator::load_operators;
+use crate::runtime::subtask::Control;
+
+/// How long a worker keeps trying to reach its job manager at start.
+const ATTACH_WAIT: Duration = Duration::from_secs(30);
+
+/// How to start a worker.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// The job manager's cluster address (`host:port`).
+    pub job_manager: String,
+    /// Where the data plane listens.
+    pub listen: SocketAddr,
+    /// The address other workers reach the data plane at (default: the one it listens on).
+    pub advertise: Option<String>,
+    pub secret: Secret,
+}
+
+/// The worker's side of the `wasmflow.Cluster` service: the data plane.
+struct WorkerService {
+    secret: Secret,
+    incoming: Arc<Incoming>,
+}
+
+#[async_trait::async_trait]
+impl Handler for WorkerService {
+    async fn attach(&self, _: tonic::Request<tonic::Streaming<FromWorker>>) -> Result<tonic::Response<ToWorkerStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("this is a worker: workers attach to a job manager (wasmflow run --workers)"))
+    }
+
+    async fn exchange(&self, request: tonic::Request<tonic::Streaming<DataFrame>>) -> Result<tonic::Response<()>, tonic::Status> {
+        self.secret.check(request.metadata())?;
+        self.incoming.serve(request).await
+    }
+}
+
+/// The slice of an attempt this worker runs.
+struct Running {
+    attempt: u64,
+    controls: mpsc::UnboundedSender<(SubtaskTag, Control)>,
+    writer: Arc<AnnouncedWriter>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs a worker until its job manager goes away.
+pub async fn run(opts: WorkerOptions) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(opts.listen).await.with_context(|| format!("cannot listen on {} for the data plane", opts.listen))?;
+    let bound = listener.local_addr()?;
+    let data_address = match &opts.advertise {
+        Some(a) => a.clone(),
+        None if bound.ip().is_unspecified() => bail!("the data plane listens on {bound}: give --advertise HOST:PORT, the address other workers reach it at"),
+        None => bound.to_string(),
+    };
+    let incoming = Arc::new(Incoming::default());
+    let service = Arc::new(WorkerService { secret: opts.secret.clone(), incoming: incoming.clone() });
+    let server = tokio::spawn(grpc::serve(listener, service));
+
+    let (mut down, up) = attach(&opts, &data_address).await?;
+    tracing::info!("worker {} attached to {}; data plane at {data_address}", std::process::id(), opts.job_manager);
+
+    let engine = Arc::new(Engine::new()?);
+    let mut running: Option<Running> = None;
+    let end = loop {
+        let message = match down.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => break Ok(()),
+            Err(status) => break Err(anyhow::anyhow!("lost the job manager at {}: {}", opts.job_manager, status.message())),
+        };
+        match message {
+            ToWorker::Deploy(d) => {
+                // A new attempt replaces whatever is left of the last one.
+                drop(running.take());
+                running = Some(deploy(engine.clone(), *d, opts.secret.clone(), incoming.clone(), up.clone())?);
+            }
+            ToWorker::Announce { id, savepoint } => {
+                if let Some(r) = &running {
+                    let location = savepoint.map(|s| s.parse::<Location>()).transpose()?;
+                    if let Err(e) = r.writer.announce(id, location.as_ref()) {
+                        tracing::warn!("checkpoint {id}: {e:#}");
+                    }
+                }
+            }
+            ToWorker::Control { attempt, tag, control } => {
+                if let Some(r) = running.as_ref().filter(|r| r.attempt == attempt) {
+                    let _ = r.controls.send((tag, control));
+                }
+            }
+            ToWorker::Cancel { attempt } => {
+                if running.as_ref().is_some_and(|r| r.attempt == attempt) {
+                    running = None;
+                }
+                incoming.retire(attempt);
+            }
+        }
+    };
+    drop(running);
+    server.abort();
+    match &end {
+        Ok(()) => tracing::info!("the job manager closed the control stream: worker {} exits", std::process::id()),
+        Err(e) => tracing::warn!("{e:#}: worker {} exits", std::process::id()),
+    }
+    end
+}
+
+/// Attaches to the job manager, retrying while it is not up yet; returns the controls coming
+/// down and the sender of what goes up (its first message, `Hello`, already sent).
+async fn attach(opts: &WorkerOptions, data_address: &str) -> Result<(tonic::Streaming<ToWorker>, mpsc::UnboundedSender<FromWorker>)> {
+    let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+    let channel = grpc::channel(&opts.job_manager)?;
+    loop {
+        let (up, up_rx) = mpsc::unbounded_channel();
+        up.send(FromWorker::Hello { data_address: data_address.to_string(), pid: std::process::id() })?;
+        match grpc::attach(channel.clone(), &opts.secret, UnboundedReceiverStream::new(up_rx)).await {
+            Ok(down) => return Ok((down, up)),
+            Err(status) if status.code() == tonic::Code::Unavailable && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) => bail!("cannot attach to the job manager at {}: {}", opts.job_manager, status.message()),
+        }
+    }
+}
+
+/// Starts the slice of `d` this worker runs.
+fn deploy(engine: Arc<Engine>, d: Deployment, secret: Secret, incoming: Arc<Incoming>, up: mpsc::UnboundedSender<FromWorker>) -> Result<Running> {
+    let job = JobSpec::parse(&d.job_text, Path::new(&d.job_path)).with_context(|| format!("the job manager sent job {}", d.job_path))?;
+    let storage = crate::checkpoint::open(&job.checkpoint_location()?, &job.object_store)?;
+    let writer = Arc::new(AnnouncedWriter::new(storage.clone()));
+    let (controls, control_rx) = mpsc::unbounded_channel();
+    let attempt = d.attempt;
+    let task = tokio::spawn(run_slice(engine, job, d, storage, writer.clone(), secret, incoming, control_rx, up));
+    Ok(Running { attempt, controls, writer, task })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_slice(
+    engine: Arc<Engine>,
+    job: JobSpec,
+    d: Deployment,
+    storage: Arc<dyn crate::checkpoint::CheckpointStorage>,
+    writer: Arc<AnnouncedWriter>,
+    secret: Secret,
+    incoming: Arc<Incoming>,
+    mut controls: mpsc::UnboundedReceiver<(SubtaskTag, Control)>,
+    up: mpsc::UnboundedSender<FromWorker>,
+) {
+    let attempt = d.attempt;
+    let plane = match DataPlane::new(attempt, secret, &d.data_addresses, incoming) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = up.send(FromWorker::DeployFailed { attempt, message: format!("{e:#}") });
+            return;
+        }
+    };
+    let started = async {
+        let modules = load_operators(&engine, &job, &Default::default())?;
+        let restore = match &d.restore {
+            Some(location) => Some(load_location(&location.parse()?, &job.object_store)?),
+            None => None,
+        };
+        let opts = RunOptions {
+            allow_non_restored_state: d.allow_non_restored_state,
+            metrics: Some(Arc::new(crate::metrics::JobMetrics::new(job.job.name.as_deref().unwrap_or_default()))),
+            status: Some(crate::status::JobStatus::new(&job)),
+            ..Default::default()
+        };
+        let slice = Slice { worker: d.worker, placement: Placement { workers: d.data_addresses.len() as u32 }, network: &plane };
+        Attempt::deploy(&engine, &job, &modules, storage, writer.clone(), restore.as_ref(), attempt, &opts, Some(&slice)).await
+    };
+    let mut a = match started.await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = up.send(FromWorker::DeployFailed { attempt, message: format!("{e:#}") });
+            return;
+        }
+    };
+    let _ = up.send(FromWorker::Deployed { attempt });
+    let mut ended = futures::future::join_all(a.tasks.iter_mut());
+    loop {
+        tokio::select! {
+            control = controls.recv() => match control {
+                Some((tag, control)) => {
+                    if let Control::Aborted(id) = control {
+                        let writer = writer.clone();
+                        tokio::task::spawn_blocking(move || writer.abort(id));
+                    }
+                    if let Some((_, tx)) = a.controls.iter().find(|(t, _)| *t == tag) {
+                        tx.send(&tag, control);
+                    }
+                }
+                None => return,
+            },
+            Some(event) = a.events.recv() => {
+                let _ = up.send(FromWorker::Event { attempt, event });
+            }
+            _ = &mut ended => break,
+        }
+    }
+    drop(ended);
+    while let Ok(event) = a.events.try_recv() {
+        let _ = up.send(FromWorker::Event { attempt, event });
+    }
+    let _ = up.send(FromWorker::Stopped { attempt });
+    // Keep the data plane until the attempt is cancelled: its forwarders flush what the
+    // subtasks sent last.
+    let _plane = plane;
+    std::future::pending::<()>().await
+}
