@@ -118,6 +118,10 @@ pub struct KafkaJob {
     pub limits: Vec<String>,
     /// The source's startup mode (default `earliest`).
     pub startup_mode: String,
+    /// `[checkpoints] dir` (default `checkpoints`), e.g. an `s3://` prefix.
+    pub checkpoint_dir: String,
+    /// Tables appended to the job file (e.g. `[object-store]`).
+    pub extra_tables: String,
 }
 
 impl KafkaJob {
@@ -135,6 +139,8 @@ impl KafkaJob {
             grant_kafka: true,
             limits: Vec::new(),
             startup_mode: "earliest".into(),
+            checkpoint_dir: "checkpoints".into(),
+            extra_tables: String::new(),
         }
     }
 
@@ -152,7 +158,9 @@ name = "kafka"
 
 [checkpoints]
 interval-ms = {interval}
-dir = "checkpoints"
+dir = "{checkpoint_dir}"
+
+{extra_tables}
 
 [limits]
 {limits}
@@ -186,6 +194,8 @@ to = "out"
 partitioning = "rebalance"
 "#,
             interval = self.checkpoint_interval_ms,
+            checkpoint_dir = self.checkpoint_dir,
+            extra_tables = self.extra_tables,
             source = operator("kafka-source").display(),
             counter = operator("counter").display(),
             sink = operator("sink").display(),

@@ -107,6 +107,12 @@ pub fn parse_parallelism(items: &[String]) -> Result<BTreeMap<String, u32>> {
 pub fn run(args: RunArgs) -> Result<()> {
     let parallelism = parse_parallelism(&args.parallelism)?;
     let job = args.overrides.load(&args.job)?.with_parallelism(&parallelism).exit_code(Exit::InvalidInput)?;
+    // Workers started elsewhere share a secret with this job manager; its own get a new one.
+    let secret = match (args.workers, args.external_workers) {
+        (Some(_), true) => Some(crate::cluster::Secret::from_env().exit_code(Exit::Usage)?),
+        (Some(_), false) => Some(crate::cluster::Secret::generate()?),
+        (None, _) => None,
+    };
     let restore = match (args.from_latest_checkpoint, args.resume) {
         (true, _) => Some(RestoreFrom::LatestCheckpoint),
         (_, true) => Some(RestoreFrom::Resume),
@@ -132,10 +138,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         storage.publish_control(&ControlFile { address: local.to_string(), token })?;
         status!("job '{}': dashboard and API at http://{local}/", job.job.name.as_deref().unwrap_or("unnamed"));
         status!("{}", describe_tasks(&job));
-        let workers = match args.workers {
-            Some(n) => {
-                let secret =
-                    if args.external_workers { crate::cluster::Secret::from_env().exit_code(Exit::Usage)? } else { crate::cluster::Secret::generate()? };
+        let workers = match (args.workers, secret) {
+            (Some(n), Some(secret)) => {
                 let text = JobSpec::effective_text(&args.job, &args.overrides.overrides()?, &parallelism)?;
                 let spawn =
                     if args.external_workers { None } else { Some(std::env::current_exe().context("cannot find the wasmflow executable to start workers")?) };
@@ -144,7 +148,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 status!("{n} worker(s) attach at {}{}", pool.address, if args.external_workers { " (waiting for them)" } else { "" });
                 Some(pool)
             }
-            None => None,
+            _ => None,
         };
         let progress = tokio::spawn(show_progress(metrics.clone()));
         // Ctrl-C / SIGTERM stop the job cleanly (like `wasmflow stop`).

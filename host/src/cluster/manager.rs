@@ -82,7 +82,8 @@ impl Handler for ManagerService {
                     }
                     Ok(None) => return,
                     Err(status) => {
-                        tracing::warn!("worker {pid}'s control stream broke: {}", status.message());
+                        // The job manager learns of the loss from the closed receiver.
+                        tracing::debug!("worker {pid}'s control stream broke: {}", status.message());
                         return;
                     }
                 }
@@ -323,7 +324,15 @@ impl WorkerPool {
     /// Ends the run: closes the control streams (the workers exit) and waits for local
     /// workers to exit.
     pub async fn shutdown(mut self) {
-        self.slots.clear();
+        let workers: Vec<Worker> = self.slots.drain(..).flatten().collect();
+        for w in workers {
+            // Closing the control stream ends the worker; wait until it closed its side, so it
+            // read the end of the stream rather than a dropped connection.
+            let Worker { to, from, .. } = w;
+            drop(to);
+            let mut from = from.lock().await;
+            let _ = tokio::time::timeout(Duration::from_secs(5), async { while from.recv().await.is_some() {} }).await;
+        }
         for mut child in std::mem::take(&mut self.children) {
             if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
                 let _ = child.kill().await;

@@ -10,6 +10,7 @@ mod checkpoints;
 mod cli;
 mod dashboard;
 mod deploy;
+mod distributed;
 mod durability;
 mod kafka_connector;
 mod kafka_source;

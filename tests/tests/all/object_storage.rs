@@ -6,6 +6,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use wasmflow_host::checkpoint::SnapshotWriter;
 use wasmflow_host::engine::Engine;
 use wasmflow_host::job::JobSpec;
 use wasmflow_host::runtime::{RestoreFrom, RunOptions, run_job};
