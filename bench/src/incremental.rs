@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use anyhow::Result;
-use wasmflow_host::checkpoint::{CheckpointStorage, LocalStorage, SnapshotWriter};
+use wasmflow_host::checkpoint::{LocalStorage, SnapshotWriter};
 use wasmflow_state::{KeyGroupRange, KeyedStateBackend, StateLimits, TypeInfo};
 
 const KEYS: u64 = 1_000_000;

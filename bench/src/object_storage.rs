@@ -11,9 +11,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use wasmflow_host::checkpoint::{
-    CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, LocalStorage, ObjectStorage, ObjectUrl, OperatorMetadata, SnapshotWriter,
-};
+use wasmflow_host::checkpoint::{CheckpointMetadata, CheckpointStorage, FORMAT_VERSION, LocalStorage, ObjectStorage, ObjectUrl, OperatorMetadata};
 use wasmflow_state::{Mode, NamedStateSnapshot, StateValue, SubtaskSnapshot, TypeInfo};
 use wasmflow_tests::s3::S3Server;
 

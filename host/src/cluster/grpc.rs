@@ -34,6 +34,14 @@ const EXCHANGE: &str = "/wasmflow.Cluster/Exchange";
 /// as a guest's output allows; the peers are authenticated.
 pub const MAX_MESSAGE: usize = 256 << 20;
 
+/// HTTP/2 pings on idle connections, and how long an unanswered one may take.
+const KEEPALIVE: Duration = Duration::from_secs(5);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Flow-control windows: HTTP/2's default (64 KiB) would make a batch of a few hundred KiB
+/// wait for several round trips; a channel's own byte budget bounds what is buffered anyway.
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// A stream of controls to a worker.
 pub type ToWorkerStream = Pin<Box<dyn Stream<Item = Result<ToWorker, Status>> + Send>>;
 
@@ -100,6 +108,11 @@ pub async fn serve<H: Handler>(listener: tokio::net::TcpListener, handler: Arc<H
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        // A peer whose machine vanished (no FIN) is noticed within KEEPALIVE + its timeout.
+        .http2_keepalive_interval(Some(KEEPALIVE))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .add_service(ClusterService(handler))
         .serve_with_incoming(incoming)
         .await
@@ -110,7 +123,15 @@ pub async fn serve<H: Handler>(listener: tokio::net::TcpListener, handler: Arc<H
 /// re-made by tonic when it breaks.
 pub fn channel(address: &str) -> Result<Channel> {
     let endpoint = Endpoint::from_shared(format!("http://{address}")).with_context(|| format!("'{address}' is not a host:port address"))?;
-    Ok(endpoint.tcp_nodelay(true).connect_timeout(Duration::from_secs(10)).connect_lazy())
+    Ok(endpoint
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(KEEPALIVE)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
+        .connect_lazy())
 }
 
 /// Opens a worker's control stream: `outgoing` up, the job manager's controls down.
@@ -124,10 +145,20 @@ pub async fn attach(channel: Channel, secret: &Secret, outgoing: impl Stream<Ite
 
 /// Sends one channel's frames to the worker behind `channel`; returns when the stream ended.
 pub async fn exchange(channel: Channel, secret: &Secret, frames: impl Stream<Item = DataFrame> + Send + 'static) -> Result<(), Status> {
-    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE);
-    grpc.ready().await.map_err(|e| Status::unavailable(format!("cannot reach the worker: {e}")))?;
     let mut request = Request::new(frames);
     secret.attach(&mut request);
+    send_frames(channel, request).await
+}
+
+/// [`exchange`] without the secret: what a stranger would send.
+#[cfg(test)]
+pub async fn exchange_unsigned(channel: Channel, frames: impl Stream<Item = DataFrame> + Send + 'static) -> Result<(), Status> {
+    send_frames(channel, Request::new(frames)).await
+}
+
+async fn send_frames(channel: Channel, request: Request<impl Stream<Item = DataFrame> + Send + 'static>) -> Result<(), Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE);
+    grpc.ready().await.map_err(|e| Status::unavailable(format!("cannot reach the worker: {e}")))?;
     grpc.client_streaming(request, PathAndQuery::from_static(EXCHANGE), Framed::<Bincode, DataFrame, ()>::default()).await?;
     Ok(())
 }

@@ -42,7 +42,7 @@ struct IncomingState {
 }
 
 impl Incoming {
-    fn register(&self, attempt: u64, channel: ChannelId, into: ChannelSender) {
+    pub(crate) fn register(&self, attempt: u64, channel: ChannelId, into: ChannelSender) {
         self.waiting.lock().expect("incoming lock").channels.insert((attempt, channel), into);
         self.registered.notify_waiters();
     }

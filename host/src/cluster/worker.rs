@@ -240,3 +240,44 @@ async fn run_slice(
     let _plane = plane;
     std::future::pending::<()>().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::protocol::ChannelId;
+    use crate::runtime::message::Message;
+
+    /// The data plane only takes streams that carry the cluster secret, and feeds an accepted
+    /// stream into the registered channel in order.
+    #[tokio::test]
+    async fn the_data_plane_takes_only_streams_with_the_secret() {
+        let secret = Secret::new("0123456789abcdef0123".into()).unwrap();
+        let incoming = Arc::new(Incoming::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(grpc::serve(listener, Arc::new(WorkerService { secret: secret.clone(), incoming: incoming.clone() })));
+        let channel = ChannelId { edge: 1, from: 0, to: 2 };
+        let (into, mut received) = crate::runtime::channel::channel(16, 1 << 20);
+        incoming.register(7, channel, into);
+        let frames = || {
+            futures::stream::iter([DataFrame::Open { attempt: 7, channel }, DataFrame::Message(Message::Watermark(5)), DataFrame::Message(Message::EndOfInput)])
+        };
+
+        let wrong = Secret::new("not-the-secret-at-all".into()).unwrap();
+        let refused = grpc::exchange(grpc::channel(&address).unwrap(), &wrong, frames()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+        let unsigned = grpc::exchange_unsigned(grpc::channel(&address).unwrap(), frames()).await.unwrap_err();
+        assert_eq!(unsigned.code(), tonic::Code::Unauthenticated);
+
+        grpc::exchange(grpc::channel(&address).unwrap(), &secret, frames()).await.unwrap();
+        assert!(matches!(received.recv().await, Some(Message::Watermark(5))));
+        assert!(matches!(received.recv().await, Some(Message::EndOfInput)));
+        assert!(received.recv().await.is_none(), "the stream ended, and with it the channel");
+
+        // A stream for an attempt that is over is refused as cancelled (not a failure).
+        incoming.retire(7);
+        let late = grpc::exchange(grpc::channel(&address).unwrap(), &secret, frames()).await.unwrap_err();
+        assert_eq!(late.code(), tonic::Code::Cancelled);
+        server.abort();
+    }
+}
