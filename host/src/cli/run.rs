@@ -75,6 +75,9 @@ pub struct WorkerArgs {
     /// The address other workers reach this one at (required when listening on 0.0.0.0).
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise: Option<String>,
+    /// Exit when the job manager goes away, instead of waiting for the next one.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// Runs a worker until its job manager goes away. Its secret comes from
@@ -87,6 +90,7 @@ pub fn worker(args: WorkerArgs) -> Result<()> {
         listen: args.listen,
         advertise: args.advertise,
         secret,
+        once: args.once,
     }))
 }
 

@@ -153,8 +153,7 @@ impl WorkerPool {
         let empty = self.slots.iter().filter(|s| s.is_none()).count();
         for _ in pending..empty {
             let child = tokio::process::Command::new(&exe)
-                .arg("worker")
-                .arg("--job-manager")
+                .args(["worker", "--once", "--job-manager"])
                 .arg(self.reachable_address())
                 .env(SECRET_ENV, self.options.secret.as_str())
                 .stdin(std::process::Stdio::null())

@@ -3,8 +3,8 @@
 //! A worker serves the data plane, attaches to its job manager (a control stream), and then
 //! does what it is told: deploy its slice of an attempt (instantiate, restore, start its
 //! subtasks), route controls to them, report their events, tear an attempt down. It keeps no
-//! state of its own: when its job manager goes away it exits, and a new job manager starts with
-//! new workers.
+//! state of its own: when its job manager goes away it drops everything it ran and waits for
+//! the next job manager (or, started by one with `--once`, exits with it).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -43,7 +43,15 @@ pub struct WorkerOptions {
     /// The address other workers reach the data plane at (default: the one it listens on).
     pub advertise: Option<String>,
     pub secret: Secret,
+    /// Exit when the job manager goes away (a job manager's own child workers); otherwise wait
+    /// for the next one (workers of a cluster manager, which outlive a job manager's restart).
+    pub once: bool,
 }
+
+/// The job manager refused this worker (a wrong secret): retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Refused(String);
 
 /// The worker's side of the `wasmflow.Cluster` service: the data plane.
 struct WorkerService {
@@ -90,27 +98,50 @@ pub async fn run(opts: WorkerOptions) -> Result<()> {
     let service = Arc::new(WorkerService { secret: opts.secret.clone(), incoming: incoming.clone() });
     let server = tokio::spawn(grpc::serve(listener, service));
 
-    let (mut down, up) = attach(&opts, &data_address).await?;
-    tracing::info!("worker {} attached to {}; data plane at {data_address}", std::process::id(), opts.job_manager);
-
     let engine = Arc::new(Engine::new()?);
+    loop {
+        let end = session(&opts, &data_address, &engine, &incoming).await;
+        match (&end, opts.once) {
+            (Ok(()), true) => tracing::info!("the job manager closed the control stream: worker {} exits", std::process::id()),
+            (Err(e), true) => tracing::warn!("{e:#}: worker {} exits", std::process::id()),
+            (Ok(()), false) => tracing::info!("the job manager closed the control stream; waiting for the next one"),
+            (Err(e), false) => tracing::warn!("{e:#}; waiting for a job manager"),
+        }
+        if opts.once || end.as_ref().is_err_and(|e| e.is::<Refused>()) {
+            server.abort();
+            return end;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// One attachment to a job manager: runs what it deploys until its control stream closes.
+async fn session(opts: &WorkerOptions, data_address: &str, engine: &Arc<Engine>, incoming: &Arc<Incoming>) -> Result<()> {
+    let (mut down, up) = attach(opts, data_address).await?;
+    tracing::info!("worker {} attached to {}; data plane at {data_address}", std::process::id(), opts.job_manager);
     let mut running: Option<Running> = None;
-    let end = loop {
+    loop {
         let message = match down.message().await {
             Ok(Some(m)) => m,
-            Ok(None) => break Ok(()),
-            Err(status) => break Err(anyhow::anyhow!("lost the job manager at {}: {}", opts.job_manager, status.message())),
+            Ok(None) => return Ok(()),
+            Err(status) => bail!("lost the job manager at {}: {}", opts.job_manager, status.message()),
         };
         match message {
             ToWorker::Deploy(d) => {
                 // A new attempt replaces whatever is left of the last one.
                 drop(running.take());
-                running = Some(deploy(engine.clone(), *d, opts.secret.clone(), incoming.clone(), up.clone())?);
+                let attempt = d.attempt;
+                match deploy(engine.clone(), *d, opts.secret.clone(), incoming.clone(), up.clone()) {
+                    Ok(r) => running = Some(r),
+                    Err(e) => {
+                        let _ = up.send(FromWorker::DeployFailed { attempt, message: format!("{e:#}") });
+                    }
+                }
             }
             ToWorker::Announce { id, savepoint } => {
                 if let Some(r) = &running {
-                    let location = savepoint.map(|s| s.parse::<Location>()).transpose()?;
-                    if let Err(e) = r.writer.announce(id, location.as_ref()) {
+                    let announced = savepoint.map(|s| s.parse::<Location>()).transpose().and_then(|location| r.writer.announce(id, location.as_ref()));
+                    if let Err(e) = announced {
                         tracing::warn!("checkpoint {id}: {e:#}");
                     }
                 }
@@ -127,28 +158,29 @@ pub async fn run(opts: WorkerOptions) -> Result<()> {
                 incoming.retire(attempt);
             }
         }
-    };
-    drop(running);
-    server.abort();
-    match &end {
-        Ok(()) => tracing::info!("the job manager closed the control stream: worker {} exits", std::process::id()),
-        Err(e) => tracing::warn!("{e:#}: worker {} exits", std::process::id()),
     }
-    end
 }
 
 /// Attaches to the job manager, retrying while it is not up yet; returns the controls coming
 /// down and the sender of what goes up (its first message, `Hello`, already sent).
 async fn attach(opts: &WorkerOptions, data_address: &str) -> Result<(tonic::Streaming<ToWorker>, mpsc::UnboundedSender<FromWorker>)> {
-    let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+    let deadline = opts.once.then(|| tokio::time::Instant::now() + ATTACH_WAIT);
     let channel = grpc::channel(&opts.job_manager)?;
+    let mut tries = 0u64;
     loop {
         let (up, up_rx) = mpsc::unbounded_channel();
         up.send(FromWorker::Hello { data_address: data_address.to_string(), pid: std::process::id() })?;
         match grpc::attach(channel.clone(), &opts.secret, UnboundedReceiverStream::new(up_rx)).await {
             Ok(down) => return Ok((down, up)),
-            Err(status) if status.code() == tonic::Code::Unavailable && tokio::time::Instant::now() < deadline => {
+            Err(status) if status.code() == tonic::Code::Unavailable && deadline.is_none_or(|d| tokio::time::Instant::now() < d) => {
+                tries += 1;
+                if tries % 50 == 0 {
+                    tracing::info!("no job manager at {} yet: {}", opts.job_manager, status.message());
+                }
                 tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(status) if status.code() == tonic::Code::Unauthenticated => {
+                return Err(Refused(format!("the job manager at {} refused this worker: {}", opts.job_manager, status.message())).into());
             }
             Err(status) => bail!("cannot attach to the job manager at {}: {}", opts.job_manager, status.message()),
         }

@@ -48,72 +48,69 @@ fn log_of(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Produces `per_partition` records into each partition; returns every value, sorted.
-fn fill(b: &TestBroker, topic: &str, per_partition: usize) -> Vec<String> {
+/// Produces records `from..from + n` into each partition; returns their values.
+fn produce(b: &TestBroker, topic: &str, from: usize, n: usize) -> Vec<String> {
     let mut all = Vec::new();
     for p in 0..PARTITIONS {
-        let values: Vec<String> = (0..per_partition).map(|i| format!("p{p}-{i:05}")).collect();
+        let values: Vec<String> = (from..from + n).map(|i| format!("p{p}-{i:05}")).collect();
         b.produce(topic, p, &values, None);
         all.extend(values);
     }
-    all.sort();
     all
 }
 
 /// The scenario: Kafka (8 partitions, 4 source subtasks) → counter → exactly-once
-/// files on three worker processes, checkpoints on S3. `kill -9` of a worker: the job manager
-/// restarts the job from the object store on the survivors and a new worker. Then `kill -9` of
-/// the job manager: its workers exit, and `run --resume --workers 3` finishes the job. Every
-/// record once, totals exact, offsets committed to the end.
+/// files on three worker processes, checkpoints on S3. Records arrive in three rounds. After the
+/// first, `kill -9` of a worker: the job manager restarts the job from the object store on the
+/// survivors and a new worker. After the second, `kill -9` of the job manager: its workers exit,
+/// and `run --resume --workers 3` carries on with the third round until it is stopped with a
+/// savepoint. Every record once, offsets committed to the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_job_on_three_workers_survives_a_worker_then_the_job_manager_killed() {
     let b = TestBroker::start();
     b.create_topic("payments", PARTITIONS as u32);
-    let expected = fill(&b, "payments", 1500);
+    let mut expected = produce(&b, "payments", 0, 500);
     let s3 = S3Server::start("flows");
     let dir = tempfile::tempdir().unwrap();
     let mut job = KafkaJob::new(&b.bootstrap(), "payments", "g-workers");
-    job.source_config.extend(["bounded = true".to_string(), "max-records-per-poll = 1".to_string()]); // slow enough to kill twice
     job.checkpoint_interval_ms = 100;
     job.checkpoint_dir = s3.url("jobs/payments");
     job.extra_tables = format!("{}\n[restart]\nattempts = 3\ndelay-ms = 100\n", S3Server::options_toml(s3.port));
     let path = job.write(dir.path());
     let out = dir.path().join("out");
+    let records = || data_and_counts(&committed_lines(&out)).0.len();
     let log = dir.path().join("jm.log");
 
     let mut jm = spawn_logged(&["run", "--resume", "--workers", "3"], &path, &log);
     wait_until("three workers", Duration::from_secs(30), || children_of(jm.id()).len() == 3);
     let workers = children_of(jm.id());
-    wait_until("a checkpoint on S3 and some output", Duration::from_secs(60), || {
-        !s3.complete_checkpoints("jobs/payments").is_empty() && !committed_lines(&out).is_empty()
-    });
+    wait_until("the first round through", Duration::from_secs(60), || records() == expected.len());
 
     // A worker dies: the attempt fails, a replacement starts, the job restores from S3.
     kill_9(workers[1]);
-    let before = *s3.complete_checkpoints("jobs/payments").last().unwrap();
     wait_until("the job manager restarting the job", Duration::from_secs(30), || log_of(&log).contains("restart 1/3"));
-    assert!(log_of(&log).contains("after failure: subtask"), "the lost worker failed the attempt: {}", log_of(&log));
-    wait_until("a checkpoint after the restart", Duration::from_secs(60), || s3.complete_checkpoints("jobs/payments").last().is_some_and(|&id| id > before));
+    expected.extend(produce(&b, "payments", 500, 500));
+    wait_until("the second round through after the restart", Duration::from_secs(60), || records() == expected.len());
     let now = children_of(jm.id());
     assert_eq!(now.len(), 3, "a replacement worker: {now:?}");
     assert!(!now.contains(&workers[1]));
-    let partial = data_and_counts(&committed_lines(&out)).0.len();
-    assert!(partial < expected.len(), "the job manager is killed before the end ({partial} records)");
 
     // The job manager dies: its workers exit with it.
     kill_9(jm.id());
     jm.wait().unwrap();
     wait_until("the orphaned workers to exit", Duration::from_secs(30), || now.iter().all(|&w| !alive(w)));
+    expected.extend(produce(&b, "payments", 1000, 500));
 
-    let resumed = Command::new(wasmflow_bin()).args(["run", "--resume", "--workers", "3"]).arg(&path).output().unwrap();
-    let stderr = String::from_utf8_lossy(&resumed.stderr);
-    assert!(resumed.status.success(), "{stderr}");
-    assert!(stderr.contains("restoring from s3://flows/jobs/payments/chk-"), "{stderr}");
-    let (data, counts) = data_and_counts(&committed_lines(&out));
-    let mut data = data;
+    let mut resumed = spawn_logged(&["run", "--resume", "--workers", "3"], &path, &log);
+    wait_until("the third round through after --resume", Duration::from_secs(60), || records() == expected.len());
+    let stop = Command::new(wasmflow_bin()).args(["stop", "--savepoint", "--job"]).arg(&path).output().unwrap();
+    assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
+    assert!(resumed.wait().unwrap().success(), "{}", log_of(&log));
+    assert!(log_of(&log).contains("restoring from s3://flows/jobs/payments/chk-"), "{}", log_of(&log));
+    let mut data = data_and_counts(&committed_lines(&out)).0;
     data.sort();
+    expected.sort();
     assert_eq!(data, expected, "every record exactly once after a worker and the job manager were killed");
-    assert_eq!(counts.iter().sum::<u64>(), expected.len() as u64);
     assert_eq!(b.committed("g-workers", "payments", PARTITIONS).await, vec![1500; PARTITIONS as usize]);
 }
 
@@ -196,12 +193,44 @@ fn only_workers_with_the_cluster_secret_can_attach() {
     assert!(String::from_utf8_lossy(&intruder.stderr).contains("wrong or missing cluster secret"), "{}", String::from_utf8_lossy(&intruder.stderr));
     assert!(jm.try_wait().unwrap().is_none(), "the job manager waits on for a real worker");
 
-    let worker =
-        Command::new(wasmflow_bin()).args(["worker", "--job-manager", &address]).env("WASMFLOW_CLUSTER_SECRET", secret).stderr(Stdio::null()).spawn().unwrap();
+    let worker = Command::new(wasmflow_bin())
+        .args(["worker", "--once", "--job-manager", &address])
+        .env("WASMFLOW_CLUSTER_SECRET", secret)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     assert!(jm.wait().unwrap().success(), "{}", log_of(&log));
     let mut worker = worker;
     assert!(worker.wait().unwrap().success(), "the worker exits when its job manager is done");
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, count, "a job on an external worker");
     assert_eq!(counts, vec![count]);
+}
+
+/// A worker started by a cluster manager outlives its job manager: when one job manager is done
+/// (or replaced), the worker drops what it ran and serves the next one at the same address.
+#[test]
+fn an_external_worker_serves_one_job_manager_after_another() {
+    let secret = "fedcba9876543210fedcba9876543210";
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let address = format!("127.0.0.1:{port}");
+    let mut worker =
+        Command::new(wasmflow_bin()).args(["worker", "--job-manager", &address]).env("WASMFLOW_CLUSTER_SECRET", secret).stderr(Stdio::null()).spawn().unwrap();
+    for count in [300, 700] {
+        let dir = tempfile::tempdir().unwrap();
+        let job = PipelineJob { count, source_parallelism: 1, counter_parallelism: 1, sink_parallelism: 1, ..Default::default() }.write(dir.path());
+        let out = Command::new(wasmflow_bin())
+            .args(["run", "--workers", "1", "--external-workers", "--cluster-listen", &address])
+            .arg(&job)
+            .env("WASMFLOW_CLUSTER_SECRET", secret)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
+        assert_exactly_once(&data, count, "a job on a worker that served another job manager before");
+        assert_eq!(counts, vec![count]);
+        assert!(worker.try_wait().unwrap().is_none(), "the worker waits for the next job manager");
+    }
+    worker.kill().unwrap();
+    worker.wait().unwrap();
 }
