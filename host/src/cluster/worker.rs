@@ -174,7 +174,7 @@ async fn attach(opts: &WorkerOptions, data_address: &str) -> Result<(tonic::Stre
             Ok(down) => return Ok((down, up)),
             Err(status) if status.code() == tonic::Code::Unavailable && deadline.is_none_or(|d| tokio::time::Instant::now() < d) => {
                 tries += 1;
-                if tries % 50 == 0 {
+                if tries.is_multiple_of(50) {
                     tracing::info!("no job manager at {} yet: {}", opts.job_manager, status.message());
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
