@@ -43,7 +43,7 @@ fn the_manifests_validate_against_the_kubernetes_schemas() {
     let validator = wasmflow_tests::tools_dir().join("bin/kubernetes-validate");
     assert!(validator.exists(), "{} is missing: run `make tools` (make test does)", validator.display());
     let files = manifests();
-    assert_eq!(files.len(), 4, "configmap, job, pvc, service: {files:?}");
+    assert_eq!(files.len(), 5, "configmap, job, pvc, service, workers: {files:?}");
     let out = Command::new(validator).arg("--strict").args(&files).output().unwrap();
     assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
@@ -118,7 +118,68 @@ fn the_manifests_agree_with_the_command_line_and_the_job_file() {
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
     assert!(volume(mount_of(Path::new(var("WASMFLOW_CACHE_DIR")["value"].as_str().unwrap()))["name"].as_str().unwrap())["emptyDir"].is_object());
     assert!(volume(mount_of(Path::new("/tmp"))["name"].as_str().unwrap())["emptyDir"].is_object());
-    for secret in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+    for secret in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "WASMFLOW_CLUSTER_SECRET"] {
         assert!(var(secret)["valueFrom"]["secretKeyRef"].is_object(), "{secret} comes from a Secret, not the manifest");
     }
+}
+
+/// The workers' StatefulSet and the job manager agree: as many workers as `--workers`, attaching
+/// to the job manager's Service on its cluster port with the same Secret, advertising names the
+/// headless Service resolves, and writing to the same storage and shared volume.
+#[test]
+fn the_workers_agree_with_their_job_manager() {
+    let docs = documents();
+    let job = by_kind(&docs, "Job");
+    let workers = by_kind(&docs, "StatefulSet");
+    let pvc = by_kind(&docs, "PersistentVolumeClaim");
+    let services: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Service").collect();
+    let jm_pod = &job["spec"]["template"]["spec"];
+    let jm = &jm_pod["containers"][0];
+    let worker_pod = &workers["spec"]["template"]["spec"];
+    let worker = &worker_pod["containers"][0];
+    let args = |c: &Value| -> Vec<String> { c["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect() };
+    let parse = |c: &Value| Cli::try_parse_from(std::iter::once("wasmflow".to_string()).chain(args(c))).unwrap_or_else(|e| panic!("{:?}: {e}", args(c)));
+    let port_named = |c: &Value, name: &str| -> u64 {
+        c["ports"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap_or_else(|| panic!("no port {name}"))["containerPort"].as_u64().unwrap()
+    };
+    let selects = |service: &Value, labels: &Value| service["spec"]["selector"].as_object().unwrap().iter().all(|(k, v)| &labels[k] == v);
+
+    let Sub::Run(run) = parse(jm).command else { panic!("the job manager does not run a job") };
+    let Sub::Worker(w) = parse(worker).command else { panic!("the StatefulSet does not run workers: {:?}", args(worker)) };
+    assert!(run.external_workers, "workers are started by Kubernetes, not by the job manager");
+    assert_eq!(run.workers.map(u64::from), workers["spec"]["replicas"].as_u64(), "--workers matches the replicas");
+    assert!(!w.once, "a worker outlives a job manager's restart");
+    assert_eq!(u64::from(run.cluster_listen.port()), port_named(jm, "cluster"));
+
+    // Workers reach the job manager through the Service that selects the job manager's pod.
+    let (host, port) = w.job_manager.rsplit_once(':').unwrap();
+    let jm_service = services.iter().find(|s| s["metadata"]["name"] == host).unwrap_or_else(|| panic!("no Service {host}"));
+    assert!(selects(jm_service, &job["spec"]["template"]["metadata"]["labels"]));
+    assert!(!selects(jm_service, &workers["spec"]["template"]["metadata"]["labels"]), "the API and cluster Service must not select workers");
+    let cluster = jm_service["spec"]["ports"].as_array().unwrap().iter().find(|p| p["port"].as_u64() == port.parse().ok()).expect("the cluster port");
+    assert_eq!(cluster["targetPort"], "cluster");
+
+    // Each worker advertises its stable name under the headless Service.
+    let headless = services.iter().find(|s| s["metadata"]["name"] == workers["spec"]["serviceName"]).expect("the StatefulSet's Service");
+    assert_eq!(headless["spec"]["clusterIP"], "None");
+    assert!(selects(headless, &workers["spec"]["template"]["metadata"]["labels"]));
+    assert_eq!(u64::from(w.listen.port()), port_named(worker, "data"));
+    let advertise = w.advertise.expect("a worker behind a Service must advertise its name");
+    assert_eq!(advertise, format!("$(POD_NAME).{}:{}", workers["spec"]["serviceName"].as_str().unwrap(), w.listen.port()));
+    let env = |c: &Value, name: &str| c["env"].as_array().unwrap().iter().find(|e| e["name"] == name).cloned().unwrap_or_else(|| panic!("no env {name}"));
+    assert_eq!(env(worker, "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"], "metadata.name");
+
+    // The same secret, object storage and shared output volume on both sides.
+    for name in ["WASMFLOW_CLUSTER_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT", "AWS_REGION", "AWS_ALLOW_HTTP"] {
+        assert_eq!(env(worker, name), env(jm, name), "{name}");
+    }
+    let data_mount = |pod: &Value, c: &Value| {
+        let volume =
+            pod["volumes"].as_array().unwrap().iter().find(|v| v["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]).expect("the data volume");
+        c["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == volume["name"]).expect("mounted")["mountPath"].clone()
+    };
+    assert_eq!(data_mount(worker_pod, worker), data_mount(jm_pod, jm), "sinks on workers write where the job manager records attempts");
+    assert_eq!(pvc["spec"]["accessModes"][0], "ReadWriteMany", "pods on several nodes share the output volume");
+    assert_eq!(worker["securityContext"]["readOnlyRootFilesystem"], true);
+    assert!(worker_pod["volumes"].as_array().unwrap().iter().any(|v| v["name"] == "tmp" && v["emptyDir"].is_object()));
 }
