@@ -104,7 +104,10 @@ fn high_water_kib(pid: libc::pid_t) -> Option<u64> {
     status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn job_file(dir: &Path, records: u64, parallelism: u32) -> Result<PathBuf> {
+/// The count job (`generator → counter → null-sink`, N records, every operator at `parallelism`)
+/// written into `dir`. `partitioning` is the numbers → count edge's: `forward` chains the whole
+/// job, `rebalance` cuts it after the generator (the worker benchmark's network hop).
+pub(crate) fn job_file(dir: &Path, records: u64, parallelism: u32, partitioning: &str) -> Result<PathBuf> {
     let module = |name: &str| wasmflow_tests::operator(name).display().to_string();
     let mut t = String::from("[job]\nname = \"count\"\n\n[checkpoints]\ninterval-ms = 1000\ndir = \"checkpoints\"\n\n");
     for (id, name, extra) in [
@@ -114,10 +117,10 @@ fn job_file(dir: &Path, records: u64, parallelism: u32) -> Result<PathBuf> {
     ] {
         writeln!(t, "[[operators]]\nid = \"{id}\"\nmodule = \"{}\"\nparallelism = {parallelism}\n{extra}\n", module(name))?;
     }
-    for (from, to) in [("numbers", "count"), ("count", "discard")] {
-        writeln!(t, "[[edges]]\nfrom = \"{from}\"\nto = \"{to}\"\npartitioning = \"forward\"\n")?;
+    for (from, to, partitioning) in [("numbers", "count", partitioning), ("count", "discard", "forward")] {
+        writeln!(t, "[[edges]]\nfrom = \"{from}\"\nto = \"{to}\"\npartitioning = \"{partitioning}\"\n")?;
     }
-    let path = dir.join(format!("count-{records}-{parallelism}.toml"));
+    let path = dir.join(format!("count-{records}-{parallelism}-{partitioning}.toml"));
     std::fs::write(&path, t)?;
     Ok(path)
 }
@@ -160,7 +163,7 @@ pub fn measure() -> Result<Vec<Point>> {
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
             for _ in 0..runs {
                 let dir = tempfile::tempdir_in(work.path())?;
-                let job = job_file(dir.path(), records, parallelism)?;
+                let job = job_file(dir.path(), records, parallelism, "forward")?;
                 ours.push(run(Command::new(&wasmflow).arg("run").arg(&job).env("WASMFLOW_LOG", "warn"))?);
                 theirs.push(run(Command::new("java").arg("-cp").arg(&classpath).arg("CountJob").arg(records.to_string()).arg(parallelism.to_string()))?);
             }

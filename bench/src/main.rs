@@ -1,7 +1,7 @@
 //! `make bench`: every benchmark of issue #6, each a side-by-side comparison taken in one run,
 //! and `bench/REPORT.md` (tables, targets, the plot `bench/throughput.png`).
 //!
-//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [kafka-mock] [flink] [keyed] [incremental]`
+//! `cargo run --release -p wasmflow-bench -- [startup] [restore] [pipeline] [checkpoints] [kafka] [kafka-mock] [flink] [keyed] [incremental] [workers]`
 //! runs only the named parts (all by default) and still writes the report with what ran.
 //! Timings are medians of repeated runs; memory is measured with a counting allocator, so it is
 //! exact for the host's heap.
@@ -18,12 +18,14 @@ mod pipeline;
 mod plot;
 mod restore;
 mod startup;
+mod workers;
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-const PARTS: [&str; 10] = ["startup", "restore", "pipeline", "checkpoints", "object-storage", "kafka", "kafka-mock", "flink", "keyed", "incremental"];
+const PARTS: [&str; 11] =
+    ["startup", "restore", "pipeline", "checkpoints", "object-storage", "kafka", "kafka-mock", "flink", "keyed", "incremental", "workers"];
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -91,6 +93,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("incremental") {
         report.push_str(&incremental::report(&incremental::measure()?)?);
+    }
+    if wanted("workers") {
+        report.push_str(&workers::report(&workers::measure()?)?);
     }
     let out = root.join("REPORT.md");
     std::fs::write(&out, &report)?;
