@@ -71,7 +71,7 @@ example: operators
 	$(WASMFLOW) run jobs/example.toml
 
 run: operators tools
-	@scripts/demo.sh
+	@WORKERS="$(WORKERS)" scripts/demo.sh
 
 bench: operators
 	$(CARGO) run --release -p wasmflow-bench

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make run`: start a local broker and a local S3 server, create a topic with 8 partitions,
 # produce sample data, run jobs/demo.toml (Kafka source x4 -> counter -> exactly-once files)
-# with its checkpoints on S3, show the result, stop.
+# with its checkpoints on S3, show the result, stop. `make run WORKERS=3` runs the job's subtasks
+# in three worker processes (docs/distributed.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,8 +29,13 @@ cargo run -q --release -p wasmflow-tests --bin kafka-tool -- produce "$bootstrap
 # The job file stays as it is: the broker address comes from the environment (WASMFLOW__ + the
 # key path, `__` between segments), the checkpoint and savepoint locations from --set
 # (docs/cli.md, overrides). Its other paths (../target/...) are relative to jobs/.
+workers=()
+if [ -n "${WORKERS:-}" ]; then
+    echo "running the job on $WORKERS worker processes"
+    workers=(--workers "$WORKERS")
+fi
 WASMFLOW__OPERATORS__EVENTS__GRANTS__KAFKA__BOOTSTRAP_SERVERS="$bootstrap" \
-    target/release/wasmflow run jobs/demo.toml --set checkpoints.dir=s3://demo/jobs/demo --set savepoints.dir="$work/savepoints"
+    target/release/wasmflow run jobs/demo.toml --set checkpoints.dir=s3://demo/jobs/demo --set savepoints.dir="$work/savepoints" "${workers[@]}"
 echo
 echo "output: $(cat "$work"/out/part-* | grep -vc '^[0-9]*$') records in $(ls "$work/out" | grep -c '^part-') committed files under $work/out"
 echo "counter totals: $(cat "$work"/out/part-* | grep '^[0-9]*$' | paste -sd+ -)"

@@ -145,8 +145,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let workers = match (args.workers, secret) {
             (Some(n), Some(secret)) => {
                 let text = JobSpec::effective_text(&args.job, &args.overrides.overrides()?, &parallelism)?;
-                let spawn =
-                    if args.external_workers { None } else { Some(std::env::current_exe().context("cannot find the wasmflow executable to start workers")?) };
+                let spawn = if args.external_workers { None } else { Some(own_executable()?) };
                 let options = crate::cluster::ClusterOptions { workers: n, listen: args.cluster_listen, spawn, secret };
                 let pool = crate::cluster::WorkerPool::start(options, args.job.display().to_string(), text).await?;
                 status!("{n} worker(s) attach at {}{}", pool.address, if args.external_workers { " (waiting for them)" } else { "" });
@@ -179,6 +178,16 @@ pub fn run(args: RunArgs) -> Result<()> {
         storage.remove_control();
         super::output::finish_run(&job, result, args.json)
     })
+}
+
+/// This very executable, to start workers with: `/proc/self/exe` stays this binary even if the
+/// file was replaced since (an upgrade in place), so workers never run another version.
+fn own_executable() -> Result<PathBuf> {
+    let proc = PathBuf::from("/proc/self/exe");
+    if proc.exists() {
+        return Ok(proc);
+    }
+    std::env::current_exe().context("cannot find the wasmflow executable to start workers")
 }
 
 async fn wait_for_signal() {

@@ -368,8 +368,11 @@ impl Attempt<'_> {
             }
         };
         self.send_all(Control::Shutdown);
-        for t in std::mem::take(&mut self.tasks) {
-            let _ = t.await;
+        // Subtasks (or workers) that do not stop within the grace period are abandoned: the
+        // attempt's drop aborts them, and a worker drops them at the next deployment.
+        let stopped = futures::future::join_all(self.tasks.iter_mut());
+        if tokio::time::timeout(SHUTDOWN_GRACE, stopped).await.is_err() {
+            tracing::warn!("some subtasks did not stop within {} s of the shutdown; abandoning them", SHUTDOWN_GRACE.as_secs());
         }
         if let Some(p) = pending.take() {
             self.abort(&p, "the job is stopping");
@@ -384,6 +387,9 @@ impl Attempt<'_> {
         result
     }
 }
+
+/// How long an ending attempt waits for its subtasks to stop.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86_400)
