@@ -219,6 +219,12 @@ impl Batch {
         Batch { data, key_lens, value_lens, timestamps }
     }
 
+    /// The columns, borrowed: (data, key lengths, value lengths, timestamps), as
+    /// [`Batch::into_columns`] gives them (for writing a batch out without copying it first).
+    pub fn column_slices(&self) -> (&[u8], &[i32], &[u32], &[i64]) {
+        (&self.data, &self.key_lens, &self.value_lens, &self.timestamps)
+    }
+
     /// The batch's columns (moved, not copied).
     pub fn into_columns(self) -> Columns {
         let Batch { data, key_lens, value_lens, timestamps } = self;

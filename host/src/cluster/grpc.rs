@@ -24,7 +24,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::auth::Secret;
-use super::codec::{Bincode, Framed, Json};
+use super::codec::{Columnar, Framed, Json};
 use super::protocol::{DataFrame, FromWorker, ToWorker};
 
 const ATTACH: &str = "/wasmflow.Cluster/Attach";
@@ -92,7 +92,7 @@ impl<H: Handler> tower::Service<http::Request<Body>> for ClusterService<H> {
                     let handler = handler.clone();
                     async move { handler.exchange(r).await }
                 });
-                let mut grpc = tonic::server::Grpc::new(Framed::<Bincode, (), DataFrame>::default()).max_decoding_message_size(MAX_MESSAGE);
+                let mut grpc = tonic::server::Grpc::new(Framed::<Columnar, (), DataFrame>::default()).max_decoding_message_size(MAX_MESSAGE);
                 Ok(grpc.client_streaming(method, request).await)
             }),
             other => {
@@ -159,6 +159,6 @@ pub async fn exchange_unsigned(channel: Channel, frames: impl Stream<Item = Data
 async fn send_frames(channel: Channel, request: Request<impl Stream<Item = DataFrame> + Send + 'static>) -> Result<(), Status> {
     let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(MAX_MESSAGE);
     grpc.ready().await.map_err(|e| Status::unavailable(format!("cannot reach the worker: {e}")))?;
-    grpc.client_streaming(request, PathAndQuery::from_static(EXCHANGE), Framed::<Bincode, DataFrame, ()>::default()).await?;
+    grpc.client_streaming(request, PathAndQuery::from_static(EXCHANGE), Framed::<Columnar, DataFrame, ()>::default()).await?;
     Ok(())
 }
