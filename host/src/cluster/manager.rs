@@ -192,22 +192,29 @@ impl WorkerPool {
         self.spawn_missing()?;
         let deadline = tokio::time::Instant::now() + ATTACH_TIMEOUT;
         while let Some(empty) = self.slots.iter().position(Option::is_none) {
-            match tokio::time::timeout_at(deadline, self.attached.recv()).await {
+            if tokio::time::Instant::now() >= deadline {
+                let have = self.slots.iter().flatten().count();
+                bail!(
+                    "only {have} of {} workers attached to {} within {} s (start them with `wasmflow worker --job-manager {}` and the same {SECRET_ENV})",
+                    self.slots.len(),
+                    self.address,
+                    ATTACH_TIMEOUT.as_secs(),
+                    self.reachable_address()
+                );
+            }
+            match tokio::time::timeout(Duration::from_millis(250), self.attached.recv()).await {
                 Ok(Some(w)) => self.slots[empty] = Some(w),
                 Ok(None) => bail!("the cluster service stopped"),
+                // A worker this job manager started that exits before attaching will not attach:
+                // say so now rather than at the deadline (its own log is above).
                 Err(_) => {
-                    let have = self.slots.iter().flatten().count();
-                    bail!(
-                        "only {have} of {} workers attached to {} within {} s (start them with `wasmflow worker --job-manager {}` and the same {SECRET_ENV})",
-                        self.slots.len(),
-                        self.address,
-                        ATTACH_TIMEOUT.as_secs(),
-                        self.reachable_address()
-                    );
+                    for child in &mut self.children {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            bail!("a worker process exited ({status}) before attaching to the job manager");
+                        }
+                    }
                 }
             }
-            // A worker that died before this attempt: its replacement is started now.
-            self.children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
         }
         Ok(())
     }
@@ -337,5 +344,22 @@ impl WorkerPool {
                 let _ = child.kill().await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker process that dies before attaching (a broken binary, a bad environment) fails
+    /// the attempt at once, naming the exit, instead of leaving the job manager waiting a minute.
+    #[tokio::test]
+    async fn a_worker_that_exits_before_attaching_is_reported_at_once() {
+        let options = ClusterOptions { workers: 2, listen: "127.0.0.1:0".parse().unwrap(), spawn: Some("false".into()), secret: Secret::generate().unwrap() };
+        let mut pool = WorkerPool::start(options, "job.toml".into(), String::new()).await.unwrap();
+        let started = std::time::Instant::now();
+        let e = format!("{:#}", pool.ready().await.unwrap_err());
+        assert!(e.contains("a worker process exited (exit status: 1) before attaching"), "{e}");
+        assert!(started.elapsed() < ATTACH_TIMEOUT / 2);
     }
 }

@@ -162,7 +162,9 @@ async fn channel_fill_is_on_the_page_while_the_job_runs() {
                 .samples("wasmflow_output_channel_fill_ratio")
                 .map(|s| ((s.labels["operator"].clone(), s.labels["subtask"].clone(), s.labels["target"].clone()), s.value))
                 .collect();
-            let counted = (0..3).map(|c| subtask_value(&page, "wasmflow_input_records_total", "counter", c)).sum::<f64>();
+            // A subtask's series appear when it is deployed: until then, none counted.
+            let counted =
+                (0..3).filter_map(|c| page.value("wasmflow_input_records_total", &[("operator", "counter"), ("subtask", &c.to_string())])).sum::<f64>();
             if counted > 0.0 && !fills.is_empty() {
                 break fills;
             }
