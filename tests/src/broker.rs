@@ -74,6 +74,19 @@ impl TestBroker {
         self.produce_records(topic, partition, &records);
     }
 
+    /// Produces the values `p<partition>-<i>` for `i` in `from..from + n` into each of the
+    /// topic's `partitions`; returns them, sorted.
+    pub fn produce_numbered(&self, topic: &str, partitions: i32, from: usize, n: usize) -> Vec<String> {
+        let mut all = Vec::new();
+        for p in 0..partitions {
+            let values: Vec<String> = (from..from + n).map(|i| format!("p{p}-{i:05}")).collect();
+            self.produce(topic, p, &values, None);
+            all.extend(values);
+        }
+        all.sort();
+        all
+    }
+
     /// Produces `(key, value, timestamp)` records into one partition, in order, and waits for
     /// the broker to acknowledge them.
     pub fn produce_records(&self, topic: &str, partition: i32, records: &[(String, String, i64)]) {

@@ -48,17 +48,6 @@ fn log_of(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// Produces records `from..from + n` into each partition; returns their values.
-fn produce(b: &TestBroker, topic: &str, from: usize, n: usize) -> Vec<String> {
-    let mut all = Vec::new();
-    for p in 0..PARTITIONS {
-        let values: Vec<String> = (from..from + n).map(|i| format!("p{p}-{i:05}")).collect();
-        b.produce(topic, p, &values, None);
-        all.extend(values);
-    }
-    all
-}
-
 /// The scenario: Kafka (8 partitions, 4 source subtasks) → counter → exactly-once
 /// files on three worker processes, checkpoints on S3. Records arrive in three rounds. After the
 /// first, `kill -9` of a worker: the job manager restarts the job from the object store on the
@@ -69,7 +58,7 @@ fn produce(b: &TestBroker, topic: &str, from: usize, n: usize) -> Vec<String> {
 async fn kafka_job_on_three_workers_survives_a_worker_then_the_job_manager_killed() {
     let b = TestBroker::start();
     b.create_topic("payments", PARTITIONS as u32);
-    let mut expected = produce(&b, "payments", 0, 500);
+    let mut expected = b.produce_numbered("payments", PARTITIONS, 0, 500);
     let s3 = S3Server::start("flows");
     let dir = tempfile::tempdir().unwrap();
     let mut job = KafkaJob::new(&b.bootstrap(), "payments", "g-workers");
@@ -89,7 +78,7 @@ async fn kafka_job_on_three_workers_survives_a_worker_then_the_job_manager_kille
     // A worker dies: the attempt fails, a replacement starts, the job restores from S3.
     kill_9(workers[1]);
     wait_until("the job manager restarting the job", Duration::from_secs(30), || log_of(&log).contains("restart 1/3"));
-    expected.extend(produce(&b, "payments", 500, 500));
+    expected.extend(b.produce_numbered("payments", PARTITIONS, 500, 500));
     wait_until("the second round through after the restart", Duration::from_secs(60), || records() == expected.len());
     let now = children_of(jm.id());
     assert_eq!(now.len(), 3, "a replacement worker: {now:?}");
@@ -99,7 +88,7 @@ async fn kafka_job_on_three_workers_survives_a_worker_then_the_job_manager_kille
     kill_9(jm.id());
     jm.wait().unwrap();
     wait_until("the orphaned workers to exit", Duration::from_secs(30), || now.iter().all(|&w| !alive(w)));
-    expected.extend(produce(&b, "payments", 1000, 500));
+    expected.extend(b.produce_numbered("payments", PARTITIONS, 1000, 500));
 
     let mut resumed = spawn_logged(&["run", "--resume", "--workers", "3"], &path, &log);
     wait_until("the third round through after --resume", Duration::from_secs(60), || records() == expected.len());

@@ -16,14 +16,7 @@ const PARTITIONS: i32 = 8;
 
 /// Produces `per_partition` records into each of the 8 partitions; returns every value, sorted.
 fn fill(b: &TestBroker, topic: &str, per_partition: usize, from: usize) -> Vec<String> {
-    let mut all = Vec::new();
-    for p in 0..PARTITIONS {
-        let values: Vec<String> = (from..from + per_partition).map(|i| format!("p{p}-{i:05}")).collect();
-        b.produce(topic, p, &values, None);
-        all.extend(values);
-    }
-    all.sort();
-    all
+    b.produce_numbered(topic, PARTITIONS, from, per_partition)
 }
 
 async fn run(spec: &JobSpec, restore: Option<RestoreFrom>) -> JobReport {
