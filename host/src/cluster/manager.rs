@@ -7,7 +7,7 @@
 //! restart strategy restores the whole job from the last complete checkpoint — on the
 //! surviving workers and a replacement.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use super::placement::Placement;
 use super::protocol::{DataFrame, Deployment, FromWorker, ToWorker};
 use crate::checkpoint::{CheckpointStorage, LoadedCheckpoint};
 use crate::job::JobSpec;
+use crate::metrics::SubtaskSample;
 use crate::runtime::RunOptions;
 use crate::runtime::attempt::{Attempt, ControlSender};
 use crate::runtime::subtask::Event;
@@ -54,6 +55,8 @@ struct Worker {
     to: mpsc::UnboundedSender<ToWorker>,
     /// Its messages; closed when its control stream is (the worker is gone).
     from: Arc<Mutex<mpsc::UnboundedReceiver<FromWorker>>>,
+    /// The last counts it reported per subtask (its counts go on across attempts).
+    reported: Arc<std::sync::Mutex<HashMap<SubtaskTag, SubtaskSample>>>,
 }
 
 /// The job manager's side of the `wasmflow.Cluster` service: workers attach here.
@@ -91,7 +94,7 @@ impl Handler for ManagerService {
         });
         tracing::info!("worker {pid} attached (data plane at {data_address})");
         self.attached
-            .send(Worker { pid, data_address, to, from: Arc::new(Mutex::new(from)) })
+            .send(Worker { pid, data_address, to, from: Arc::new(Mutex::new(from)), reported: Default::default() })
             .map_err(|_| tonic::Status::unavailable("the job manager is shutting down"))?;
         Ok(tonic::Response::new(Box::pin(UnboundedReceiverStream::new(down).map(Ok))))
     }
@@ -280,12 +283,21 @@ impl WorkerPool {
         for (k, w) in workers.iter().enumerate() {
             let first = job.operators.iter().find(|op| op.parallelism as usize > k).map(|op| SubtaskTag { operator: op.id.clone(), subtask: k as u32 });
             let (from, events, pid) = (w.from.clone(), events_tx.clone(), w.pid);
+            let (metrics, reported) = (opts.metrics.clone().expect("run_job always passes metrics"), w.reported.clone());
             tasks.push(tokio::spawn(async move {
                 let mut from = from.lock().await;
                 loop {
                     match from.recv().await {
                         Some(FromWorker::Event { attempt: a, event }) if a == attempt => {
                             let _ = events.send(event);
+                        }
+                        Some(FromWorker::Metrics { attempt: a, subtasks }) if a == attempt => {
+                            let mut reported = reported.lock().expect("reported lock");
+                            for (tag, now) in subtasks {
+                                let before = reported.get(&tag).cloned().unwrap_or_default();
+                                metrics.subtask(&tag.operator, tag.subtask).add_since(&before, &now);
+                                reported.insert(tag, now);
+                            }
                         }
                         Some(FromWorker::Stopped { attempt: a }) if a == attempt => return,
                         Some(_) => {}

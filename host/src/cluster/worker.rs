@@ -119,6 +119,10 @@ pub async fn run(opts: WorkerOptions) -> Result<()> {
 async fn session(opts: &WorkerOptions, data_address: &str, engine: &Arc<Engine>, incoming: &Arc<Incoming>) -> Result<()> {
     let (mut down, up) = attach(opts, data_address).await?;
     tracing::info!("worker {} attached to {}; data plane at {data_address}", std::process::id(), opts.job_manager);
+    // One set of metrics for the whole attachment: counts go on across attempts, and the job
+    // manager adds what changed between reports.
+    let session =
+        Session { engine: engine.clone(), secret: opts.secret.clone(), incoming: incoming.clone(), up, metrics: Arc::new(crate::metrics::JobMetrics::new("")) };
     let mut running: Option<Running> = None;
     loop {
         let message = match down.message().await {
@@ -131,10 +135,10 @@ async fn session(opts: &WorkerOptions, data_address: &str, engine: &Arc<Engine>,
                 // A new attempt replaces whatever is left of the last one.
                 drop(running.take());
                 let attempt = d.attempt;
-                match deploy(engine.clone(), *d, opts.secret.clone(), incoming.clone(), up.clone()) {
+                match deploy(session.clone(), *d) {
                     Ok(r) => running = Some(r),
                     Err(e) => {
-                        let _ = up.send(FromWorker::DeployFailed { attempt, message: format!("{e:#}") });
+                        let _ = session.up.send(FromWorker::DeployFailed { attempt, message: format!("{e:#}") });
                     }
                 }
             }
@@ -159,6 +163,17 @@ async fn session(opts: &WorkerOptions, data_address: &str, engine: &Arc<Engine>,
             }
         }
     }
+}
+
+/// What every deployment of one attachment shares.
+#[derive(Clone)]
+struct Session {
+    engine: Arc<Engine>,
+    secret: Secret,
+    incoming: Arc<Incoming>,
+    /// The control stream up to the job manager.
+    up: mpsc::UnboundedSender<FromWorker>,
+    metrics: Arc<crate::metrics::JobMetrics>,
 }
 
 /// Attaches to the job manager, retrying while it is not up yet; returns the controls coming
@@ -188,50 +203,49 @@ async fn attach(opts: &WorkerOptions, data_address: &str) -> Result<(tonic::Stre
 }
 
 /// Starts the slice of `d` this worker runs.
-fn deploy(engine: Arc<Engine>, d: Deployment, secret: Secret, incoming: Arc<Incoming>, up: mpsc::UnboundedSender<FromWorker>) -> Result<Running> {
+fn deploy(session: Session, d: Deployment) -> Result<Running> {
     let job = JobSpec::parse(&d.job_text, Path::new(&d.job_path)).with_context(|| format!("the job manager sent job {}", d.job_path))?;
     let storage = crate::checkpoint::open(&job.checkpoint_location()?, &job.object_store)?;
     let writer = Arc::new(AnnouncedWriter::new(storage.clone()));
     let (controls, control_rx) = mpsc::unbounded_channel();
     let attempt = d.attempt;
-    let task = tokio::spawn(run_slice(engine, job, d, storage, writer.clone(), secret, incoming, control_rx, up));
+    let task = tokio::spawn(run_slice(session, job, d, storage, writer.clone(), control_rx));
     Ok(Running { attempt, controls, writer, task })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// How often a worker reports its subtasks' counts.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
+
 async fn run_slice(
-    engine: Arc<Engine>,
+    session: Session,
     job: JobSpec,
     d: Deployment,
     storage: Arc<dyn crate::checkpoint::CheckpointStorage>,
     writer: Arc<AnnouncedWriter>,
-    secret: Secret,
-    incoming: Arc<Incoming>,
     mut controls: mpsc::UnboundedReceiver<(SubtaskTag, Control)>,
-    up: mpsc::UnboundedSender<FromWorker>,
 ) {
-    let attempt = d.attempt;
-    let plane = match DataPlane::new(attempt, secret, &d.data_addresses, incoming) {
+    let (attempt, up) = (d.attempt, session.up.clone());
+    let plane = match DataPlane::new(attempt, session.secret.clone(), &d.data_addresses, session.incoming.clone()) {
         Ok(p) => p,
         Err(e) => {
             let _ = up.send(FromWorker::DeployFailed { attempt, message: format!("{e:#}") });
             return;
         }
     };
+    let slice = Slice { worker: d.worker, placement: Placement { workers: d.data_addresses.len() as u32 }, network: &plane };
     let started = async {
-        let modules = load_operators(&engine, &job, &Default::default())?;
+        let modules = load_operators(&session.engine, &job, &Default::default())?;
         let restore = match &d.restore {
             Some(location) => Some(load_location(&location.parse()?, &job.object_store)?),
             None => None,
         };
         let opts = RunOptions {
             allow_non_restored_state: d.allow_non_restored_state,
-            metrics: Some(Arc::new(crate::metrics::JobMetrics::new(job.job.name.as_deref().unwrap_or_default()))),
+            metrics: Some(session.metrics.clone()),
             status: Some(crate::status::JobStatus::new(&job)),
             ..Default::default()
         };
-        let slice = Slice { worker: d.worker, placement: Placement { workers: d.data_addresses.len() as u32 }, network: &plane };
-        Attempt::deploy(&engine, &job, &modules, storage, writer.clone(), restore.as_ref(), attempt, &opts, Some(&slice)).await
+        Attempt::deploy(&session.engine, &job, &modules, storage, writer.clone(), restore.as_ref(), attempt, &opts, Some(&slice)).await
     };
     let mut a = match started.await {
         Ok(a) => a,
@@ -241,6 +255,15 @@ async fn run_slice(
         }
     };
     let _ = up.send(FromWorker::Deployed { attempt });
+    // The series of this slice's subtasks (the handles the subtasks record into).
+    let local: Vec<(SubtaskTag, Arc<crate::metrics::SubtaskMetrics>)> = job
+        .operators
+        .iter()
+        .flat_map(|op| (0..op.parallelism as usize).filter(|&i| slice.runs(i)).map(move |i| (op.id.clone(), i as u32)))
+        .map(|(operator, subtask)| (SubtaskTag { operator: operator.clone(), subtask }, session.metrics.subtask(&operator, subtask)))
+        .collect();
+    let report = || FromWorker::Metrics { attempt, subtasks: local.iter().map(|(tag, m)| (tag.clone(), m.sample())).collect() };
+    let mut tick = tokio::time::interval(METRICS_EVERY);
     let mut ended = futures::future::join_all(a.tasks.iter_mut());
     loop {
         tokio::select! {
@@ -259,6 +282,9 @@ async fn run_slice(
             Some(event) = a.events.recv() => {
                 let _ = up.send(FromWorker::Event { attempt, event });
             }
+            _ = tick.tick() => {
+                let _ = up.send(report());
+            }
             _ = &mut ended => break,
         }
     }
@@ -266,9 +292,11 @@ async fn run_slice(
     while let Ok(event) = a.events.try_recv() {
         let _ = up.send(FromWorker::Event { attempt, event });
     }
+    let _ = up.send(report());
     let _ = up.send(FromWorker::Stopped { attempt });
     // Keep the data plane until the attempt is cancelled: its forwarders flush what the
     // subtasks sent last.
+    drop(a);
     let _plane = plane;
     std::future::pending::<()>().await
 }

@@ -40,7 +40,7 @@ use self::kafka::KafkaFamilies;
 pub use self::kafka::{KafkaLagView, SubtaskKafka};
 use self::labels::{CheckpointKind, JobLabels, SubtaskLabels};
 use self::subtask::SubtaskFamilies;
-pub use self::subtask::SubtaskMetrics;
+pub use self::subtask::{SubtaskMetrics, SubtaskSample};
 pub use self::time::ChainTime;
 use self::view::RateWindow;
 pub use self::view::{OperatorMetricsView, SubtaskMetricsView, WINDOW};

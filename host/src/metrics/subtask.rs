@@ -186,4 +186,37 @@ impl SubtaskMetrics {
     pub(super) fn memory_bytes(&self) -> i64 {
         self.memory.get()
     }
+
+    /// What a worker reports of this subtask to its job manager (distributed execution).
+    pub fn sample(&self) -> SubtaskSample {
+        SubtaskSample { moved: self.moved(), times: self.times(), memory: self.memory_bytes(), deadlines: self.deadlines.get() }
+    }
+
+    /// Adds what a subtask on a worker did between two of its samples, `previous` (the default
+    /// for the first) and `now`, so this job manager's series count as if the subtask ran here.
+    /// A worker that was replaced counts from zero again: a value below the previous one is a
+    /// new worker's whole count.
+    pub fn add_since(&self, previous: &SubtaskSample, now: &SubtaskSample) {
+        let delta = |now: u64, before: u64| if now >= before { now - before } else { now };
+        let counters = [&self.records_in, &self.records_out, &self.bytes_in, &self.bytes_out];
+        for (i, counter) in counters.into_iter().enumerate() {
+            counter.inc_by(delta(now.moved[i], previous.moved[i]));
+        }
+        for (i, seconds) in [&self.busy, &self.idle, &self.back_pressured].into_iter().enumerate() {
+            let (now, before) = (now.times[i], previous.times[i]);
+            seconds.inc_by(if now >= before { now - before } else { now });
+        }
+        self.deadlines.inc_by(delta(now.deadlines, previous.deadlines));
+        self.memory.set(now.memory);
+    }
+}
+
+/// A subtask's counts so far, as a worker reports them: records and bytes in and out, seconds
+/// busy, idle and back-pressured, guest memory, deadline hits.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SubtaskSample {
+    pub moved: [u64; 4],
+    pub times: [f64; 3],
+    pub memory: i64,
+    pub deadlines: u64,
 }

@@ -223,3 +223,34 @@ fn an_external_worker_serves_one_job_manager_after_another() {
     worker.kill().unwrap();
     worker.wait().unwrap();
 }
+
+/// The job manager's metrics count what the subtasks on its workers did, exactly as if they had
+/// run in its own process: the workers report their counts, the job manager adds them up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_managers_metrics_count_the_workers_records() {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use wasmflow_host::cluster::{ClusterOptions, Secret, WorkerPool};
+    use wasmflow_host::job::{JobSpec, Overrides};
+    use wasmflow_host::metrics::JobMetrics;
+    use wasmflow_host::runtime::{RunOptions, run_job};
+
+    let dir = tempfile::tempdir().unwrap();
+    let count = 3000;
+    let path = PipelineJob { count, ..Default::default() }.write(dir.path());
+    let spec = JobSpec::load(&path).unwrap();
+    let text = JobSpec::effective_text(&path, &Overrides::none(), &BTreeMap::new()).unwrap();
+    let options = ClusterOptions { workers: 2, listen: "127.0.0.1:0".parse().unwrap(), spawn: Some(wasmflow_bin()), secret: Secret::generate().unwrap() };
+    let pool = WorkerPool::start(options, path.display().to_string(), text).await.unwrap();
+    let metrics = Arc::new(JobMetrics::new("pipeline"));
+    let engine = wasmflow_host::engine::Engine::new().unwrap();
+    run_job(&engine, &spec, RunOptions { metrics: Some(metrics.clone()), workers: Some(pool), ..Default::default() }).await.unwrap();
+
+    let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
+    assert_exactly_once(&data, count, "a job on two workers");
+    let records: BTreeMap<String, (u64, u64)> = metrics.records().into_iter().map(|(op, i, o)| (op, (i, o))).collect();
+    assert_eq!(records["numbers"], (0, count));
+    assert_eq!(records["upper"], (count, count));
+    assert_eq!(records["counter"], (count, count + counts.len() as u64), "the counter's records and its totals");
+    assert_eq!(records["out"], (count + counts.len() as u64, 0));
+}
