@@ -110,6 +110,11 @@ pub fn job_storage(job: &JobSpec) -> Result<Arc<dyn CheckpointStorage>> {
     crate::checkpoint::open(&job.checkpoint_location()?, &job.object_store)
 }
 
+/// The id of the newest complete checkpoint the storage lists (nothing is read but metadata).
+fn newest_listed(storage: &dyn CheckpointStorage) -> Result<Option<u64>> {
+    Ok(storage.complete_checkpoints()?.first().map(|(_, meta)| meta.checkpoint_id))
+}
+
 /// Loads the newest complete checkpoint among `candidates`, falling back to older ones (with a
 /// warning) when one is damaged.
 fn load_newest(storage: &dyn CheckpointStorage, only: Option<&[u64]>) -> Result<Option<LoadedCheckpoint>> {
@@ -143,36 +148,39 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         None => None,
         Some(RestoreFrom::Savepoint(location)) => Some(load_location(&location, &job.object_store)?),
         Some(RestoreFrom::LatestCheckpoint) => {
-            let newest = load_newest(storage.as_ref(), None)?
-                .ok_or_else(|| anyhow!("{}: no complete checkpoint to resume from; run without --from-latest-checkpoint to start fresh", storage.root()))?;
             // After `stop --savepoint` the savepoint's side effects (committed files, Kafka
-            // offsets) are out: resuming from an older checkpoint would repeat them.
-            if let Some(savepoint) = storage.stop_savepoint_newer_than(newest.metadata.checkpoint_id)? {
+            // offsets) are out: resuming from an older checkpoint would repeat them. Decided on
+            // the listing, before any state is read.
+            let listed = newest_listed(storage.as_ref())?;
+            if let Some(savepoint) = storage.stop_savepoint_newer_than(listed.unwrap_or(0))? {
                 bail!(
                     "{}: the job was stopped with savepoint {}, which is newer than the latest checkpoint ({}); restore from it: --from-savepoint {}",
                     storage.root(),
                     savepoint,
-                    newest.metadata.checkpoint_id,
+                    listed.map_or_else(|| "none".to_string(), |id| id.to_string()),
                     savepoint
                 );
             }
-            Some(newest)
+            Some(
+                load_newest(storage.as_ref(), None)?
+                    .ok_or_else(|| anyhow!("{}: no complete checkpoint to resume from; run without --from-latest-checkpoint to start fresh", storage.root()))?,
+            )
         }
-        Some(RestoreFrom::Resume) => {
-            let newest = load_newest(storage.as_ref(), None)?;
-            let since = newest.as_ref().map_or(0, |c| c.metadata.checkpoint_id);
-            match storage.stop_savepoint_newer_than(since)? {
-                Some(savepoint) => {
-                    tracing::info!("resuming from {savepoint}, the savepoint the job was stopped with");
-                    Some(load_location(&savepoint, &job.object_store)?)
-                }
-                None if newest.is_none() => {
-                    tracing::info!("{}: no complete checkpoint yet: starting fresh", storage.root());
-                    None
-                }
-                None => newest,
+        Some(RestoreFrom::Resume) => match storage.stop_savepoint_newer_than(newest_listed(storage.as_ref())?.unwrap_or(0))? {
+            // The stop savepoint is checked against the listing first: its newer state is
+            // loaded, not the checkpoint's too.
+            Some(savepoint) => {
+                tracing::info!("resuming from {savepoint}, the savepoint the job was stopped with");
+                Some(load_location(&savepoint, &job.object_store)?)
             }
-        }
+            None => {
+                let newest = load_newest(storage.as_ref(), None)?;
+                if newest.is_none() {
+                    tracing::info!("{}: no complete checkpoint yet: starting fresh", storage.root());
+                }
+                newest
+            }
+        },
     };
     if let Some(c) = &restore {
         tracing::info!("restoring from {} (checkpoint {})", c.location, c.metadata.checkpoint_id);

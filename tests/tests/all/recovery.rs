@@ -273,11 +273,17 @@ async fn resume_starts_fresh_then_continues_from_the_stop_savepoint() {
     assert!(report.unwrap().stopped);
     let (partial, _) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert!(partial.len() < count as usize, "stopped before the end");
+    // The newest checkpoint's state is not even read when the stop savepoint wins: damage it,
+    // and nothing says so.
+    let storage = wasmflow_host::runtime::job::job_storage(&spec).unwrap();
+    let (newest, _) = storage.complete_checkpoints().unwrap().remove(0);
+    std::fs::write(dir.path().join("checkpoints").join(&newest).join("counter/0.state"), b"damaged").unwrap();
 
     let out = Command::new(wasmflow_bin()).args(["run", "--resume"]).arg(&job).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("resuming from {savepoint}, the savepoint the job was stopped with")), "{stderr}");
+    assert!(!stderr.contains("is damaged"), "the checkpoint older than the stop savepoint was read: {stderr}");
     let (data, counts) = data_and_counts(&committed_lines(&dir.path().join("out")));
     assert_exactly_once(&data, count, "output after stop with savepoint and --resume");
     assert_eq!(counts.iter().sum::<u64>(), count);
