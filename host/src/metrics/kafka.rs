@@ -94,4 +94,19 @@ impl SubtaskKafka {
     pub fn commit_failures(&self) -> Counter {
         self.families.commit_failures.get_or_create_owned(&self.labels)
     }
+
+    /// The lag of every partition the subtask reads: (topic, partition, lag).
+    pub(super) fn lags(&self) -> Vec<(String, i32, i64)> {
+        let index = self.families.index.lock().expect("kafka lag index lock");
+        index
+            .iter()
+            .filter(|(l, _)| l.operator == self.labels.operator && l.subtask == self.labels.subtask)
+            .map(|(l, g)| (l.topic.clone(), l.partition, g.get()))
+            .collect()
+    }
+
+    /// Offset commits that failed so far (0 for a subtask that reads no Kafka).
+    pub(super) fn commit_failures_so_far(&self) -> u64 {
+        self.families.commit_failures.get(&self.labels).map_or(0, |c| c.get())
+    }
 }

@@ -189,7 +189,14 @@ impl SubtaskMetrics {
 
     /// What a worker reports of this subtask to its job manager (distributed execution).
     pub fn sample(&self) -> SubtaskSample {
-        SubtaskSample { moved: self.moved(), times: self.times(), memory: self.memory_bytes(), deadlines: self.deadlines.get() }
+        SubtaskSample {
+            moved: self.moved(),
+            times: self.times(),
+            memory: self.memory_bytes(),
+            deadlines: self.deadlines.get(),
+            kafka_lag: self.kafka.lags(),
+            kafka_commit_failures: self.kafka.commit_failures_so_far(),
+        }
     }
 
     /// Adds what a subtask on a worker did between two of its samples, `previous` (the default
@@ -208,15 +215,24 @@ impl SubtaskMetrics {
         }
         self.deadlines.inc_by(delta(now.deadlines, previous.deadlines));
         self.memory.set(now.memory);
+        for (topic, partition, lag) in &now.kafka_lag {
+            self.kafka.lag(topic, *partition).set(*lag);
+        }
+        if now.kafka_commit_failures > 0 {
+            self.kafka.commit_failures().inc_by(delta(now.kafka_commit_failures, previous.kafka_commit_failures));
+        }
     }
 }
 
 /// A subtask's counts so far, as a worker reports them: records and bytes in and out, seconds
-/// busy, idle and back-pressured, guest memory, deadline hits.
+/// busy, idle and back-pressured, guest memory, deadline hits, and for a Kafka source the lag
+/// of each partition it reads (topic, partition, lag) and its failed offset commits.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SubtaskSample {
     pub moved: [u64; 4],
     pub times: [f64; 3],
     pub memory: i64,
     pub deadlines: u64,
+    pub kafka_lag: Vec<(String, i32, i64)>,
+    pub kafka_commit_failures: u64,
 }

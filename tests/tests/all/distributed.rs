@@ -92,6 +92,14 @@ async fn kafka_job_on_three_workers_survives_a_worker_then_the_job_manager_kille
 
     let mut resumed = spawn_logged(&["run", "--resume", "--workers", "3"], &path, &log);
     wait_until("the third round through after --resume", Duration::from_secs(60), || records() == expected.len());
+    // The job manager's API shows the lag its workers' Kafka sources report: nothing left to read.
+    let lag_is_zero = || {
+        let out = Command::new(wasmflow_bin()).args(["status", "--json", "--job"]).arg(&path).output().unwrap();
+        let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let lags = status["job"]["kafka_lag"].as_array().cloned().unwrap_or_default();
+        lags.len() == PARTITIONS as usize && lags.iter().all(|l| l["lag"] == 0 && l["operator"] == "source")
+    };
+    wait_until("every partition's lag, reported by the workers, at 0", Duration::from_secs(30), lag_is_zero);
     let stop = Command::new(wasmflow_bin()).args(["stop", "--savepoint", "--job"]).arg(&path).output().unwrap();
     assert!(stop.status.success(), "{}", String::from_utf8_lossy(&stop.stderr));
     assert!(resumed.wait().unwrap().success(), "{}", log_of(&log));
