@@ -25,7 +25,7 @@ use super::placement::Placement;
 use super::protocol::{DataFrame, Deployment, FromWorker, ToWorker};
 use crate::checkpoint::{CheckpointStorage, LoadedCheckpoint};
 use crate::job::JobSpec;
-use crate::metrics::SubtaskSample;
+use crate::metrics::{JobMetrics, SubtaskSample};
 use crate::runtime::RunOptions;
 use crate::runtime::attempt::{Attempt, ControlSender};
 use crate::runtime::subtask::Event;
@@ -233,7 +233,6 @@ impl WorkerPool {
         opts: &RunOptions,
     ) -> Result<Attempt<'a>> {
         self.ready().await?;
-        let placement = Placement { workers: self.slots.len() as u32 };
         let workers: Vec<&Worker> = self.slots.iter().map(|s| s.as_ref().expect("ready fills every slot")).collect();
         let data_addresses: Vec<String> = workers.iter().map(|w| w.data_address.clone()).collect();
         for (k, w) in workers.iter().enumerate() {
@@ -251,68 +250,12 @@ impl WorkerPool {
         // Events of subtasks that started before every worker deployed are kept for the attempt.
         let (events_tx, events) = mpsc::unbounded_channel();
         for (k, w) in workers.iter().enumerate() {
-            let mut from = w.from.lock().await;
-            loop {
-                match tokio::time::timeout(DEPLOY_TIMEOUT, from.recv()).await {
-                    Ok(Some(FromWorker::Deployed { attempt: a })) if a == attempt => break,
-                    Ok(Some(FromWorker::DeployFailed { attempt: a, message })) if a == attempt => bail!("worker {k} (process {}): {message}", w.pid),
-                    Ok(Some(FromWorker::Event { attempt: a, event })) if a == attempt => {
-                        let _ = events_tx.send(event);
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => bail!("worker {k} (process {}) was lost while deploying attempt {attempt}", w.pid),
-                    Err(_) => bail!("worker {k} (process {}) did not deploy attempt {attempt} within {} s", w.pid, DEPLOY_TIMEOUT.as_secs()),
-                }
-            }
+            deployed(k, w, attempt, &events_tx).await?;
         }
-        let mut controls = Vec::new();
-        let mut sources = BTreeSet::new();
-        for chain in job.chains() {
-            let head = job.operator(chain.head()).expect("chains name operators");
-            for index in 0..head.parallelism as usize {
-                let tag = SubtaskTag { operator: head.id.clone(), subtask: index as u32 };
-                if !job.edges.iter().any(|e| e.to == head.id) {
-                    sources.insert(tag.clone());
-                }
-                let worker = workers[placement.worker_of(index) as usize].to.clone();
-                controls.push((tag, ControlSender::Remote { attempt, worker }));
-            }
-        }
-        // One task per worker relays its events until it reports its slice stopped, or is lost.
-        let mut tasks = Vec::new();
-        for (k, w) in workers.iter().enumerate() {
-            let first = job.operators.iter().find(|op| op.parallelism as usize > k).map(|op| SubtaskTag { operator: op.id.clone(), subtask: k as u32 });
-            let (from, events, pid) = (w.from.clone(), events_tx.clone(), w.pid);
-            let (metrics, reported) = (opts.metrics.clone().expect("run_job always passes metrics"), w.reported.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut from = from.lock().await;
-                loop {
-                    match from.recv().await {
-                        Some(FromWorker::Event { attempt: a, event }) if a == attempt => {
-                            let _ = events.send(event);
-                        }
-                        Some(FromWorker::Metrics { attempt: a, subtasks }) if a == attempt => {
-                            let mut reported = reported.lock().expect("reported lock");
-                            for (tag, now) in subtasks {
-                                let before = reported.get(&tag).cloned().unwrap_or_default();
-                                metrics.subtask(&tag.operator, tag.subtask).add_since(&before, &now);
-                                reported.insert(tag, now);
-                            }
-                        }
-                        Some(FromWorker::Stopped { attempt: a }) if a == attempt => return,
-                        Some(_) => {}
-                        None => {
-                            if let Some(tag) = first {
-                                let _ = events.send(Event::Failed(tag, format!("worker {k} (process {pid}) was lost: its control stream closed")));
-                            }
-                            return;
-                        }
-                    }
-                }
-            }));
-        }
+        let (controls, sources) = remote_controls(job, &workers, attempt);
+        let metrics = opts.metrics.clone().expect("run_job always passes metrics");
+        let tasks = workers.iter().enumerate().map(|(k, w)| relay(k, w, attempt, job, events_tx.clone(), metrics.clone())).collect();
         let announce_to: Vec<mpsc::UnboundedSender<ToWorker>> = workers.iter().map(|w| w.to.clone()).collect();
-        let total = job.operators.iter().map(|op| op.parallelism as usize).sum();
         Ok(Attempt {
             job,
             number: attempt,
@@ -321,8 +264,8 @@ impl WorkerPool {
             events,
             tasks,
             sources,
-            total,
-            metrics: opts.metrics.clone().expect("run_job always passes metrics"),
+            total: job.operators.iter().map(|op| op.parallelism as usize).sum(),
+            metrics,
             status: opts.status.clone().expect("run_job always passes a status"),
             announce: Some(Box::new(move |id, savepoint| {
                 for to in &announce_to {
@@ -357,6 +300,76 @@ impl WorkerPool {
             }
         }
     }
+}
+
+/// Waits until worker `k` has deployed its slice of `attempt`, keeping the events its
+/// subtasks send meanwhile.
+async fn deployed(k: usize, w: &Worker, attempt: u64, events: &mpsc::UnboundedSender<Event>) -> Result<()> {
+    let mut from = w.from.lock().await;
+    loop {
+        match tokio::time::timeout(DEPLOY_TIMEOUT, from.recv()).await {
+            Ok(Some(FromWorker::Deployed { attempt: a })) if a == attempt => return Ok(()),
+            Ok(Some(FromWorker::DeployFailed { attempt: a, message })) if a == attempt => bail!("worker {k} (process {}): {message}", w.pid),
+            Ok(Some(FromWorker::Event { attempt: a, event })) if a == attempt => {
+                let _ = events.send(event);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => bail!("worker {k} (process {}) was lost while deploying attempt {attempt}", w.pid),
+            Err(_) => bail!("worker {k} (process {}) did not deploy attempt {attempt} within {} s", w.pid, DEPLOY_TIMEOUT.as_secs()),
+        }
+    }
+}
+
+/// Each chain's controls, by its head's tag, going down the control stream of the worker that
+/// runs it; and the heads of source chains (where checkpoints are triggered).
+fn remote_controls(job: &JobSpec, workers: &[&Worker], attempt: u64) -> (Vec<(SubtaskTag, ControlSender)>, BTreeSet<SubtaskTag>) {
+    let placement = Placement { workers: workers.len() as u32 };
+    let (mut controls, mut sources) = (Vec::new(), BTreeSet::new());
+    for chain in job.chains() {
+        let head = job.operator(chain.head()).expect("chains name operators");
+        for index in 0..head.parallelism as usize {
+            let tag = SubtaskTag { operator: head.id.clone(), subtask: index as u32 };
+            if !job.edges.iter().any(|e| e.to == head.id) {
+                sources.insert(tag.clone());
+            }
+            let worker = workers[placement.worker_of(index) as usize].to.clone();
+            controls.push((tag, ControlSender::Remote { attempt, worker }));
+        }
+    }
+    (controls, sources)
+}
+
+/// Relays worker `k`'s events and counts for `attempt` until it reports its slice stopped; a
+/// lost control stream is reported as the failure of a subtask it ran.
+fn relay(k: usize, w: &Worker, attempt: u64, job: &JobSpec, events: mpsc::UnboundedSender<Event>, metrics: Arc<JobMetrics>) -> tokio::task::JoinHandle<()> {
+    let first = job.operators.iter().find(|op| op.parallelism as usize > k).map(|op| SubtaskTag { operator: op.id.clone(), subtask: k as u32 });
+    let (from, reported, pid) = (w.from.clone(), w.reported.clone(), w.pid);
+    tokio::spawn(async move {
+        let mut from = from.lock().await;
+        loop {
+            match from.recv().await {
+                Some(FromWorker::Event { attempt: a, event }) if a == attempt => {
+                    let _ = events.send(event);
+                }
+                Some(FromWorker::Metrics { attempt: a, subtasks }) if a == attempt => {
+                    let mut reported = reported.lock().expect("reported lock");
+                    for (tag, now) in subtasks {
+                        let before = reported.get(&tag).cloned().unwrap_or_default();
+                        metrics.subtask(&tag.operator, tag.subtask).add_since(&before, &now);
+                        reported.insert(tag, now);
+                    }
+                }
+                Some(FromWorker::Stopped { attempt: a }) if a == attempt => return,
+                Some(_) => {}
+                None => {
+                    if let Some(tag) = first {
+                        let _ = events.send(Event::Failed(tag, format!("worker {k} (process {pid}) was lost: its control stream closed")));
+                    }
+                    return;
+                }
+            }
+        }
+    })
 }
 
 #[cfg(test)]
