@@ -196,6 +196,13 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
     let mut report = JobReport::default();
     let status = opts.status.get_or_insert_with(|| JobStatus::new(job)).clone();
     let mut workers = opts.workers.take();
+    // On workers, each worker loads the state it restores; the job manager keeps only where it is.
+    let keep_location_only = |c: &mut LoadedCheckpoint| c.states.clear();
+    if workers.is_some()
+        && let Some(c) = restore.as_mut()
+    {
+        keep_location_only(c);
+    }
     let files_dirs: Vec<PathBuf> = job.operators.iter().filter_map(|op| op.grants.files.as_ref().map(|d| job.resolve(d))).collect();
     let outcome = loop {
         // Sinks name their files by attempt: a new attempt is above every attempt any granted
@@ -247,7 +254,10 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                     report.stopped = true;
                     break Ok(report);
                 }
-                if let Some(c) = load_newest(storage.as_ref(), Some(&report.completed_checkpoints))? {
+                if let Some(mut c) = load_newest(storage.as_ref(), Some(&report.completed_checkpoints))? {
+                    if workers.is_some() {
+                        keep_location_only(&mut c);
+                    }
                     restore = Some(c);
                 }
             }
