@@ -140,7 +140,9 @@ impl JobOverrides {
 /// Parses the command line, sets up logging, runs the command; returns the exit status.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::try_parse().unwrap_or_else(|e| e.exit());
-    output::init_logging(cli.log_format);
+    // A worker's log goes to its job manager's stderr, among the others': name the worker.
+    let prefix = matches!(cli.command, Command::Worker(_)).then(|| format!("worker {}: ", std::process::id()));
+    output::init_logging(cli.log_format, prefix);
     match dispatch(cli.command) {
         Ok(()) => Exit::Success.into(),
         // `wasmflow man | head`: the reader left, nothing to report.

@@ -26,12 +26,13 @@ pub fn log_format() -> LogFormat {
 const DEFAULT_FILTER: &str = "info,cranelift=warn,wasmtime=warn";
 
 /// Installs the log subscriber: stderr, filtered by `WASMFLOW_LOG`, else `RUST_LOG`, else
-/// [`DEFAULT_FILTER`].
-pub(super) fn init_logging(format: LogFormat) {
+/// [`DEFAULT_FILTER`]. Text lines start with `prefix` if given: a worker's lines say which worker
+/// wrote them (its job manager's stderr carries them all).
+pub(super) fn init_logging(format: LogFormat, prefix: Option<String>) {
     let _ = FORMAT.set(format);
     let filter =
         ["WASMFLOW_LOG", "RUST_LOG"].into_iter().find_map(|var| tracing_subscriber::EnvFilter::try_from_env(var).ok()).unwrap_or_else(|| DEFAULT_FILTER.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(move || Prefixed { prefix: prefix.clone() });
     match format {
         LogFormat::Text => {
             // Colour only for a person at a terminal: a log file or pipe gets plain text, and
@@ -39,7 +40,33 @@ pub(super) fn init_logging(format: LogFormat) {
             let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             builder.with_ansi(colour).init();
         }
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+        // JSON lines stay JSON: no prefix.
+        LogFormat::Json => builder.with_writer(std::io::stderr).json().flatten_event(true).with_current_span(false).with_span_list(false).init(),
+    }
+}
+
+/// Stderr, with a prefix before each event (the formatter writes an event in one call).
+struct Prefixed {
+    prefix: Option<String>,
+}
+
+impl std::io::Write for Prefixed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let mut line = Vec::with_capacity(buf.len() + 32);
+        if let Some(p) = &self.prefix {
+            line.extend_from_slice(p.as_bytes());
+        }
+        line.extend_from_slice(buf);
+        std::io::stderr().write_all(&line)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 

@@ -146,7 +146,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             (Some(n), Some(secret)) => {
                 let text = JobSpec::effective_text(&args.job, &args.overrides.overrides()?, &parallelism)?;
                 let spawn = if args.external_workers { None } else { Some(own_executable()?) };
-                let options = crate::cluster::ClusterOptions { workers: n, listen: args.cluster_listen, spawn, secret };
+                let format = if super::log_format() == super::LogFormat::Json { "json" } else { "text" };
+                let worker_env = vec![("WASMFLOW_LOG_FORMAT".to_string(), format.to_string())];
+                let options = crate::cluster::ClusterOptions { workers: n, listen: args.cluster_listen, spawn, secret, worker_env };
                 let pool = crate::cluster::WorkerPool::start(options, args.job.display().to_string(), text).await?;
                 status!("{n} worker(s) attach at {}{}", pool.address, if args.external_workers { " (waiting for them)" } else { "" });
                 Some(pool)

@@ -46,6 +46,9 @@ pub struct ClusterOptions {
     /// wait for workers started elsewhere (Kubernetes) to attach.
     pub spawn: Option<PathBuf>,
     pub secret: Secret,
+    /// Environment for the workers it starts, beside the secret (e.g. the log format, so a JSON
+    /// log stays JSON).
+    pub worker_env: Vec<(String, String)>,
 }
 
 /// One attached worker.
@@ -159,6 +162,7 @@ impl WorkerPool {
                 .args(["worker", "--once", "--job-manager"])
                 .arg(self.reachable_address())
                 .env(SECRET_ENV, self.options.secret.as_str())
+                .envs(self.options.worker_env.iter().map(|(k, v)| (k, v)))
                 .stdin(std::process::Stdio::null())
                 .kill_on_drop(true)
                 .spawn()
@@ -380,7 +384,13 @@ mod tests {
     /// the attempt at once, naming the exit, instead of leaving the job manager waiting a minute.
     #[tokio::test]
     async fn a_worker_that_exits_before_attaching_is_reported_at_once() {
-        let options = ClusterOptions { workers: 2, listen: "127.0.0.1:0".parse().unwrap(), spawn: Some("false".into()), secret: Secret::generate().unwrap() };
+        let options = ClusterOptions {
+            workers: 2,
+            listen: "127.0.0.1:0".parse().unwrap(),
+            spawn: Some("false".into()),
+            secret: Secret::generate().unwrap(),
+            worker_env: Vec::new(),
+        };
         let mut pool = WorkerPool::start(options, "job.toml".into(), String::new()).await.unwrap();
         let started = std::time::Instant::now();
         let e = format!("{:#}", pool.ready().await.unwrap_err());

@@ -248,7 +248,13 @@ async fn the_job_managers_metrics_count_the_workers_records() {
     let path = PipelineJob { count, ..Default::default() }.write(dir.path());
     let spec = JobSpec::load(&path).unwrap();
     let text = JobSpec::effective_text(&path, &Overrides::none(), &BTreeMap::new()).unwrap();
-    let options = ClusterOptions { workers: 2, listen: "127.0.0.1:0".parse().unwrap(), spawn: Some(wasmflow_bin()), secret: Secret::generate().unwrap() };
+    let options = ClusterOptions {
+        workers: 2,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        spawn: Some(wasmflow_bin()),
+        secret: Secret::generate().unwrap(),
+        worker_env: Vec::new(),
+    };
     let pool = WorkerPool::start(options, path.display().to_string(), text).await.unwrap();
     let metrics = Arc::new(JobMetrics::new("pipeline"));
     let engine = wasmflow_host::engine::Engine::new().unwrap();
@@ -261,4 +267,30 @@ async fn the_job_managers_metrics_count_the_workers_records() {
     assert_eq!(records["upper"], (count, count));
     assert_eq!(records["counter"], (count, count + counts.len() as u64), "the counter's records and its totals");
     assert_eq!(records["out"], (count + counts.len() as u64, 0));
+}
+
+/// The workers a job manager starts log in its format to its stderr: with `--log-format json`
+/// every line is still a JSON object, the workers' among them; in text, a worker's lines say
+/// which worker wrote them.
+#[test]
+fn workers_log_in_their_job_managers_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = PipelineJob { count: 300, ..Default::default() }.write(dir.path());
+    let out =
+        Command::new(wasmflow_bin()).args(["--log-format", "json", "run", "--workers", "2"]).arg(&job).env_remove("WASMFLOW_LOG_FORMAT").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> =
+        stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}\n{stderr}"))).collect();
+    assert!(lines.iter().any(|l| l["target"] == "wasmflow_host::cluster::worker"), "the workers' lines are there: {stderr}");
+
+    let out = Command::new(wasmflow_bin()).args(["run", "--workers", "2"]).arg(&job).env_remove("WASMFLOW_LOG_FORMAT").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let attached: Vec<&str> = stderr.lines().filter(|l| l.contains("attached to")).collect();
+    assert_eq!(attached.len(), 2, "{stderr}");
+    for line in attached {
+        let pid = line.split("worker ").nth(1).and_then(|r| r.split(':').next()).unwrap_or_default();
+        assert!(line.starts_with(&format!("worker {pid}: ")) && pid.parse::<u32>().is_ok(), "a worker's line names it: {line}");
+    }
 }
