@@ -355,17 +355,22 @@ fn relay(k: usize, w: &Worker, attempt: u64, job: &JobSpec, events: mpsc::Unboun
                 Some(FromWorker::Event { attempt: a, event }) if a == attempt => {
                     let _ = events.send(event);
                 }
-                Some(FromWorker::Metrics { attempt: a, subtasks }) if a == attempt => {
+                Some(FromWorker::Metrics { attempt: a, subtasks, channels }) if a == attempt => {
                     let mut reported = reported.lock().expect("reported lock");
                     for (tag, now) in subtasks {
                         let before = reported.get(&tag).cloned().unwrap_or_default();
                         metrics.subtask(&tag.operator, tag.subtask).add_since(&before, &now);
                         reported.insert(tag, now);
                     }
+                    metrics.worker_channel_fills(k, channels);
                 }
-                Some(FromWorker::Stopped { attempt: a }) if a == attempt => return,
+                Some(FromWorker::Stopped { attempt: a }) if a == attempt => {
+                    metrics.worker_channel_fills(k, Vec::new());
+                    return;
+                }
                 Some(_) => {}
                 None => {
+                    metrics.worker_channel_fills(k, Vec::new());
                     if let Some(tag) = first {
                         let _ = events.send(Event::Failed(tag, format!("worker {k} (process {pid}) was lost: its control stream closed")));
                     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use wasmflow_types::SubtaskTag;
 
 use crate::metrics::SubtaskSample;
+use crate::metrics::labels::EdgeLabels;
 use crate::runtime::message::Message;
 use crate::runtime::subtask::{Control, Event};
 
@@ -56,9 +57,9 @@ pub enum FromWorker {
     DeployFailed { attempt: u64, message: String },
     /// A subtask's report (acks, declines, finished, failed).
     Event { attempt: u64, event: Event },
-    /// The counts of the slice's subtasks so far (every second, and before `Stopped`), for
-    /// the job manager's metrics, status and dashboard.
-    Metrics { attempt: u64, subtasks: Vec<(SubtaskTag, SubtaskSample)> },
+    /// The counts of the slice's subtasks so far and the fill of their output channels (every
+    /// second, and before `Stopped`), for the job manager's metrics, status and dashboard.
+    Metrics { attempt: u64, subtasks: Vec<(SubtaskTag, SubtaskSample)>, channels: Vec<(EdgeLabels, f64)> },
     /// Every subtask of the slice has ended (after a shutdown).
     Stopped { attempt: u64 },
 }

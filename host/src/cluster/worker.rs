@@ -262,7 +262,11 @@ async fn run_slice(
         .flat_map(|op| (0..op.parallelism as usize).filter(|&i| slice.runs(i)).map(move |i| (op.id.clone(), i as u32)))
         .map(|(operator, subtask)| (SubtaskTag { operator: operator.clone(), subtask }, session.metrics.subtask(&operator, subtask)))
         .collect();
-    let report = || FromWorker::Metrics { attempt, subtasks: local.iter().map(|(tag, m)| (tag.clone(), m.sample())).collect() };
+    let report = || FromWorker::Metrics {
+        attempt,
+        subtasks: local.iter().map(|(tag, m)| (tag.clone(), m.sample())).collect(),
+        channels: session.metrics.channel_fills(),
+    };
     let mut tick = tokio::time::interval(METRICS_EVERY);
     let mut ended = futures::future::join_all(a.tasks.iter_mut());
     loop {

@@ -6,6 +6,7 @@
 //! A probe does not keep its channel open: after a restart the old attempt's channels close as
 //! before, and their probes are replaced by the new attempt's.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use prometheus_client::collector::Collector;
@@ -31,10 +32,13 @@ impl EdgeProbe {
     }
 }
 
-/// The probes of the attempt that runs now.
+/// The probes of the attempt that runs now, and what workers last reported of theirs.
 #[derive(Debug, Default)]
 pub struct ChannelFill {
     edges: Mutex<Vec<EdgeProbe>>,
+    /// Distributed execution: each worker's edges and their fill, by worker index, as it last
+    /// reported them (every second).
+    reported: Mutex<BTreeMap<usize, Vec<(EdgeLabels, f64)>>>,
 }
 
 impl ChannelFill {
@@ -43,9 +47,22 @@ impl ChannelFill {
         *self.edges.lock().expect("channel probes lock") = edges;
     }
 
+    /// Worker `worker`'s edges now (nothing: its part of the attempt ended).
+    pub fn reported(&self, worker: usize, edges: Vec<(EdgeLabels, f64)>) {
+        let mut reported = self.reported.lock().expect("reported fills lock");
+        if edges.is_empty() {
+            reported.remove(&worker);
+        } else {
+            reported.insert(worker, edges);
+        }
+    }
+
     /// Each edge's fill now.
     pub fn values(&self) -> Vec<(EdgeLabels, f64)> {
-        self.edges.lock().expect("channel probes lock").iter().filter_map(|e| Some((e.labels.clone(), e.fill()?))).collect()
+        let mut values: Vec<(EdgeLabels, f64)> =
+            self.edges.lock().expect("channel probes lock").iter().filter_map(|e| Some((e.labels.clone(), e.fill()?))).collect();
+        values.extend(self.reported.lock().expect("reported fills lock").values().flatten().cloned());
+        values
     }
 }
 

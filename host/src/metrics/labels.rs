@@ -27,7 +27,7 @@ pub struct PartitionLabels {
 }
 
 /// The channels of one edge leaving one operator subtask (`target` is the downstream operator).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet, serde::Serialize, serde::Deserialize)]
 pub struct EdgeLabels {
     pub operator: String,
     pub subtask: u32,

@@ -130,6 +130,17 @@ impl JobMetrics {
             .clone()
     }
 
+    /// Each output edge's fill now: `(operator, subtask, target)` and the fullest channel's
+    /// ratio (what a worker reports to its job manager).
+    pub fn channel_fills(&self) -> Vec<(labels::EdgeLabels, f64)> {
+        self.channels.values()
+    }
+
+    /// What worker `worker` reported of its output edges (nothing: its part ended).
+    pub fn worker_channel_fills(&self, worker: usize, fills: Vec<(labels::EdgeLabels, f64)>) {
+        self.channels.reported(worker, fills);
+    }
+
     /// A new attempt's output channels (replacing the previous attempt's).
     pub fn channels(&self, edges: Vec<EdgeProbe>) {
         self.channels.replace(edges);

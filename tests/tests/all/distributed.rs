@@ -294,3 +294,53 @@ fn workers_log_in_their_job_managers_format() {
         assert!(line.starts_with(&format!("worker {pid}: ")) && pid.parse::<u32>().is_ok(), "a worker's line names it: {line}");
     }
 }
+
+/// While a job runs on two workers, the job manager's page has the fill of every output edge of
+/// every subtask, whichever worker runs it; when the job ends, none is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_job_manager_shows_the_workers_channel_fill() {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    use tokio::sync::{mpsc, oneshot};
+    use wasmflow_host::cluster::{ClusterOptions, Secret, WorkerPool};
+    use wasmflow_host::job::{JobSpec, Overrides};
+    use wasmflow_host::metrics::JobMetrics;
+    use wasmflow_host::runtime::job::ControlRequest;
+    use wasmflow_host::runtime::{RunOptions, run_job};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = PipelineJob { count: 1_000_000, records_per_second: Some(2000), ..Default::default() }.write(dir.path());
+    let spec = JobSpec::load(&path).unwrap();
+    let text = JobSpec::effective_text(&path, &Overrides::none(), &BTreeMap::new()).unwrap();
+    let options = ClusterOptions {
+        workers: 2,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        spawn: Some(wasmflow_bin()),
+        secret: Secret::generate().unwrap(),
+        worker_env: Vec::new(),
+    };
+    let pool = WorkerPool::start(options, path.display().to_string(), text).await.unwrap();
+    let metrics = Arc::new(JobMetrics::new("pipeline"));
+    let (tx, rx) = mpsc::channel(4);
+    let engine = wasmflow_host::engine::Engine::new().unwrap();
+    let running = run_job(&engine, &spec, RunOptions { metrics: Some(metrics.clone()), workers: Some(pool), control: Some(rx), ..Default::default() });
+    let edges = |m: &JobMetrics| -> BTreeSet<(String, u32, String)> { m.channel_fills().into_iter().map(|(l, _)| (l.operator, l.subtask, l.target)).collect() };
+    let expected: BTreeSet<(String, u32, String)> =
+        [("upper", 0, "counter"), ("upper", 1, "counter"), ("counter", 0, "out"), ("counter", 1, "out"), ("counter", 2, "out")]
+            .into_iter()
+            .map(|(o, s, t)| (o.to_string(), s, t.to_string()))
+            .collect();
+    let driver = async {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while edges(&metrics) != expected {
+            assert!(std::time::Instant::now() < deadline, "edges on the page: {:?}", edges(&metrics));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        tx.send(ControlRequest::Stop { savepoint: None, reply }).await.unwrap();
+        answer.await.unwrap().unwrap();
+    };
+    let (report, ()) = tokio::join!(running, driver);
+    assert!(report.unwrap().stopped);
+    assert!(metrics.channel_fills().is_empty(), "the workers' channels are gone with the job: {:?}", metrics.channel_fills());
+}
