@@ -32,7 +32,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a job file.
     Run(run::RunArgs),
-    /// Run subtasks for a job manager (`wasmflow run --workers N --external-workers`).
+    /// Run subtasks for a job manager (`wasmflow run --workers N --external-workers`); both
+    /// authenticate with the secret in WASMFLOW_CLUSTER_SECRET.
     Worker(run::WorkerArgs),
     /// Check a job file (`.toml`: schema, then the job's checks) or an operator module (any
     /// other file: the component against the contract, printing its imports and exports).
