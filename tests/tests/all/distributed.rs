@@ -238,8 +238,7 @@ fn an_external_worker_serves_one_job_manager_after_another() {
 async fn the_job_managers_metrics_count_the_workers_records() {
     use std::collections::BTreeMap;
     use std::sync::Arc;
-    use wasmflow_host::cluster::{ClusterOptions, Secret, WorkerPool};
-    use wasmflow_host::job::{JobSpec, Overrides};
+    use wasmflow_host::job::JobSpec;
     use wasmflow_host::metrics::JobMetrics;
     use wasmflow_host::runtime::{RunOptions, run_job};
 
@@ -247,15 +246,7 @@ async fn the_job_managers_metrics_count_the_workers_records() {
     let count = 3000;
     let path = PipelineJob { count, ..Default::default() }.write(dir.path());
     let spec = JobSpec::load(&path).unwrap();
-    let text = JobSpec::effective_text(&path, &Overrides::none(), &BTreeMap::new()).unwrap();
-    let options = ClusterOptions {
-        workers: 2,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        spawn: Some(wasmflow_bin()),
-        secret: Secret::generate().unwrap(),
-        worker_env: Vec::new(),
-    };
-    let pool = WorkerPool::start(options, path.display().to_string(), text).await.unwrap();
+    let pool = two_workers(&path).await;
     let metrics = Arc::new(JobMetrics::new("pipeline"));
     let engine = wasmflow_host::engine::Engine::new().unwrap();
     run_job(&engine, &spec, RunOptions { metrics: Some(metrics.clone()), workers: Some(pool), ..Default::default() }).await.unwrap();
@@ -299,11 +290,10 @@ fn workers_log_in_their_job_managers_format() {
 /// every subtask, whichever worker runs it; when the job ends, none is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_job_manager_shows_the_workers_channel_fill() {
-    use std::collections::{BTreeMap, BTreeSet};
+    use std::collections::BTreeSet;
     use std::sync::Arc;
     use tokio::sync::{mpsc, oneshot};
-    use wasmflow_host::cluster::{ClusterOptions, Secret, WorkerPool};
-    use wasmflow_host::job::{JobSpec, Overrides};
+    use wasmflow_host::job::JobSpec;
     use wasmflow_host::metrics::JobMetrics;
     use wasmflow_host::runtime::job::ControlRequest;
     use wasmflow_host::runtime::{RunOptions, run_job};
@@ -311,15 +301,7 @@ async fn the_job_manager_shows_the_workers_channel_fill() {
     let dir = tempfile::tempdir().unwrap();
     let path = PipelineJob { count: 1_000_000, records_per_second: Some(2000), ..Default::default() }.write(dir.path());
     let spec = JobSpec::load(&path).unwrap();
-    let text = JobSpec::effective_text(&path, &Overrides::none(), &BTreeMap::new()).unwrap();
-    let options = ClusterOptions {
-        workers: 2,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        spawn: Some(wasmflow_bin()),
-        secret: Secret::generate().unwrap(),
-        worker_env: Vec::new(),
-    };
-    let pool = WorkerPool::start(options, path.display().to_string(), text).await.unwrap();
+    let pool = two_workers(&path).await;
     let metrics = Arc::new(JobMetrics::new("pipeline"));
     let (tx, rx) = mpsc::channel(4);
     let engine = wasmflow_host::engine::Engine::new().unwrap();
@@ -343,4 +325,19 @@ async fn the_job_manager_shows_the_workers_channel_fill() {
     let (report, ()) = tokio::join!(running, driver);
     assert!(report.unwrap().stopped);
     assert!(metrics.channel_fills().is_empty(), "the workers' channels are gone with the job: {:?}", metrics.channel_fills());
+}
+
+/// A job manager's pool of two local workers for the job at `path`, as `run --workers 2` makes it.
+async fn two_workers(path: &Path) -> wasmflow_host::cluster::WorkerPool {
+    use wasmflow_host::cluster::{ClusterOptions, Secret, WorkerPool};
+    use wasmflow_host::job::{JobSpec, Overrides};
+    let text = JobSpec::effective_text(path, &Overrides::none(), &std::collections::BTreeMap::new()).unwrap();
+    let options = ClusterOptions {
+        workers: 2,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        spawn: Some(wasmflow_bin()),
+        secret: Secret::generate().unwrap(),
+        worker_env: Vec::new(),
+    };
+    WorkerPool::start(options, path.display().to_string(), text).await.unwrap()
 }
