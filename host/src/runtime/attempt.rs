@@ -155,27 +155,25 @@ impl<'a> Attempt<'a> {
                 let targets: Vec<usize> = if edge.partitioning == Partitioning::Forward { vec![i] } else { (0..pb).collect() };
                 let mut senders = Vec::new();
                 for j in targets {
+                    let (sends, receives) = (runs(i), runs(j));
+                    if !sends && !receives {
+                        continue;
+                    }
                     // A channel with one end on another worker is a local channel bridged to
-                    // the network at that end.
+                    // the network at that end (only a worker's slice leaves subtasks out).
+                    let (tx, rx) = super::channel::channel(capacity, budget);
+                    let remote = || slice.expect("without a slice every subtask runs here");
                     let channel = ChannelId { edge: e, from: i as u32, to: j as u32 };
-                    match (runs(i), runs(j), slice) {
-                        (true, true, _) | (_, _, None) => {
-                            let (tx, rx) = super::channel::channel(capacity, budget);
-                            senders.push(tx);
-                            inputs.entry((edge.to.clone(), j)).or_default().push(rx);
-                        }
-                        (true, false, Some(s)) => {
-                            let (tx, rx) = super::channel::channel(capacity, budget);
-                            senders.push(tx);
-                            let from = SubtaskTag { operator: edge.from.clone(), subtask: i as u32 };
-                            s.network.send(channel, s.placement.worker_of(j), rx, from, event_tx.clone());
-                        }
-                        (false, true, Some(s)) => {
-                            let (tx, rx) = super::channel::channel(capacity, budget);
-                            s.network.receive(channel, tx);
-                            inputs.entry((edge.to.clone(), j)).or_default().push(rx);
-                        }
-                        (false, false, Some(_)) => {}
+                    if sends {
+                        senders.push(tx);
+                    } else {
+                        remote().network.receive(channel, tx);
+                    }
+                    if receives {
+                        inputs.entry((edge.to.clone(), j)).or_default().push(rx);
+                    } else {
+                        let (s, from) = (remote(), SubtaskTag { operator: edge.from.clone(), subtask: i as u32 });
+                        s.network.send(channel, s.placement.worker_of(j), rx, from, event_tx.clone());
                     }
                 }
                 if !runs(i) {
