@@ -196,13 +196,6 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
     let mut report = JobReport::default();
     let status = opts.status.get_or_insert_with(|| JobStatus::new(job)).clone();
     let mut workers = opts.workers.take();
-    // On workers, each worker loads the state it restores; the job manager keeps only where it is.
-    let keep_location_only = |c: &mut LoadedCheckpoint| c.states.clear();
-    if workers.is_some()
-        && let Some(c) = restore.as_mut()
-    {
-        keep_location_only(c);
-    }
     let files_dirs: Vec<PathBuf> = job.operators.iter().filter_map(|op| op.grants.files.as_ref().map(|d| job.resolve(d))).collect();
     let outcome = loop {
         // Sinks name their files by attempt: a new attempt is above every attempt any granted
@@ -214,6 +207,13 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
         let attempt = storage.next_attempt(floor)?;
         for dir in &files_dirs {
             record_attempt(dir, attempt)?;
+        }
+        // On workers, each worker loads the state it restores; the job manager keeps only where
+        // it is (for the rest of the run, whichever checkpoint this attempt restores).
+        if workers.is_some()
+            && let Some(c) = restore.as_mut()
+        {
+            c.states.clear();
         }
         let deployed = match workers.as_mut() {
             None => Attempt::deploy(engine, job, &modules, storage.clone(), storage.clone(), restore.as_ref(), attempt, &opts, None).await,
@@ -254,10 +254,7 @@ pub async fn run_job(engine: &Engine, job: &JobSpec, mut opts: RunOptions) -> Re
                     report.stopped = true;
                     break Ok(report);
                 }
-                if let Some(mut c) = load_newest(storage.as_ref(), Some(&report.completed_checkpoints))? {
-                    if workers.is_some() {
-                        keep_location_only(&mut c);
-                    }
+                if let Some(c) = load_newest(storage.as_ref(), Some(&report.completed_checkpoints))? {
                     restore = Some(c);
                 }
             }
