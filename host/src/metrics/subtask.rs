@@ -204,14 +204,12 @@ impl SubtaskMetrics {
     /// A worker that was replaced counts from zero again: a value below the previous one is a
     /// new worker's whole count.
     pub fn add_since(&self, previous: &SubtaskSample, now: &SubtaskSample) {
-        let delta = |now: u64, before: u64| if now >= before { now - before } else { now };
         let counters = [&self.records_in, &self.records_out, &self.bytes_in, &self.bytes_out];
         for (i, counter) in counters.into_iter().enumerate() {
             counter.inc_by(delta(now.moved[i], previous.moved[i]));
         }
         for (i, seconds) in [&self.busy, &self.idle, &self.back_pressured].into_iter().enumerate() {
-            let (now, before) = (now.times[i], previous.times[i]);
-            seconds.inc_by(if now >= before { now - before } else { now });
+            seconds.inc_by(delta(now.times[i], previous.times[i]));
         }
         self.deadlines.inc_by(delta(now.deadlines, previous.deadlines));
         self.memory.set(now.memory);
@@ -222,6 +220,12 @@ impl SubtaskMetrics {
             self.kafka.commit_failures().inc_by(delta(now.kafka_commit_failures, previous.kafka_commit_failures));
         }
     }
+}
+
+/// What a count grew by from `before` to `now`; a count below `before` started again from zero
+/// (a replaced worker), so all of it is new.
+fn delta<T: PartialOrd + std::ops::Sub<Output = T> + Copy>(now: T, before: T) -> T {
+    if now >= before { now - before } else { now }
 }
 
 /// A subtask's counts so far, as a worker reports them: records and bytes in and out, seconds
