@@ -101,13 +101,15 @@ pub async fn run(opts: WorkerOptions) -> Result<()> {
     let engine = Arc::new(Engine::new()?);
     loop {
         let end = session(&opts, &data_address, &engine, &incoming).await;
-        match (&end, opts.once) {
+        // A refused secret ends the worker too: retrying cannot help.
+        let exits = opts.once || end.as_ref().is_err_and(|e| e.is::<Refused>());
+        match (&end, exits) {
             (Ok(()), true) => tracing::info!("the job manager closed the control stream: worker {} exits", std::process::id()),
             (Err(e), true) => tracing::warn!("{e:#}: worker {} exits", std::process::id()),
             (Ok(()), false) => tracing::info!("the job manager closed the control stream; waiting for the next one"),
             (Err(e), false) => tracing::warn!("{e:#}; waiting for a job manager"),
         }
-        if opts.once || end.as_ref().is_err_and(|e| e.is::<Refused>()) {
+        if exits {
             server.abort();
             return end;
         }
