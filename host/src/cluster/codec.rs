@@ -24,9 +24,10 @@ use wasmflow_types::{Batch, Columns};
 use super::protocol::DataFrame;
 use crate::runtime::message::Message;
 
-/// How values of `T` become bytes and back.
+/// How values of `T` become bytes and back. Encoding writes straight into the outgoing buffer
+/// (gRPC's, on the wire): a batch is not copied once more on its way out.
 pub trait Wire<T>: Send + 'static {
-    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), String>;
+    fn encode<B: BufMut>(value: &T, out: &mut B) -> Result<(), String>;
     fn decode(bytes: &[u8]) -> Result<T, String>;
 }
 
@@ -34,8 +35,8 @@ pub trait Wire<T>: Send + 'static {
 pub struct Json;
 
 impl<T: Serialize + DeserializeOwned> Wire<T> for Json {
-    fn encode(value: &T, out: &mut Vec<u8>) -> Result<(), String> {
-        serde_json::to_writer(out, value).map_err(|e| e.to_string())
+    fn encode<B: BufMut>(value: &T, out: &mut B) -> Result<(), String> {
+        serde_json::to_writer(out.writer(), value).map_err(|e| e.to_string())
     }
 
     fn decode(bytes: &[u8]) -> Result<T, String> {
@@ -51,18 +52,18 @@ const RECORDS: u8 = 0;
 const OTHER: u8 = 1;
 
 impl Wire<DataFrame> for Columnar {
-    fn encode(frame: &DataFrame, out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode<B: BufMut>(frame: &DataFrame, out: &mut B) -> Result<(), String> {
         match frame {
             DataFrame::Message(Message::Records(batch)) => {
-                out.push(RECORDS);
+                out.put_u8(RECORDS);
                 write_batch(batch, out);
-                Ok(())
             }
             other => {
-                out.push(OTHER);
-                wasmflow_types::codec::encode_into(other, out).map_err(|e| e.to_string())
+                out.put_u8(OTHER);
+                out.put_slice(&wasmflow_types::codec::encode(other).map_err(|e| e.to_string())?);
             }
         }
+        Ok(())
     }
 
     fn decode(bytes: &[u8]) -> Result<DataFrame, String> {
@@ -76,7 +77,7 @@ impl Wire<DataFrame> for Columnar {
 
 /// The reply to a data stream: nothing.
 impl Wire<()> for Columnar {
-    fn encode(_: &(), _: &mut Vec<u8>) -> Result<(), String> {
+    fn encode<B: BufMut>(_: &(), _: &mut B) -> Result<(), String> {
         Ok(())
     }
 
@@ -87,15 +88,14 @@ impl Wire<()> for Columnar {
 
 /// Records count and data length (u32 each), then timestamps, key lengths, value lengths and
 /// data, all little-endian.
-fn write_batch(batch: &Batch, out: &mut Vec<u8>) {
+fn write_batch<B: BufMut>(batch: &Batch, out: &mut B) {
     let (data, key_lens, value_lens, timestamps) = batch.column_slices();
-    out.reserve(8 + timestamps.len() * 16 + data.len());
-    out.extend_from_slice(&(timestamps.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    timestamps.iter().for_each(|t| out.extend_from_slice(&t.to_le_bytes()));
-    key_lens.iter().for_each(|k| out.extend_from_slice(&k.to_le_bytes()));
-    value_lens.iter().for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
-    out.extend_from_slice(data);
+    out.put_u32_le(timestamps.len() as u32);
+    out.put_u32_le(data.len() as u32);
+    timestamps.iter().for_each(|&t| out.put_i64_le(t));
+    key_lens.iter().for_each(|&k| out.put_i32_le(k));
+    value_lens.iter().for_each(|&v| out.put_u32_le(v));
+    out.put_slice(data);
 }
 
 fn read_batch(bytes: &[u8]) -> Result<Batch, String> {
@@ -149,10 +149,7 @@ impl<W: Wire<E>, E> Encoder for FramedEncoder<W, E> {
     type Error = Status;
 
     fn encode(&mut self, item: E, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        let mut bytes = Vec::new();
-        W::encode(&item, &mut bytes).map_err(|e| Status::internal(format!("cannot encode a cluster message: {e}")))?;
-        dst.put_slice(&bytes);
-        Ok(())
+        W::encode(&item, dst).map_err(|e| Status::internal(format!("cannot encode a cluster message: {e}")))
     }
 }
 
