@@ -50,6 +50,11 @@ impl Engine {
         config.epoch_interruption(true);
         // A deep recursion traps with "call stack exhausted" instead of taking the host down.
         config.max_wasm_stack(1 << 20);
+        // `WASMFLOW_PERF_MAP=1`: the JIT writes /tmp/perf-PID.map, so `perf report` names
+        // guest functions (docs/operator-guide.md, profiling an operator).
+        if std::env::var_os("WASMFLOW_PERF_MAP").is_some_and(|v| v == "1") {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let inner = wasmtime::Engine::new(&config)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (engine, flag) = (inner.clone(), stop.clone());
