@@ -23,7 +23,10 @@ use crate::{
 pub trait DynOperator {
     fn initialize_state(&mut self, restored: Option<u64>, backend: Backend) -> Result<()>;
     fn open(&mut self) -> Result<()>;
-    fn process(&mut self, input: Batch) -> Result<Batch>;
+    /// What the operator emitted for `input`, and whether it forwards the input itself: the
+    /// wasm export hands that flag to the host, which still holds the input (nothing copied
+    /// back); a native caller builds the output with [`Collector::finish`].
+    fn process(&mut self, input: &Batch) -> Result<Collector>;
     fn poll(&mut self, max_records: usize) -> Result<SourceOutput>;
     fn on_timer(&mut self, domain: TimeDomain, timestamp: i64, keys: Vec<Vec<u8>>) -> Result<Batch>;
     fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<()>;
@@ -65,7 +68,9 @@ macro_rules! checkpoint_methods {
     };
 }
 
-struct SourceBox<T>(T);
+/// A source, and how many bytes its last poll emitted: the next poll's buffer starts that large
+/// rather than growing by doubling (and copying) through every poll.
+struct SourceBox<T>(T, usize);
 struct TransformBox<T>(T);
 struct SinkBox<T>(T);
 /// A keyed operator and the backend its timers and keyed state go to (known from
@@ -104,14 +109,15 @@ impl<T: Source> DynOperator for SourceBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, _input: Batch) -> Result<Batch> {
+    fn process(&mut self, _input: &Batch) -> Result<Collector> {
         Err(wrong_kind("process", "source"))
     }
     fn poll(&mut self, max_records: usize) -> Result<SourceOutput> {
         // Room for the records asked for, so the per-record columns never grow during a poll.
-        let mut out = Collector::with_capacity(max_records.min(1 << 16), 0);
+        let mut out = Collector::with_capacity(max_records.min(1 << 16), self.1);
         let status = self.0.poll(&mut out, max_records)?;
         no_input_to_forward(&out, "poll")?;
+        self.1 = out.data_bytes();
         Ok(out.into_source_output(status))
     }
     fn on_timer(&mut self, _: TimeDomain, _: i64, _: Vec<Vec<u8>>) -> Result<Batch> {
@@ -128,13 +134,13 @@ impl<T: Transform> DynOperator for TransformBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, input: Batch) -> Result<Batch> {
+    fn process(&mut self, input: &Batch) -> Result<Collector> {
         // Room for as much as came in: a map emits about that much, and its buffers do not grow
         // record by record. A forwarding transform leaves it unused.
         let mut out = Collector::with_capacity(input.len(), input.data_bytes());
-        self.0.process(&input, &mut out)?;
+        self.0.process(input, &mut out)?;
         no_watermark(&out, "process")?;
-        Ok(out.finish(input))
+        Ok(out)
     }
     fn poll(&mut self, _max_records: usize) -> Result<SourceOutput> {
         Err(wrong_kind("poll", "transform"))
@@ -156,9 +162,9 @@ impl<T: Sink> DynOperator for SinkBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, input: Batch) -> Result<Batch> {
-        self.0.invoke(&input)?;
-        Ok(Batch::default())
+    fn process(&mut self, input: &Batch) -> Result<Collector> {
+        self.0.invoke(input)?;
+        Ok(Collector::new())
     }
     fn poll(&mut self, _max_records: usize) -> Result<SourceOutput> {
         Err(wrong_kind("poll", "sink"))
@@ -187,11 +193,11 @@ impl<T: KeyedProcessFunction> DynOperator for KeyedBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, input: Batch) -> Result<Batch> {
+    fn process(&mut self, input: &Batch) -> Result<Collector> {
         let backend = self.1.take().ok_or_else(|| anyhow::anyhow!("keyed operator used before `initialize_state`"))?;
         let mut out = Collector::with_capacity(input.len(), input.data_bytes());
         let result = (|| -> Result<()> {
-            for record in &input {
+            for record in input {
                 let Some(key) = record.key else {
                     return Err(anyhow::anyhow!(
                         "a keyed operator got a record without a key: records reach it over key-hash edges by their key, so give every record a key upstream"
@@ -205,7 +211,7 @@ impl<T: KeyedProcessFunction> DynOperator for KeyedBox<T> {
         self.1 = Some(backend);
         result?;
         no_watermark(&out, "process_element")?;
-        Ok(out.finish(input))
+        Ok(out)
     }
     fn poll(&mut self, _max_records: usize) -> Result<SourceOutput> {
         Err(wrong_kind("poll", "keyed operator"))
@@ -243,7 +249,7 @@ pub(crate) fn boxed_keyed<T: KeyedProcessFunction + Send + 'static>(op: T) -> Bo
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn boxed_source<T: Source + Send + 'static>(op: T) -> Box<dyn DynOperator + Send> {
-    Box::new(SourceBox(op))
+    Box::new(SourceBox(op, 0))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -272,7 +278,7 @@ pub struct KeyedFactory<T>(PhantomData<T>);
 impl<T: Source + 'static> Factory for SourceFactory<T> {
     const KIND: OperatorKind = OperatorKind::Source;
     fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>> {
-        Ok(Box::new(SourceBox(T::create(ctx)?)))
+        Ok(Box::new(SourceBox(T::create(ctx)?, 0)))
     }
 }
 
@@ -370,9 +376,10 @@ pub mod exports {
         with(|op| op.open())
     }
 
-    pub fn process(input: wire::Batch) -> Result<wire::Batch, String> {
+    pub fn process(input: wire::Batch) -> Result<wire::ProcessOutput, String> {
         let input = from_wire(input);
-        with(|op| op.process(input)).map(to_wire)
+        let out = with(|op| op.process(&input))?;
+        Ok(wire::ProcessOutput { forward_input: out.forwards_input(), batch: to_wire(out.into_batch()) })
     }
 
     pub fn poll(max_records: u32) -> Result<wire::SourceOutput, String> {
@@ -417,7 +424,7 @@ macro_rules! __wasmflow_export {
     ($factory:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
-            use $crate::bindings::wasmflow::operator::types::{Batch, OperatorKind, SourceOutput, TaskInfo, TimeDomain};
+            use $crate::bindings::wasmflow::operator::types::{Batch, OperatorKind, ProcessOutput, SourceOutput, TaskInfo, TimeDomain};
             use $crate::glue::exports as e;
 
             struct WasmflowExport;
@@ -435,7 +442,7 @@ macro_rules! __wasmflow_export {
                 fn open() -> Result<(), String> {
                     e::open()
                 }
-                fn process(input: Batch) -> Result<Batch, String> {
+                fn process(input: Batch) -> Result<ProcessOutput, String> {
                     e::process(input)
                 }
                 fn poll(max_records: u32) -> Result<SourceOutput, String> {

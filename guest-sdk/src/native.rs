@@ -111,7 +111,8 @@ impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
 
     /// `process`: one batch in, what the operator emitted out.
     pub fn process(&mut self, input: Batch) -> Result<Batch> {
-        self.op.process(input)
+        let out = self.op.process(&input)?;
+        Ok(out.finish(input))
     }
 
     /// `poll`: a source emits up to `max_records` records, and possibly a watermark.

@@ -142,11 +142,21 @@ impl WasmInstance {
     /// A batch from the guest is untrusted: its record lengths must add up to its data, and it
     /// must fit the batch-size limit, before anything downstream reads it.
     fn check_batch(&self, call: &'static str, batch: wire::Batch) -> Result<Batch, GuestError> {
-        let fail = |message: String| GuestError::Failed { tag: self.store.data().tag.clone(), call, message };
-        if batch.data.len() > self.max_batch_bytes {
-            return Err(fail(format!("returned a batch of {} bytes, over the limit of {} bytes (limits.batch-bytes)", batch.data.len(), self.max_batch_bytes)));
+        self.check_size(call, batch.data.len())?;
+        super::wire::batch_from_guest(batch).map_err(|e| GuestError::Failed {
+            tag: self.store.data().tag.clone(),
+            call,
+            message: format!("returned a malformed batch: {e}"),
+        })
+    }
+
+    /// An output of `bytes` bytes of keys and values must fit the batch-size limit.
+    fn check_size(&self, call: &'static str, bytes: usize) -> Result<(), GuestError> {
+        if bytes > self.max_batch_bytes {
+            let message = format!("returned a batch of {bytes} bytes, over the limit of {} bytes (limits.batch-bytes)", self.max_batch_bytes);
+            return Err(GuestError::Failed { tag: self.store.data().tag.clone(), call, message });
         }
-        super::wire::batch_from_guest(batch).map_err(|e| fail(format!("returned a malformed batch: {e}")))
+        Ok(())
     }
 }
 
@@ -173,11 +183,22 @@ impl OperatorInstance for WasmInstance {
         self.call("open", Phase::Running, |g, s| Box::pin(async move { g.call_open(s).await })).await
     }
 
-    /// `process`: one batch in, one batch out.
+    /// `process`: one batch in, one batch out. An operator that forwards its input returns only
+    /// what it emitted besides: the output is the input this call still holds, then that (no
+    /// copy of the input back out of the guest, no second check of records the host built).
     async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
         let input = super::wire::batch_to_guest(input);
-        let out = self.call("process", Phase::Running, move |g, s| Box::pin(async move { g.call_process(s, &input).await })).await?;
-        self.check_batch("process", out)
+        let (out, input) =
+            self.call("process", Phase::Running, move |g, s| Box::pin(async move { Ok(g.call_process(s, &input).await?.map(|out| (out, input))) })).await?;
+        if !out.forward_input {
+            return self.check_batch("process", out.batch);
+        }
+        // The limit is on the whole output, as if the guest had returned its input too.
+        self.check_size("process", input.data.len() + out.batch.data.len())?;
+        let emitted = self.check_batch("process", out.batch)?;
+        let mut output = super::wire::batch_from_host(input);
+        output.append(emitted);
+        Ok(output)
     }
 
     /// `poll`: a source produces up to `max_records` records.

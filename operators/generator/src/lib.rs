@@ -14,8 +14,11 @@
 //! timestamp emitted minus the delay minus one (Flink's bounded out-of-orderness). With the delay
 //! at least the jitter no record is ever late.
 
+pub mod decimal;
+
 use std::time::Duration;
 
+use decimal::Decimal;
 use wasmflow_guest_sdk::prelude::*;
 use wasmflow_guest_sdk::watermarks::BoundedOutOfOrderness;
 
@@ -57,20 +60,6 @@ impl GeneratorConfig {
         let jitter = n.wrapping_mul(2_654_435_761) % (self.jitter_ms + 1);
         n as i64 - jitter as i64
     }
-
-    /// The key of number `n`, whose decimal digits are `number`: those digits themselves (not
-    /// formatted twice), or `key-<n mod keys>` written into `buffer`.
-    pub fn key<'a>(&self, n: u64, number: &'a [u8], digits: &'a mut itoa::Buffer, buffer: &'a mut Vec<u8>) -> &'a [u8] {
-        match self.keys {
-            Some(keys) => {
-                buffer.clear();
-                buffer.extend_from_slice(b"key-");
-                buffer.extend_from_slice(digits.format(n % keys.max(1)).as_bytes());
-                buffer
-            }
-            None => number,
-        }
-    }
 }
 
 fn default_prefix() -> String {
@@ -92,11 +81,43 @@ pub struct Generator {
     state: ListState<Progress>,
     last_poll_millis: i64,
     watermarks: Option<BoundedOutOfOrderness>,
+    /// `next` in decimal, advanced with it.
+    number: Decimal,
+    /// With `keys`: `next mod keys`, in decimal.
+    key: Option<KeyCycle>,
+    /// Every number from here on is new: the highest `next` of the restored progress.
+    restored_up_to: u64,
 }
 
 impl Generator {
     fn already_emitted(&self, n: u64) -> bool {
-        self.restored.iter().any(|&(sub, p, next)| n % p as u64 == sub as u64 && n < next)
+        n < self.restored_up_to && self.restored.iter().any(|&(sub, p, next)| n % p as u64 == sub as u64 && n < next)
+    }
+}
+
+/// `n mod keys` for the generator's `n`, in decimal, advanced by the step `n` advances by.
+struct KeyCycle {
+    keys: u64,
+    step: u64,
+    index: u64,
+    digits: Decimal,
+}
+
+impl KeyCycle {
+    fn new(n: u64, step: u64, keys: u64) -> KeyCycle {
+        let keys = keys.max(1);
+        KeyCycle { keys, step, index: n % keys, digits: Decimal::new(n % keys, step) }
+    }
+
+    fn advance(&mut self) {
+        self.index += self.step;
+        if self.index < self.keys {
+            self.digits.advance();
+        } else {
+            // Wrapped around: once per `keys / step` records, so the division does not matter.
+            self.index %= self.keys;
+            self.digits = Decimal::new(self.index, self.step);
+        }
     }
 }
 
@@ -104,13 +125,18 @@ impl Source for Generator {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
         let config: GeneratorConfig = ctx.config()?;
         let watermarks = config.watermark_delay_ms.map(|d| BoundedOutOfOrderness::new(Duration::from_millis(d)));
+        let (index, parallelism) = (ctx.subtask_index() as u64, ctx.parallelism() as u64);
+        let key = config.keys.map(|keys| KeyCycle::new(index, parallelism, keys));
         Ok(Generator {
             watermarks,
             config,
-            index: ctx.subtask_index() as u64,
-            parallelism: ctx.parallelism() as u64,
+            index,
+            parallelism,
             restored: Vec::new(),
-            next: ctx.subtask_index() as u64,
+            restored_up_to: 0,
+            number: Decimal::new(index, parallelism),
+            key,
+            next: index,
             state: ListState::default(),
             last_poll_millis: 0,
         })
@@ -127,30 +153,49 @@ impl Source for Generator {
             self.last_poll_millis = now;
             budget = budget.min(((rate as u64 * elapsed) / 1000).max(1) as usize);
         }
-        // Key and value are built in buffers reused across records, the number formatted by
-        // `itoa` rather than `fmt`: the generator is the benchmarks' source, so it should cost
-        // little next to the operators being measured.
-        let (mut digits, mut key_digits, mut key_buffer, mut value) = (itoa::Buffer::new(), itoa::Buffer::new(), Vec::new(), Vec::new());
-        while budget > 0 && self.next < self.config.count {
-            let n = self.next;
-            self.next += self.parallelism;
-            if self.already_emitted(n) {
-                continue;
+        // No formatting per record: the numbers advance as decimal digits (`decimal`), and key
+        // and value are written straight into the output batch. The generator is the
+        // benchmarks' source, so it should cost little next to the operators being measured.
+        // The loop works on locals, written back after it: the compiler then keeps them in
+        // registers instead of reloading them from `self` around every write to the output.
+        let prefix = self.config.prefix.as_bytes();
+        let (value_bytes, count, step) = (self.config.value_bytes.unwrap_or(0), self.config.count, self.parallelism);
+        let (mut next, mut number, mut key) = (self.next, self.number.clone(), self.key.take());
+        let mut key_buffer = Vec::new();
+        while budget > 0 && next < count {
+            let n = next;
+            if !self.already_emitted(n) {
+                let digits = number.digits();
+                let key = match &key {
+                    Some(cycle) => {
+                        key_buffer.clear();
+                        key_buffer.extend_from_slice(b"key-");
+                        key_buffer.extend_from_slice(cycle.digits.digits());
+                        &key_buffer[..]
+                    }
+                    None => digits,
+                };
+                let timestamp = self.config.timestamp(n);
+                let padding = value_bytes.saturating_sub(prefix.len() + digits.len());
+                out.emit_with(Some(key), timestamp, |value| {
+                    value.extend_from_slice(prefix);
+                    if padding > 0 {
+                        value.extend(std::iter::repeat_n(b'0', padding));
+                    }
+                    value.extend_from_slice(digits);
+                });
+                if let Some(w) = self.watermarks.as_mut() {
+                    w.on_event(timestamp);
+                }
+                budget -= 1;
             }
-            let number = digits.format(n).as_bytes();
-            value.clear();
-            value.extend_from_slice(self.config.prefix.as_bytes());
-            let padding = self.config.value_bytes.unwrap_or(0).saturating_sub(self.config.prefix.len() + number.len());
-            value.resize(value.len() + padding, b'0');
-            value.extend_from_slice(number);
-            let timestamp = self.config.timestamp(n);
-            let key = self.config.key(n, number, &mut key_digits, &mut key_buffer);
-            out.emit(Some(key), &value, timestamp);
-            if let Some(w) = self.watermarks.as_mut() {
-                w.on_event(timestamp);
+            next += step;
+            number.advance();
+            if let Some(cycle) = key.as_mut() {
+                cycle.advance();
             }
-            budget -= 1;
         }
+        (self.next, self.number, self.key) = (next, number, key);
         if let Some(w) = self.watermarks.as_ref().filter(|w| w.has_events()) {
             out.emit_watermark(w.current_watermark());
         }
@@ -161,6 +206,7 @@ impl Source for Generator {
         let state = ctx.get_union_list_state::<Progress>("progress")?;
         self.restored = state.get()?;
         ensure!(self.restored.iter().all(|&(_, p, _)| p > 0), "corrupt generator progress: parallelism 0");
+        self.restored_up_to = self.restored.iter().map(|&(_, _, next)| next).max().unwrap_or(0);
         self.state = state;
         Ok(())
     }
@@ -223,6 +269,25 @@ mod tests {
         // No record after the watermark is at or below it: none is late.
         let (more, _) = sub.poll(100).unwrap();
         assert!(more.iter().all(|r| r.timestamp > max - 6));
+    }
+
+    /// Keys and numbers are advanced as digits, not formatted: across subtasks, wrap-arounds of
+    /// the key cycle and a restore they still say what formatting would.
+    #[test]
+    fn keys_and_numbers_match_their_formatted_values() {
+        let config = serde_json::json!({"count": 500, "keys": 7});
+        let mut job = ParallelHarness::<WasmflowOperator>::open_fresh("gen", 3, config).unwrap();
+        for _ in 0..2 {
+            for sub in job.subtasks.iter_mut() {
+                let (records, _) = sub.poll(60).unwrap();
+                for r in &records {
+                    let n: u64 = r.value_str()["record-".len()..].parse().unwrap();
+                    assert_eq!(r.key.as_deref(), Some(format!("key-{}", n % 7).as_bytes()));
+                    assert_eq!(r.timestamp, n as i64);
+                }
+            }
+            job = job.rescale(1, 2).unwrap();
+        }
     }
 
     #[test]

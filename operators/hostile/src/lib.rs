@@ -62,6 +62,16 @@ impl Transform for Hostile {
                 }
                 return Ok(());
             }
+            // Exactly the batch-size limit emitted besides a forwarded input: the output, input
+            // and all, is over it.
+            "huge-batch-forwarded" => {
+                out.forward_input();
+                let big = vec![b'x'; 1 << 20];
+                for _ in 0..64 {
+                    out.emit(None, &big, 0);
+                }
+                return Ok(());
+            }
             // Kafka clients without end (each is a host client with threads of its own).
             #[cfg(target_arch = "wasm32")]
             "kafka-clients" => {

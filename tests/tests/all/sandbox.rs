@@ -130,6 +130,20 @@ async fn an_oversized_batch_is_refused() {
     assert!(e.contains("bad[0]: process failed: returned a batch of 104857600 bytes, over the limit of 67108864 bytes (limits.batch-bytes)"), "{e}");
 }
 
+/// A forwarded input is not returned by the guest, but counts toward the limit all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_batch_with_a_forwarded_input_is_refused() {
+    let e = attack("huge-batch-forwarded").await;
+    let bytes: u64 = e
+        .split("process failed: returned a batch of ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{e}"));
+    assert!(bytes > 64 << 20, "{e}");
+    assert!(e.contains("bytes, over the limit of 67108864 bytes (limits.batch-bytes)"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registering_state_outside_initialize_state_is_a_guest_error() {
     let e = attack("register-outside-init").await;
