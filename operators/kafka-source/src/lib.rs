@@ -79,12 +79,12 @@ impl Source for KafkaSource {
         let client = self.client.as_deref_mut().context("poll before open")?;
         let now = wasmflow_guest_sdk::log::now_millis();
         match self.core.poll(client, max_records as u32, now).map_err(|e| anyhow!(e))? {
-            Polled::Records(records) => {
-                for r in &records {
-                    out.emit(r.key.as_deref(), &r.value, r.timestamp);
+            Polled::Records(fetched) => {
+                for r in &fetched.records {
+                    out.emit(fetched.key(r), fetched.value(r), r.timestamp);
                 }
                 if let Some(w) = self.watermarks.as_mut() {
-                    for r in &records {
+                    for r in &fetched.records {
                         w.on_event((r.topic.to_string(), r.partition), r.timestamp, now);
                     }
                     // A partition without records yet holds the watermark back (as in Flink),
@@ -155,7 +155,7 @@ mod host {
         use wasmflow_guest_sdk::kafka::{Assignment, PartitionOffset, StartPosition, TopicPartition};
 
         use super::WitClient;
-        use crate::core::{KafkaClient, KafkaRecord, Tp};
+        use crate::core::{Fetched, KafkaClient, Tp};
 
         fn tps(v: &[Tp]) -> Vec<TopicPartition> {
             v.iter().map(|(topic, partition)| TopicPartition { topic: topic.clone(), partition: *partition }).collect()
@@ -203,26 +203,16 @@ mod host {
                 }
                 Ok(offs(self.0.offsets_for_timestamp(&tps(p), ts)?))
             }
-            fn fetch(&mut self, max_records: u32, timeout_ms: u32) -> Result<Vec<KafkaRecord>, String> {
+            fn fetch(&mut self, max_records: u32, timeout_ms: u32) -> Result<Fetched, String> {
                 let b = self.0.fetch(max_records, timeout_ms)?;
                 let topics: Vec<std::rc::Rc<str>> = b.topics.iter().map(|t| t.as_str().into()).collect();
-                let mut pos = 0usize;
-                let mut out = Vec::with_capacity(b.records.len());
-                for m in &b.records {
-                    let key = (m.key_len >= 0).then(|| b.data[pos..pos + m.key_len as usize].to_vec());
-                    pos += m.key_len.max(0) as usize;
-                    let value = b.data[pos..pos + m.value_len as usize].to_vec();
-                    pos += m.value_len as usize;
-                    out.push(KafkaRecord {
-                        topic: topics[m.topic_index as usize].clone(),
-                        partition: m.partition,
-                        offset: m.offset,
-                        timestamp: m.timestamp,
-                        key,
-                        value,
-                    });
-                }
-                Ok(out)
+                let topic = |i: u32| topics.get(i as usize).cloned().ok_or_else(|| format!("the host named topic {i} of {}", topics.len()));
+                let records: Vec<_> = b
+                    .records
+                    .iter()
+                    .map(|m| Ok((topic(m.topic_index)?, m.partition, m.offset, m.timestamp, u32::try_from(m.key_len).ok(), m.value_len)))
+                    .collect::<Result<_, String>>()?;
+                Fetched::new(b.data, records)
             }
             fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), String> {
                 let o: Vec<PartitionOffset> =

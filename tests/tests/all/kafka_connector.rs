@@ -32,12 +32,18 @@ async fn fetch_offsets_and_commits_are_exact() {
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while got.len() < 5 && Instant::now() < deadline {
-        got.extend(c.fetch(100, Duration::from_millis(200)).await.unwrap());
+        let fetched = c.fetch(100, Duration::from_millis(200)).await.unwrap();
+        got.extend(
+            fetched
+                .iter()
+                .map(|r| (r.topic.to_string(), r.partition, r.offset, r.timestamp, r.key.map(<[u8]>::to_vec), String::from_utf8(r.value.to_vec()).unwrap())),
+        );
     }
-    let seen: Vec<(i32, i64, String)> = got.iter().map(|r| (r.partition, r.offset, String::from_utf8(r.value.clone()).unwrap())).collect();
-    assert_eq!(seen, (45..50).map(|o| (0, o, format!("v{o}"))).collect::<Vec<_>>());
-    assert_eq!(got[0].key.as_deref(), Some(&b"key-45"[..]));
-    assert_eq!(got[0].timestamp, 1_000_000);
+    let seen: Vec<(i32, i64, &str)> = got.iter().map(|r| (r.1, r.2, r.5.as_str())).collect();
+    assert_eq!(seen, (45..50).map(|o| (0, o, format!("v{o}"))).collect::<Vec<_>>().iter().map(|(p, o, v)| (*p, *o, v.as_str())).collect::<Vec<_>>());
+    assert_eq!(got[0].0, "events");
+    assert_eq!(got[0].4.as_deref(), Some(&b"key-45"[..]));
+    assert_eq!(got[0].3, 1_000_000);
 
     c.commit(&[("events".into(), 0, 50)]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -10,6 +10,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::fetched::{Cursor, Fetched, FetchedMeta};
 use super::metrics::{ConsumerMetrics, MetricsContext};
 use super::{KafkaError, KafkaLimits, bootstrap, check_properties, client_config, with_retries};
 use crate::metrics::SubtaskMetrics;
@@ -29,23 +30,30 @@ pub enum StartPosition {
     Offset(i64),
 }
 
-/// One fetched record, owned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FetchedRecord {
-    pub topic: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Vec<u8>,
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-type Item = Result<FetchedRecord, KafkaError>;
-
 /// Records the poll thread hands over at once: one channel operation (and at most one wake-up of
 /// the subtask) per chunk instead of per record.
 const CHUNK: usize = 256;
+
+/// What the poll thread hands over: records, and the error that ended the chunk, if one did
+/// (it fails the fetch that reaches it, after the records before it).
+#[derive(Debug, Default)]
+struct Chunk {
+    records: Fetched,
+    error: Option<KafkaError>,
+}
+
+/// A chunk being read by fetches.
+#[derive(Debug, Default)]
+struct Pending {
+    records: Cursor,
+    error: Option<KafkaError>,
+}
+
+impl From<Chunk> for Pending {
+    fn from(c: Chunk) -> Pending {
+        Pending { records: Cursor::new(c.records), error: c.error }
+    }
+}
 
 /// A consumer with manual assignment (no group rebalancing: partitions are assigned by the
 /// operator with Flink's formula) and a poll thread feeding a bounded buffer.
@@ -57,9 +65,9 @@ pub struct KafkaConsumer {
     meta: Arc<BaseConsumer>,
     servers: String,
     limits: KafkaLimits,
-    buffer: mpsc::Receiver<Vec<Item>>,
+    buffer: mpsc::Receiver<Chunk>,
     /// What is left of the chunk a fetch stopped in (it takes at most `max_records`).
-    pending: std::vec::IntoIter<Item>,
+    pending: Pending,
     stop: Arc<AtomicBool>,
     /// Next offset to hand to the guest per assigned partition; records the buffer holds for
     /// positions the guest has moved past (none today: assignment only adds) are dropped.
@@ -167,7 +175,7 @@ impl KafkaConsumer {
             servers: bootstrap(properties),
             limits,
             buffer: rx,
-            pending: Vec::new().into_iter(),
+            pending: Pending::default(),
             stop,
             positions,
             reset_to_latest,
@@ -316,14 +324,13 @@ impl KafkaConsumer {
     }
 
     /// Up to `max_records` records (capped by the limits), waiting at most `timeout` for the first.
-    pub async fn fetch(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<FetchedRecord>, KafkaError> {
+    pub async fn fetch(&mut self, max_records: usize, timeout: Duration) -> Result<Fetched, KafkaError> {
         let max = max_records.min(self.limits.max_records_per_fetch).max(1);
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
+        let mut out = Fetched::default();
         let mut chunk = std::mem::take(&mut self.pending);
-        if chunk.len() == 0 {
+        if chunk.records.remaining() == 0 && chunk.error.is_none() {
             chunk = match self.buffer.try_recv() {
-                Ok(c) => c.into_iter(),
+                Ok(c) => c.into(),
                 Err(mpsc::error::TryRecvError::Disconnected) => return Err(KafkaError::Other("the Kafka poll thread stopped".into())),
                 Err(mpsc::error::TryRecvError::Empty) => {
                     // Nothing buffered: the guest waits for the broker, which is idle time.
@@ -333,7 +340,7 @@ impl KafkaConsumer {
                         m.waited(started.elapsed());
                     }
                     match received {
-                        Ok(Some(c)) => c.into_iter(),
+                        Ok(Some(c)) => c.into(),
                         Ok(None) => return Err(KafkaError::Other("the Kafka poll thread stopped".into())),
                         Err(_) => return Ok(out),
                     }
@@ -354,26 +361,23 @@ impl KafkaConsumer {
             }
         };
         loop {
-            let Some(item) = chunk.next() else {
+            let Some((topic, meta, bytes)) = chunk.records.take() else {
+                if let Some(e) = chunk.error.take() {
+                    end_run(&mut positions, run.take());
+                    return Err(e);
+                }
                 match self.buffer.try_recv() {
                     Ok(c) => {
-                        chunk = c.into_iter();
+                        chunk = c.into();
                         continue;
                     }
                     Err(_) => break,
                 }
             };
-            let record = match item {
-                Ok(r) => r,
-                Err(e) => {
-                    end_run(&mut positions, run.take());
-                    return Err(e);
-                }
-            };
-            let same = run.as_ref().is_some_and(|((t, p), _)| *p == record.partition && *t == record.topic);
+            let same = run.as_ref().is_some_and(|((t, p), _)| *p == meta.partition && t == topic);
             if !same {
                 end_run(&mut positions, run.take());
-                let key = (record.topic.clone(), record.partition);
+                let key = (topic.to_string(), meta.partition);
                 let next = positions.get(&key).copied();
                 if next.is_some() && self.metrics.is_some() {
                     moved.push(key.clone());
@@ -382,14 +386,14 @@ impl KafkaConsumer {
             }
             let next = &mut run.as_mut().expect("a run is open").1;
             match next {
-                Some(expected) if record.offset >= *expected => {
-                    *expected = record.offset + 1;
-                    bytes += record.value.len() + record.key.as_ref().map_or(0, Vec::len);
-                    out.push(record);
+                Some(expected) if meta.offset >= *expected => {
+                    *expected = meta.offset + 1;
+                    let topic = out.topic_index(topic);
+                    out.push_bytes(FetchedMeta { topic, ..meta }, bytes);
                 }
                 _ => {} // a record of a position already passed, or of a partition no longer assigned
             }
-            if out.len() >= max || bytes >= self.limits.max_fetch_bytes {
+            if out.len() >= max || out.data.len() >= self.limits.max_fetch_bytes {
                 break;
             }
         }
@@ -428,54 +432,43 @@ impl KafkaConsumer {
 /// Polls the client and pushes records into the bounded buffer in chunks of up to [`CHUNK`]
 /// (what librdkafka has ready after the first, without waiting); blocks while the buffer is
 /// full, which stops polling and lets librdkafka's own bounded queue apply back-pressure.
-fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Vec<Item>>, stop: &AtomicBool, max_record: usize) {
-    let mut chunk = Vec::with_capacity(CHUNK);
+fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Chunk>, stop: &AtomicBool, max_record: usize) {
+    let mut chunk = Chunk::default();
     while !stop.load(Ordering::Relaxed) {
         // Wait for the first record of a chunk; take the rest only while they are ready.
-        let wait = if chunk.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
+        let wait = if chunk.records.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
         match client.poll(wait) {
             Some(result) => {
-                if let Some(item) = fetched(result, max_record) {
-                    chunk.push(item);
-                }
-                if chunk.len() < CHUNK {
+                append(&mut chunk, result, max_record);
+                if chunk.records.len() < CHUNK && chunk.error.is_none() {
                     continue;
                 }
             }
-            None if chunk.is_empty() => continue,
+            None if chunk.records.is_empty() => continue,
             None => {}
         }
-        if tx.blocking_send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK))).is_err() {
+        if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
             return; // the consumer was dropped
         }
     }
 }
 
-/// One polled message as an owned record (or the error that stops the fetch); `None` for what
-/// the guest never sees (end of partition, transient client errors, logged).
-fn fetched(result: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>, max_record: usize) -> Option<Item> {
+/// Appends one polled message to `chunk` (its bytes copied once, into the chunk's buffer), or
+/// the error that ends the chunk. End of partition and transient client errors (logged) are
+/// nothing the guest sees.
+fn append(chunk: &mut Chunk, result: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>, max_record: usize) {
     match result {
-        Err(rdkafka::error::KafkaError::PartitionEOF(_)) => None,
-        Err(e) => {
-            tracing::warn!("Kafka consumer: {e}");
-            None
-        }
+        Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {}
+        Err(e) => tracing::warn!("Kafka consumer: {e}"),
         Ok(m) => {
             let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
-            Some(if size > max_record {
-                Err(KafkaError::RecordTooLarge { topic: m.topic().into(), partition: m.partition(), offset: m.offset(), size, max: max_record })
-            } else {
-                let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default();
-                Ok(FetchedRecord {
-                    topic: m.topic().to_string(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp: timestamp_millis(&m),
-                    key: m.key().map(<[u8]>::to_vec),
-                    value: m.payload().unwrap_or_default().to_vec(),
-                    headers,
-                })
-            })
+            if size > max_record {
+                chunk.error = Some(KafkaError::RecordTooLarge { topic: m.topic().into(), partition: m.partition(), offset: m.offset(), size, max: max_record });
+                return;
+            }
+            let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default();
+            let topic = chunk.records.topic_index(m.topic());
+            chunk.records.push(topic, m.partition(), m.offset(), timestamp_millis(&m), m.key(), m.payload().unwrap_or_default(), headers);
         }
     }
 }

@@ -11,12 +11,14 @@
 //! access to Kafka and nothing else.
 
 mod consumer;
+mod fetched;
 mod metrics;
 mod producer;
 
 use std::time::Duration;
 
-pub use consumer::{FetchedRecord, KafkaConsumer, StartPosition};
+pub use consumer::{KafkaConsumer, StartPosition};
+pub use fetched::{Fetched, FetchedMeta, FetchedRecord};
 pub use producer::KafkaProducer;
 
 /// Caps on what a guest can make the host allocate or wait for through Kafka.

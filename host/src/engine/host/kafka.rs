@@ -97,37 +97,25 @@ impl HostConsumer for StoreData {
     }
 
     async fn fetch(&mut self, h: Resource<ConsumerHandle>, max_records: u32, timeout_ms: u32) -> GuestResult<FetchedBatch> {
-        let records = match self.consumer(&h)?.fetch(max_records as usize, Duration::from_millis(timeout_ms.min(60_000) as u64)).await {
+        let fetched = match self.consumer(&h)?.fetch(max_records as usize, Duration::from_millis(timeout_ms.min(60_000) as u64)).await {
             Ok(r) => r,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let mut batch = FetchedBatch { topics: Vec::new(), data: Vec::new(), records: Vec::with_capacity(records.len()) };
-        for r in records {
-            let topic_index = match batch.topics.iter().position(|t| *t == r.topic) {
-                Some(i) => i,
-                None => {
-                    batch.topics.push(r.topic.clone());
-                    batch.topics.len() - 1
-                }
-            } as u32;
-            let key_len = match &r.key {
-                Some(k) => {
-                    batch.data.extend_from_slice(k);
-                    k.len() as i32
-                }
-                None => -1,
-            };
-            batch.data.extend_from_slice(&r.value);
-            batch.records.push(KafkaRecordMeta {
-                topic_index,
-                partition: r.partition,
-                offset: r.offset,
-                timestamp: r.timestamp,
-                key_len,
-                value_len: r.value.len() as u32,
-                headers: r.headers.into_iter().map(|(key, value)| Header { key, value }).collect(),
-            });
-        }
+        // Already in the contract's layout: the buffers move, only the coordinates are mapped.
+        let records = fetched
+            .records
+            .into_iter()
+            .map(|m| KafkaRecordMeta {
+                topic_index: m.topic,
+                partition: m.partition,
+                offset: m.offset,
+                timestamp: m.timestamp,
+                key_len: m.key_len,
+                value_len: m.value_len,
+                headers: m.headers.into_iter().map(|(key, value)| Header { key, value }).collect(),
+            })
+            .collect();
+        let batch = FetchedBatch { topics: fetched.topics, data: fetched.data, records };
         Ok(Ok(batch))
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use wasmflow_op_kafka_source::core::{KafkaClient, KafkaRecord, Tp};
+use wasmflow_op_kafka_source::core::{Fetched, KafkaClient, Tp};
 
 #[derive(Default)]
 pub struct FakeKafka {
@@ -69,21 +69,14 @@ impl KafkaClient for FakeKafka {
             })
             .collect())
     }
-    fn fetch(&mut self, max_records: u32, _timeout_ms: u32) -> Result<Vec<KafkaRecord>, String> {
+    fn fetch(&mut self, max_records: u32, _timeout_ms: u32) -> Result<Fetched, String> {
+        let mut out = Fetched::default();
         if let Some(given) = self.next_fetch.take() {
-            return Ok(given
-                .into_iter()
-                .map(|(t, p, o)| KafkaRecord {
-                    value: format!("{t}-{p}@{o}").into_bytes(),
-                    topic: t.as_str().into(),
-                    partition: p,
-                    offset: o,
-                    timestamp: 0,
-                    key: None,
-                })
-                .collect());
+            for (t, p, o) in given {
+                out.push(t.as_str().into(), p, o, 0, None, format!("{t}-{p}@{o}").as_bytes());
+            }
+            return Ok(out);
         }
-        let mut out = Vec::new();
         let keys: Vec<Tp> = self.assigned.keys().cloned().collect();
         for tp in keys {
             let base = self.earliest.get(&tp).copied().unwrap_or(0);
@@ -91,10 +84,10 @@ impl KafkaClient for FakeKafka {
                 let next = self.assigned[&tp];
                 let log = &self.logs[&tp.0][tp.1 as usize];
                 let Some((ts, v)) = log.get((next - base) as usize) else { break };
-                if out.len() >= max_records as usize {
+                if out.records.len() >= max_records as usize {
                     return Ok(out);
                 }
-                out.push(KafkaRecord { topic: tp.0.as_str().into(), partition: tp.1, offset: next, timestamp: *ts, key: None, value: v.clone().into_bytes() });
+                out.push(tp.0.as_str().into(), tp.1, next, *ts, None, v.as_bytes());
                 self.assigned.insert(tp.clone(), next + 1);
             }
         }
