@@ -10,7 +10,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::fetched::{Cursor, Fetched, FetchedMeta};
+use super::fetched::{Cursor, Fetched, FetchedMeta, FetchedRecord};
 use super::metrics::{ConsumerMetrics, MetricsContext};
 use super::{KafkaError, KafkaLimits, bootstrap, check_properties, client_config, with_retries};
 use crate::metrics::SubtaskMetrics;
@@ -467,8 +467,15 @@ fn append(chunk: &mut Chunk, result: Result<rdkafka::message::BorrowedMessage<'_
                 return;
             }
             let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default();
-            let topic = chunk.records.topic_index(m.topic());
-            chunk.records.push(topic, m.partition(), m.offset(), timestamp_millis(&m), m.key(), m.payload().unwrap_or_default(), headers);
+            let record = FetchedRecord {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: timestamp_millis(&m),
+                key: m.key(),
+                value: m.payload().unwrap_or_default(),
+            };
+            chunk.records.push(record, headers);
         }
     }
 }

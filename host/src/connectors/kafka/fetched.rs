@@ -72,8 +72,10 @@ impl Fetched {
         }
     }
 
-    /// Appends a record.
-    pub fn push(&mut self, topic: u32, partition: i32, offset: i64, timestamp: i64, key: Option<&[u8]>, value: &[u8], headers: Vec<(String, Option<Vec<u8>>)>) {
+    /// Appends a record (its topic added to the names if new).
+    pub fn push(&mut self, record: FetchedRecord<'_>, headers: Vec<(String, Option<Vec<u8>>)>) {
+        let FetchedRecord { topic, partition, offset, timestamp, key, value } = record;
+        let topic = self.topic_index(topic);
         let key_len = match key {
             Some(k) => {
                 self.data.extend_from_slice(k);
@@ -95,9 +97,9 @@ impl Fetched {
     ///
     /// ```
     /// use wasmflow_host::connectors::kafka::Fetched;
+    /// use wasmflow_host::connectors::kafka::FetchedRecord;
     /// let mut f = Fetched::default();
-    /// let t = f.topic_index("events");
-    /// f.push(t, 0, 7, 1_000, Some(b"k"), b"v", vec![]);
+    /// f.push(FetchedRecord { topic: "events", partition: 0, offset: 7, timestamp: 1_000, key: Some(b"k"), value: b"v" }, vec![]);
     /// let r = f.iter().next().unwrap();
     /// assert_eq!((r.topic, r.offset, r.key, r.value), ("events", 7, Some(&b"k"[..]), &b"v"[..]));
     /// ```
@@ -157,9 +159,18 @@ mod tests {
         let mut f = Fetched::default();
         let (a, b) = (f.topic_index("a"), f.topic_index("b"));
         assert_eq!((a, b, f.topic_index("a")), (0, 1, 0));
-        f.push(a, 0, 1, 10, None, b"one", vec![]);
-        f.push(b, 3, 2, 20, Some(b""), b"", vec![("h".into(), None)]);
-        f.push(a, 0, 2, 30, Some(b"k"), b"three", vec![]);
+        let record = |topic: &'static str, partition: i32, offset: i64, key: Option<&'static [u8]>, value: &'static [u8]| FetchedRecord {
+            topic,
+            partition,
+            offset,
+            timestamp: offset * 10,
+            key,
+            value,
+        };
+        f.push(record("a", 0, 1, None, b"one"), vec![]);
+        f.push(record("b", 3, 2, Some(&b""[..]), b""), vec![("h".into(), None)]);
+        f.push(record("a", 0, 2, Some(&b"k"[..]), b"three"), vec![]);
+        assert_eq!(f.topics, ["a", "b"]);
         let read: Vec<_> = f.iter().map(|r| (r.topic, r.partition, r.offset, r.key, r.value)).collect();
         assert_eq!(read, [("a", 0, 1, None, &b"one"[..]), ("b", 3, 2, Some(&b""[..]), &b""[..]), ("a", 0, 2, Some(&b"k"[..]), &b"three"[..])]);
         let mut c = Cursor::new(f);
