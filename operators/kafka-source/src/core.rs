@@ -125,6 +125,9 @@ pub struct KafkaSourceCore {
     pending: PendingCommits,
     /// Bounded mode: stop when every partition's next offset reaches these.
     end_offsets: Option<BTreeMap<Tp, i64>>,
+    /// Bounded: whether a partition may have reached its end since the last check, which
+    /// compares every partition's offset with its end (hundreds of map lookups: not every poll).
+    end_check_due: bool,
     last_discovery_ms: i64,
     last_periodic_commit_ms: i64,
 }
@@ -148,6 +151,7 @@ impl KafkaSourceCore {
             running: false,
             pending: PendingCommits::default(),
             end_offsets: None,
+            end_check_due: true,
             last_discovery_ms: 0,
             last_periodic_commit_ms: 0,
         }
@@ -297,10 +301,13 @@ impl KafkaSourceCore {
             self.last_periodic_commit_ms = now_ms;
             client.commit(&to_commit(&self.subscribed, |_| true))?;
         }
-        if let Some(end) = &self.end_offsets
-            && self.subscribed.iter().all(|(tp, o)| o + 1 >= end.get(tp).copied().unwrap_or(0))
+        if self.end_check_due
+            && let Some(end) = &self.end_offsets
         {
-            return Ok(Polled::Finished);
+            if self.subscribed.iter().all(|(tp, o)| o + 1 >= end.get(tp).copied().unwrap_or(0)) {
+                return Ok(Polled::Finished); // and stays due: every later poll says so too
+            }
+            self.end_check_due = false;
         }
         if self.subscribed.is_empty() {
             return Ok(Polled::Idle);
@@ -337,10 +344,11 @@ impl KafkaSourceCore {
 
     /// A run of records of one partition ended: its offset is the last record handed out.
     fn end_run(&mut self, run: Option<Run>) {
-        if let Some(Run { tp, current: Some(offset), .. }) = run
+        if let Some(Run { tp, current: Some(offset), end, .. }) = run
             && let Some(slot) = self.subscribed.get_mut(&tp)
         {
             *slot = offset;
+            self.end_check_due |= end.is_some_and(|end| offset + 1 >= end);
         }
     }
 
