@@ -41,7 +41,9 @@ type ProbeFactory = wasmflow_guest_sdk::glue::SinkFactory<Probe>;
 
 pub const STATE_SIZES: [(usize, &str); 3] = [(1 << 10, "1 KB"), (1 << 20, "1 MB"), (100 << 20, "100 MB")];
 const RATE: u32 = 50_000;
-const RUN_FOR: Duration = Duration::from_secs(6);
+/// Long enough for more than one checkpoint of 100 MB (~3 s each on 2 cores): with 6 s the
+/// first one sometimes had not completed when the job stopped.
+const RUN_FOR: Duration = Duration::from_secs(10);
 
 /// One state size's checkpoints.
 pub struct Row {

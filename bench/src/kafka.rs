@@ -151,10 +151,6 @@ pub fn report(rows: &[Row]) -> Result<String> {
 }
 
 /// The target column of a reader against the plain consumer: at least 0.9 of its rate (#12).
-pub fn verdict(reader: &str, ratio: f64) -> &'static str {
-    match () {
-        _ if reader.starts_with("plain") => "—",
-        _ if ratio >= 0.9 => "met",
-        _ => "missed",
-    }
+pub fn verdict(reader: &str, ratio: f64) -> String {
+    if reader.starts_with("plain") { "—".into() } else { crate::at_least(ratio, 0.9) }
 }

@@ -332,22 +332,25 @@ pub fn report(rows: &[Row], load: (f64, f64)) -> Result<String> {
     )?;
     writeln!(
         s,
-        "Why the source misses 0.9: a `perf record -g` profile of the source at parallelism 1 in this benchmark \
-         (`WASMFLOW_KAFKA_MOCK_ONLY=wasm:1` runs only that reader), taken before the changes below, put the process's CPU \
-         time at about 36 % in the guest's compiled code (per record: the topic name cloned into a map key, two lookups in \
-         a 400-entry `BTreeMap` keyed by (topic, partition) and an insert, the output record built; the null sink), 30 % on \
-         the host's poll thread (librdkafka's poll per message, then an owned record per message sent one by one through \
-         a tokio channel), 24 % in host code on the tokio worker (lowering each batch into guest memory; the per-record \
-         positions map, also keyed by topic string; malloc/free), and only about 6 % in librdkafka's fetching and parsing \
-         and 3 % in the mock broker, which is nearly all a plain consumer does. Since then the poll thread hands records \
-         over in chunks of up to 256 (one channel operation and wake-up per chunk), and both the host and the guest look \
-         a partition's position up once per run of its records (no key cloned per record; a fetch's records share one \
-         topic string): at parallelism 1 that took the source from 30 to 20 CPU seconds for the 10 M records (measured \
-         with `WASMFLOW_KAFKA_MOCK_ONLY=wasm:1`, 3 runs each), while its wall time moved little (55 s to 52–55 s): at \
-         parallelism 1 the source is not CPU-bound but waits on the mock broker's fetches, as the plain consumer does for \
-         most of its 33 s. What remains is per-record copying (librdkafka → host record → guest memory → emitted record) \
-         and the fetch pattern: a batch lowered into the guest as one buffer without per-record allocations, and finding \
-         why the source's fetches return less per round trip than the plain consumer's, are next.\n"
+        "**Where the source's time goes.** A first `perf record -g` of the source at parallelism 1 \
+         (`WASMFLOW_KAFKA_MOCK_ONLY=wasm:1` runs only that reader; `WASMFLOW_PERF_MAP=1` names guest functions) found the \
+         process's CPU spread over per-record work that a plain consumer does not have: an owned topic, key and value \
+         allocated per record on the host's poll thread and freed after the copy into the guest's batch, the key and \
+         value copied again into allocations of their own in the guest, per-record lookups in maps keyed by topic \
+         string, and, in bounded mode, a check of all 400 partitions against their end offsets at every poll (in wasm \
+         every string compare is a byte loop). Since then the poll thread appends each message straight to a batch in \
+         the contract's `fetched-batch` layout (keys and values back to back in one buffer), the guest keeps its records \
+         as views into the buffer it receives until it emits them, runs of one partition are matched by a shared topic \
+         pointer, and the end-of-input check runs only after a partition may have reached its end: at parallelism 1 the \
+         source's CPU time for the 10 M records fell from 18.7 to about 11–12 seconds (malloc and free went from about a \
+         third of the profile to a few per cent). What is left above the plain consumer's CPU is the guest boundary \
+         (lowering each fetch into guest memory and lifting the output batch: two copies of every record), the chunk \
+         hand-over between the poll thread and the subtask, and the null sink. The wall-clock gap at parallelism 1 is \
+         not CPU: the whole process uses about a fifth of one core, and measured separately neither its start (resolving 400 \
+         partitions' end offsets takes ~20 ms) nor librdkafka's statistics (turned off: no change) explains it; it \
+         waits on fetches as the plain consumer does, but gets fewer records per second out of them, which is where \
+         the next profile has to look (librdkafka's fetch scheduling with a second, metadata client on the same mock \
+         broker is a candidate).\n"
     )?;
     Ok(s)
 }

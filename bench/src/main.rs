@@ -138,6 +138,11 @@ fn environment() -> String {
 }
 
 /// Median of `runs` timings of `f`, in microseconds.
+/// A "higher is better" target's verdict: `met`, or by how much the ratio falls short of it.
+pub fn at_least(ratio: f64, target: f64) -> String {
+    if ratio >= target { "met".into() } else { format!("missed by {:.0}%", (1.0 - ratio / target) * 100.0) }
+}
+
 pub fn median_us(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut v: Vec<f64> = (0..runs)
         .map(|_| {

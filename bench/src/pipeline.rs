@@ -102,7 +102,7 @@ pub fn report(points: &[Point], plot: Option<&str>) -> Result<String> {
     )?;
     writeln!(s, "| value bytes | batch size | wasm records/s | native records/s | wasm / native | target ≥ 0.8 |\n|---|---|---|---|---|---|")?;
     for p in points {
-        let verdict = if p.ratio() >= 0.8 { "met" } else { "missed" };
+        let verdict = crate::at_least(p.ratio(), 0.8);
         writeln!(s, "| {} | {} | {:.0} | {:.0} | {:.2} | {verdict} |", p.value_bytes, p.batch, p.wasm, p.native, p.ratio())?;
     }
     if points.iter().any(|p| p.ratio() < 0.8) {
