@@ -59,14 +59,19 @@ fn an_ungranted_capability_is_rejected_by_name() {
     );
 }
 
-/// A module built by an older SDK (contract 0.1.0, before keyed state) is told to rebuild.
+/// A module built by an older SDK (contract 0.1.0, before keyed state; 0.2.0, before
+/// `process-output`) is told to rebuild.
 #[test]
 fn a_module_of_an_older_contract_is_told_to_rebuild() {
-    let c = wat::parse_str(r#"(component (import "wasmflow:operator/state@0.1.0" (instance)))"#).unwrap();
-    assert_eq!(
-        load_bytes(&c, &[]),
-        "op.wasm: was built against version 0.1.0 of the wasmflow contract; this wasmflow speaks 0.3.0: rebuild it with the current guest-sdk (`wasmflow build`)"
-    );
+    for old in ["0.1.0", "0.2.0"] {
+        let c = wat::parse_str(format!(r#"(component (import "wasmflow:operator/state@{old}" (instance)))"#)).unwrap();
+        assert_eq!(
+            load_bytes(&c, &[]),
+            format!(
+                "op.wasm: was built against version {old} of the wasmflow contract; this wasmflow speaks 0.3.0: rebuild it with the current guest-sdk (`wasmflow build`)"
+            )
+        );
+    }
 }
 
 #[test]
