@@ -88,6 +88,11 @@ impl<P: Ord + Clone> PartitionWatermarks<P> {
         self.partitions.entry(partition).or_insert_with(|| (BoundedOutOfOrderness::new(bound), now));
     }
 
+    /// Whether `partition` has a generator (it was added, or had records).
+    pub fn has_partition(&self, partition: &P) -> bool {
+        self.partitions.contains_key(partition)
+    }
+
     /// A record of `partition` with event time `timestamp` was emitted at processing time `now`.
     pub fn on_event(&mut self, partition: P, timestamp: i64, now: i64) {
         let bound = self.bound;

@@ -84,13 +84,19 @@ impl Source for KafkaSource {
                     out.emit(fetched.key(r), fetched.value(r), r.timestamp);
                 }
                 if let Some(w) = self.watermarks.as_mut() {
-                    for r in &fetched.records {
-                        w.on_event((r.topic.to_string(), r.partition), r.timestamp, now);
+                    // Once per run of one partition's records, with the run's highest timestamp
+                    // (what a record at a time would leave behind): no key built per record.
+                    for run in fetched.records.chunk_by(|a, b| a.partition == b.partition && std::rc::Rc::ptr_eq(&a.topic, &b.topic)) {
+                        let highest = run.iter().map(|r| r.timestamp).fold(i64::MIN, i64::max);
+                        w.on_event((run[0].topic.to_string(), run[0].partition), highest, now);
                     }
                     // A partition without records yet holds the watermark back (as in Flink),
-                    // unless it is idle.
+                    // unless it is idle. Only partitions new to the generator are added (no
+                    // copy of every partition's key at every poll).
                     for tp in self.core.subscribed().keys() {
-                        w.add_partition(tp.clone(), now);
+                        if !w.has_partition(tp) {
+                            w.add_partition(tp.clone(), now);
+                        }
                     }
                     match w.current_watermark(now) {
                         Some(watermark) => out.emit_watermark(watermark),
