@@ -60,6 +60,11 @@ pub const FETCH_PROPERTIES: &[(&str, &str)] = &[
     // All of one fetch's partitions (one 1 MB batch each) up to 64 MB (the host's upper bound).
     ("fetch.max.bytes", "67108864"),
     ("max.partition.fetch.bytes", "1048576"),
+    // A partition whose queue is over its bounds is fetched again only after this long
+    // (librdkafka's default: 1000 ms). Here every partition's queue fills within one fetch, so
+    // with the default both readers spent most of the run waiting out that pause, and the
+    // comparison measured the pause rather than the readers.
+    ("fetch.queue.backoff.ms", "10"),
 ];
 
 /// The per-partition queue bound the host gives its consumers (`KafkaLimits::max_fetch_bytes`
@@ -291,8 +296,12 @@ pub fn report(rows: &[Row], load: (f64, f64)) -> Result<String> {
     writeln!(
         s,
         "Fetch settings on both sides: {}, and `queued.max.messages.kbytes={QUEUED_MAX_KBYTES}` (what the host sets for its \
-         consumers). `fetch.wait.max.ms` matters most: the mock holds every fetch that finds no new data for that long \
-         (default 500 ms), and partitions that reached their end are in every fetch. Job batch size: the default 1024.\n",
+         consumers). Two of them decide what is measured: `fetch.wait.max.ms`, since the mock holds every fetch that finds \
+         no new data for that long (default 500 ms) and partitions that reached their end are in every fetch; and \
+         `fetch.queue.backoff.ms`, since every partition's queue fills within one fetch here and librdkafka then waits \
+         that long before fetching the partition again (default 1000 ms). With that default both readers spent most of \
+         the run waiting: earlier reports measured 0.24 M records/s for the plain consumer at parallelism 1, against \
+         1.8 M with 10 ms. Job batch size: the default 1024.\n",
         props.join(", ")
     )?;
     writeln!(
@@ -332,25 +341,22 @@ pub fn report(rows: &[Row], load: (f64, f64)) -> Result<String> {
     )?;
     writeln!(
         s,
-        "**Where the source's time goes.** A first `perf record -g` of the source at parallelism 1 \
+        "**Where the source's time goes.** Both readers are now CPU-bound (see the CPU columns), so the ratio is what the \
+         source costs per record beyond a plain consumer. A first `perf record -g` of the source at parallelism 1 \
          (`WASMFLOW_KAFKA_MOCK_ONLY=wasm:1` runs only that reader; `WASMFLOW_PERF_MAP=1` names guest functions) found the \
-         process's CPU spread over per-record work that a plain consumer does not have: an owned topic, key and value \
+         process's CPU spread over per-record work a plain consumer does not have: an owned topic, key and value \
          allocated per record on the host's poll thread and freed after the copy into the guest's batch, the key and \
          value copied again into allocations of their own in the guest, per-record lookups in maps keyed by topic \
          string, and, in bounded mode, a check of all 400 partitions against their end offsets at every poll (in wasm \
          every string compare is a byte loop). Since then the poll thread appends each message straight to a batch in \
          the contract's `fetched-batch` layout (keys and values back to back in one buffer), the guest keeps its records \
          as views into the buffer it receives until it emits them, runs of one partition are matched by a shared topic \
-         pointer, and the end-of-input check runs only after a partition may have reached its end: at parallelism 1 the \
-         source's CPU time for the 10 M records fell from 18.7 to about 11–12 seconds (malloc and free went from about a \
-         third of the profile to a few per cent). What is left above the plain consumer's CPU is the guest boundary \
-         (lowering each fetch into guest memory and lifting the output batch: two copies of every record), the chunk \
-         hand-over between the poll thread and the subtask, and the null sink. The wall-clock gap at parallelism 1 is \
-         not CPU: the whole process uses about a fifth of one core, and measured separately neither its start (resolving 400 \
-         partitions' end offsets takes ~20 ms) nor librdkafka's statistics (turned off: no change) explains it; it \
-         waits on fetches as the plain consumer does, but gets fewer records per second out of them, which is where \
-         the next profile has to look (librdkafka's fetch scheduling with a second, metadata client on the same mock \
-         broker is a candidate).\n"
+         pointer, and the end-of-input check runs only after a partition may have reached its end: the source's CPU \
+         time for the 10 M records at parallelism 1 fell from 18.7 to about 11–12 seconds (malloc and free went from \
+         about a third of the profile to a few per cent). What is left above the plain consumer is the guest boundary \
+         (each fetch lowered into guest memory and the output batch lifted out: two copies of every record, and the \
+         canonical ABI's per-record metadata), the hand-over of chunks from the poll thread to the subtask, and the \
+         null sink, a second guest that receives every batch.\n"
     )?;
     Ok(s)
 }

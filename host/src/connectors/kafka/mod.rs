@@ -95,6 +95,7 @@ const GUEST_ALLOWED: &[&str] = &[
     "auto.commit.interval.ms",
     "fetch.min.bytes",
     "fetch.wait.max.ms",
+    "fetch.queue.backoff.ms",
     "fetch.max.bytes",
     "max.partition.fetch.bytes",
     "fetch.message.max.bytes",
@@ -265,8 +266,8 @@ mod tests {
     #[test]
     fn guest_properties_are_an_allowlist_with_clamped_buffers_and_granted_brokers() {
         let p = |kv: &[(&str, &str)]| kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
-        let ok = guest_properties(&p(&[("group.id", "g"), ("queue.buffering.max.kbytes", "5000000")]), "b:9092").unwrap();
-        assert_eq!(ok, p(&[("group.id", "g"), ("queue.buffering.max.kbytes", "65536"), ("bootstrap.servers", "b:9092")]));
+        let ok = guest_properties(&p(&[("group.id", "g"), ("queue.buffering.max.kbytes", "5000000"), ("fetch.queue.backoff.ms", "10")]), "b:9092").unwrap();
+        assert_eq!(ok, p(&[("group.id", "g"), ("queue.buffering.max.kbytes", "65536"), ("fetch.queue.backoff.ms", "10"), ("bootstrap.servers", "b:9092")]));
         let e = guest_properties(&p(&[("socket.send.buffer.bytes", "1")]), "b:9092").unwrap_err();
         assert_eq!(e.to_string(), "Kafka property 'socket.send.buffer.bytes' is not allowed for operators: not one of the properties operators may set");
         let e = guest_properties(&p(&[("debug", "all")]), "b:9092").unwrap_err();
