@@ -142,21 +142,18 @@ impl WasmInstance {
     /// A batch from the guest is untrusted: its record lengths must add up to its data, and it
     /// must fit the batch-size limit, before anything downstream reads it.
     fn check_batch(&self, call: &'static str, batch: wire::Batch) -> Result<Batch, GuestError> {
-        self.check_size(call, batch.data.len())?;
-        super::wire::batch_from_guest(batch).map_err(|e| GuestError::Failed {
-            tag: self.store.data().tag.clone(),
-            call,
-            message: format!("returned a malformed batch: {e}"),
-        })
+        self.check_output(call, batch, 0)
     }
 
-    /// An output of `bytes` bytes of keys and values must fit the batch-size limit.
-    fn check_size(&self, call: &'static str, bytes: usize) -> Result<(), GuestError> {
+    /// [`check_batch`](Self::check_batch) for a batch that follows `forwarded` bytes of keys and
+    /// values the host already holds: the limit is on the whole output.
+    fn check_output(&self, call: &'static str, batch: wire::Batch, forwarded: usize) -> Result<Batch, GuestError> {
+        let fail = |message: String| GuestError::Failed { tag: self.store.data().tag.clone(), call, message };
+        let bytes = forwarded + batch.data.len();
         if bytes > self.max_batch_bytes {
-            let message = format!("returned a batch of {bytes} bytes, over the limit of {} bytes (limits.batch-bytes)", self.max_batch_bytes);
-            return Err(GuestError::Failed { tag: self.store.data().tag.clone(), call, message });
+            return Err(fail(format!("returned a batch of {bytes} bytes, over the limit of {} bytes (limits.batch-bytes)", self.max_batch_bytes)));
         }
-        Ok(())
+        super::wire::batch_from_guest(batch).map_err(|e| fail(format!("returned a malformed batch: {e}")))
     }
 }
 
@@ -194,8 +191,7 @@ impl OperatorInstance for WasmInstance {
             return self.check_batch("process", out.batch);
         }
         // The limit is on the whole output, as if the guest had returned its input too.
-        self.check_size("process", input.data.len() + out.batch.data.len())?;
-        let emitted = self.check_batch("process", out.batch)?;
+        let emitted = self.check_output("process", out.batch, input.data.len())?;
         let mut output = super::wire::batch_from_host(input);
         output.append(emitted);
         Ok(output)

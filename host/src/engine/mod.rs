@@ -51,7 +51,7 @@ impl Engine {
         // A deep recursion traps with "call stack exhausted" instead of taking the host down.
         config.max_wasm_stack(1 << 20);
         // `WASMFLOW_PERF_MAP=1`: the JIT writes /tmp/perf-PID.map, so `perf report` names
-        // guest functions (docs/operator-guide.md, profiling an operator).
+        // guest functions (docs/authoring.md, writing for speed).
         if std::env::var_os("WASMFLOW_PERF_MAP").is_some_and(|v| v == "1") {
             config.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }

@@ -9,12 +9,16 @@ use super::bindings::wasmflow::operator::{log, types as wire};
 
 /// A batch from a guest, checked before anything reads it.
 pub fn batch_from_guest(b: wire::Batch) -> Result<Batch, BatchError> {
-    Batch::from_columns(Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
+    Batch::from_columns(columns(b))
 }
 
 /// A batch the host built and lent to a guest (its input, forwarded): already checked.
 pub fn batch_from_host(b: wire::Batch) -> Batch {
-    Batch::from_checked_columns(Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
+    Batch::from_checked_columns(columns(b))
+}
+
+fn columns(b: wire::Batch) -> Columns {
+    Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps }
 }
 
 /// A batch for a guest.

@@ -26,6 +26,14 @@ pub struct KafkaRecord {
     value_len: u32,
 }
 
+impl KafkaRecord {
+    /// Whether the record is of `partition` of `topic`. A fetch's records share its topic names,
+    /// so comparing pointers settles it without comparing the names' bytes (in wasm a byte loop).
+    pub fn is_of(&self, topic: &Rc<str>, partition: i32) -> bool {
+        self.partition == partition && (Rc::ptr_eq(&self.topic, topic) || *self.topic == **topic)
+    }
+}
+
 /// Records of one fetch: their key and value bytes back to back in one buffer (as the host
 /// hands them over), so a record costs no allocation and no copy of its own in the guest.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -320,8 +328,7 @@ impl KafkaSourceCore {
         let mut run: Option<Run> = None;
         let records = std::mem::take(&mut fetched.records);
         for r in records {
-            let same_topic = |run: &Run| Rc::ptr_eq(&run.topic, &r.topic) || *run.topic == *r.topic;
-            if !run.as_ref().is_some_and(|run| run.tp.1 == r.partition && same_topic(run)) {
+            if !run.as_ref().is_some_and(|run| r.is_of(&run.topic, run.tp.1)) {
                 self.end_run(run.take());
                 let tp = (r.topic.to_string(), r.partition);
                 let (current, end) = (self.subscribed.get(&tp).copied(), self.end_offsets.as_ref().and_then(|e| e.get(&tp)).copied());

@@ -86,7 +86,7 @@ impl Source for KafkaSource {
                 if let Some(w) = self.watermarks.as_mut() {
                     // Once per run of one partition's records, with the run's highest timestamp
                     // (what a record at a time would leave behind): no key built per record.
-                    for run in fetched.records.chunk_by(|a, b| a.partition == b.partition && std::rc::Rc::ptr_eq(&a.topic, &b.topic)) {
+                    for run in fetched.records.chunk_by(|a, b| b.is_of(&a.topic, a.partition)) {
                         let highest = run.iter().map(|r| r.timestamp).fold(i64::MIN, i64::max);
                         w.on_event((run[0].topic.to_string(), run[0].partition), highest, now);
                     }
