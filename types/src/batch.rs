@@ -414,6 +414,21 @@ impl Collector {
         self.batch.push_with(key, timestamp, write);
     }
 
+    /// Emits every record of `batch`, in order, after those emitted before. When nothing was
+    /// emitted yet its buffers become the output's: a source that reads records in this layout
+    /// (the Kafka source's fetches) hands them on without copying one.
+    ///
+    /// ```
+    /// use wasmflow_types::{Batch, Collector, Record};
+    /// let mut out = Collector::new();
+    /// out.emit_batch(Batch::from_records([Record { key: None, value: b"a", timestamp: 1 }]));
+    /// out.emit(None, b"b", 2);
+    /// assert_eq!(out.into_batch().iter().map(|r| r.value).collect::<Vec<_>>(), [b"a", b"b"]);
+    /// ```
+    pub fn emit_batch(&mut self, batch: Batch) {
+        self.batch.append(batch);
+    }
+
     /// Emits a copy of `record`.
     #[inline]
     pub fn emit_record(&mut self, record: &Record<'_>) {

@@ -15,8 +15,9 @@ use crate::untrusted::Symlinks;
 const PACKAGE: &str = "wasmflow:operator";
 /// The contract's version: 0.2.0 added keyed state, timers and watermarks (`keyed`,
 /// `clock.current-watermark`, `poll`'s `source-output`, the `on-timer` export); 0.3.0 lets
-/// `process` forward its input without returning it (`process-output`).
-const VERSION: &str = "0.3.0";
+/// `process` forward its input without returning it (`process-output`); 0.4.0 carries a Kafka
+/// fetch column by column (`fetched-batch`).
+const VERSION: &str = "0.4.0";
 
 /// A capability interface that is linked only when the job file grants it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -76,13 +76,13 @@ impl Transform for Hostile {
             #[cfg(target_arch = "wasm32")]
             "kafka-clients" => {
                 let props = [("group.id".to_string(), "hostile".to_string())];
-                let clients: Vec<_> = (0..1000).map(|_| wasmflow_guest_sdk::kafka::Consumer::new(&props)).collect();
+                let clients: Vec<_> = (0..1000).map(|_| wasmflow_guest_sdk::kafka::Consumer::new(&props, true)).collect();
                 std::hint::black_box(clients);
             }
             // A property that would make librdkafka log without the guest's budget.
             #[cfg(target_arch = "wasm32")]
             "kafka-debug" => {
-                std::hint::black_box(wasmflow_guest_sdk::kafka::Consumer::new(&[("debug".to_string(), "all".to_string())]));
+                std::hint::black_box(wasmflow_guest_sdk::kafka::Consumer::new(&[("debug".to_string(), "all".to_string())], true));
             }
             #[cfg(target_arch = "wasm32")]
             "register-outside-init" => {

@@ -2,7 +2,6 @@
 //! [`KafkaClient`] so it runs natively in tests and over the host capability in wasm.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 
 use crate::assigner::assign;
 use crate::commit::{Offsets, PendingCommits, to_commit};
@@ -12,83 +11,7 @@ use crate::sentinel::{EARLIEST_OFFSET, GROUP_OFFSET, LATEST_OFFSET, OFFSET_NOT_S
 /// A topic partition.
 pub type Tp = (String, i32);
 
-/// One record read from Kafka; its key and value are in the [`Fetched`] it came in.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KafkaRecord {
-    /// Shared by the records of one fetch (one allocation per topic, not per record).
-    pub topic: Rc<str>,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp: i64,
-    /// Where the key (if any) and then the value start in [`Fetched::data`].
-    start: usize,
-    key_len: Option<u32>,
-    value_len: u32,
-}
-
-impl KafkaRecord {
-    /// Whether the record is of `partition` of `topic`. A fetch's records share its topic names,
-    /// so comparing pointers settles it without comparing the names' bytes (in wasm a byte loop).
-    pub fn is_of(&self, topic: &Rc<str>, partition: i32) -> bool {
-        self.partition == partition && (Rc::ptr_eq(&self.topic, topic) || *self.topic == **topic)
-    }
-}
-
-/// Records of one fetch: their key and value bytes back to back in one buffer (as the host
-/// hands them over), so a record costs no allocation and no copy of its own in the guest.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Fetched {
-    data: Vec<u8>,
-    pub records: Vec<KafkaRecord>,
-}
-
-impl Fetched {
-    /// Records over `data`, whose key and value lengths (`None`: no key) follow each other in it.
-    /// The lengths must add up to the data (the host's batch is checked by the canonical ABI's
-    /// list lengths; a mismatch is an error, not a panic later).
-    pub fn new(data: Vec<u8>, records: impl IntoIterator<Item = (Rc<str>, i32, i64, i64, Option<u32>, u32)>) -> Result<Fetched, String> {
-        let mut start = 0usize;
-        let mut out = Vec::new();
-        for (topic, partition, offset, timestamp, key_len, value_len) in records {
-            out.push(KafkaRecord { topic, partition, offset, timestamp, start, key_len, value_len });
-            start += key_len.unwrap_or(0) as usize + value_len as usize;
-        }
-        if start != data.len() {
-            return Err(format!("fetched records add up to {start} bytes but the fetch holds {}", data.len()));
-        }
-        Ok(Fetched { data, records: out })
-    }
-
-    /// Appends a record (tests build fetches this way).
-    pub fn push(&mut self, topic: Rc<str>, partition: i32, offset: i64, timestamp: i64, key: Option<&[u8]>, value: &[u8]) {
-        let start = self.data.len();
-        if let Some(k) = key {
-            self.data.extend_from_slice(k);
-        }
-        self.data.extend_from_slice(value);
-        self.records.push(KafkaRecord { topic, partition, offset, timestamp, start, key_len: key.map(|k| k.len() as u32), value_len: value.len() as u32 });
-    }
-
-    /// A record's key.
-    pub fn key(&self, r: &KafkaRecord) -> Option<&[u8]> {
-        r.key_len.map(|len| &self.data[r.start..r.start + len as usize])
-    }
-
-    /// A record's value.
-    pub fn value(&self, r: &KafkaRecord) -> &[u8] {
-        let start = r.start + r.key_len.unwrap_or(0) as usize;
-        &self.data[start..start + r.value_len as usize]
-    }
-}
-
-/// The partition a run of fetched records belongs to, with its offset and end while the run lasts.
-struct Run {
-    tp: Tp,
-    /// The run's topic as the fetch shares it: the records of a run are matched by pointer.
-    topic: Rc<str>,
-    current: Option<i64>,
-    end: Option<i64>,
-}
+pub use crate::fetched::{Fetched, KafkaRecord};
 
 /// What the source needs from Kafka (the host's `kafka.consumer` in wasm).
 pub trait KafkaClient {
@@ -323,35 +246,31 @@ impl KafkaSourceCore {
         let max = self.config.max_records_per_poll.map_or(max_records, |m| m.min(max_records));
         let mut fetched = client.fetch(max, self.config.fetch_timeout_ms)?;
         // Records come in runs of one partition: its offset (and end, if bounded) is looked up
-        // once per run and written back when the run ends, not per record. The records kept
-        // stay in the fetch's buffer, which becomes the output.
-        let mut run: Option<Run> = None;
-        let records = std::mem::take(&mut fetched.records);
-        for r in records {
-            if !run.as_ref().is_some_and(|run| r.is_of(&run.topic, run.tp.1)) {
-                self.end_run(run.take());
-                let tp = (r.topic.to_string(), r.partition);
-                let (current, end) = (self.subscribed.get(&tp).copied(), self.end_offsets.as_ref().and_then(|e| e.get(&tp)).copied());
-                run = Some(Run { tp, topic: r.topic.clone(), current, end });
+        // once per run and written back when the run ends, not per record. Usually every record
+        // is kept and the fetch is emitted as it came; a record already emitted, past the end, or
+        // of a partition not subscribed is dropped.
+        let mut keep: Option<Vec<bool>> = None;
+        for run in fetched.runs() {
+            let tp = (run.topic.to_string(), run.partition);
+            let (mut current, end) = (self.subscribed.get(&tp).copied(), self.end_offsets.as_ref().and_then(|e| e.get(&tp)).copied());
+            for i in run.records {
+                let offset = fetched.offset(i);
+                match current.as_mut() {
+                    Some(current) if offset > *current && end.is_none_or(|end| offset < end) => *current = offset,
+                    _ => keep.get_or_insert_with(|| vec![true; fetched.len()])[i] = false,
+                }
             }
-            let run = run.as_mut().expect("a run is open");
-            let Some(current) = run.current.as_mut() else { continue }; // not subscribed
-            if r.offset <= *current {
-                continue; // already emitted
-            }
-            if run.end.is_some_and(|end| r.offset >= end) {
-                continue;
-            }
-            *current = r.offset;
-            fetched.records.push(r);
+            self.end_run(tp, current, end);
         }
-        self.end_run(run);
+        if let Some(keep) = keep {
+            fetched.retain(&keep);
+        }
         Ok(Polled::Records(fetched))
     }
 
     /// A run of records of one partition ended: its offset is the last record handed out.
-    fn end_run(&mut self, run: Option<Run>) {
-        if let Some(Run { tp, current: Some(offset), end, .. }) = run
+    fn end_run(&mut self, tp: Tp, current: Option<i64>, end: Option<i64>) {
+        if let Some(offset) = current
             && let Some(slot) = self.subscribed.get_mut(&tp)
         {
             *slot = offset;

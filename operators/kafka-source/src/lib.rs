@@ -17,6 +17,7 @@ pub mod assigner;
 pub mod commit;
 pub mod config;
 pub mod core;
+pub mod fetched;
 pub mod sentinel;
 
 use wasmflow_guest_sdk::prelude::*;
@@ -80,15 +81,11 @@ impl Source for KafkaSource {
         let now = wasmflow_guest_sdk::log::now_millis();
         match self.core.poll(client, max_records as u32, now).map_err(|e| anyhow!(e))? {
             Polled::Records(fetched) => {
-                for r in &fetched.records {
-                    out.emit(fetched.key(r), fetched.value(r), r.timestamp);
-                }
                 if let Some(w) = self.watermarks.as_mut() {
                     // Once per run of one partition's records, with the run's highest timestamp
                     // (what a record at a time would leave behind): no key built per record.
-                    for run in fetched.records.chunk_by(|a, b| b.is_of(&a.topic, a.partition)) {
-                        let highest = run.iter().map(|r| r.timestamp).fold(i64::MIN, i64::max);
-                        w.on_event((run[0].topic.to_string(), run[0].partition), highest, now);
+                    for run in fetched.runs() {
+                        w.on_event((run.topic.to_string(), run.partition), fetched.highest_timestamp(run.records), now);
                     }
                     // A partition without records yet holds the watermark back (as in Flink),
                     // unless it is idle. Only partitions new to the generator are added (no
@@ -103,6 +100,8 @@ impl Source for KafkaSource {
                         None => out.mark_idle(),
                     }
                 }
+                // The fetch is laid out as a batch: emitted as it is, no record copied.
+                out.emit_batch(fetched.into_batch());
                 Ok(PollStatus::Ready)
             }
             Polled::Idle => {
@@ -145,7 +144,8 @@ mod host {
 
     #[cfg(target_arch = "wasm32")]
     pub fn client(config: &SourceConfig) -> Result<Box<dyn KafkaClient>> {
-        Ok(Box::new(WitClient(wasmflow_guest_sdk::kafka::Consumer::new(&config.client_properties()))))
+        // The source emits keys, values and timestamps: headers would cost the host per record.
+        Ok(Box::new(WitClient(wasmflow_guest_sdk::kafka::Consumer::new(&config.client_properties(), false))))
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -158,6 +158,7 @@ mod host {
 
     #[cfg(target_arch = "wasm32")]
     mod wit_impl {
+        use wasmflow_guest_sdk::Columns;
         use wasmflow_guest_sdk::kafka::{Assignment, PartitionOffset, StartPosition, TopicPartition};
 
         use super::WitClient;
@@ -211,14 +212,8 @@ mod host {
             }
             fn fetch(&mut self, max_records: u32, timeout_ms: u32) -> Result<Fetched, String> {
                 let b = self.0.fetch(max_records, timeout_ms)?;
-                let topics: Vec<std::rc::Rc<str>> = b.topics.iter().map(|t| t.as_str().into()).collect();
-                let topic = |i: u32| topics.get(i as usize).cloned().ok_or_else(|| format!("the host named topic {i} of {}", topics.len()));
-                let records: Vec<_> = b
-                    .records
-                    .iter()
-                    .map(|m| Ok((topic(m.topic_index)?, m.partition, m.offset, m.timestamp, u32::try_from(m.key_len).ok(), m.value_len)))
-                    .collect::<Result<_, String>>()?;
-                Fetched::new(b.data, records)
+                let columns = Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps };
+                Fetched::new(b.topics, columns, b.topic_indexes, b.partitions, b.offsets)
             }
             fn commit(&mut self, offsets: &[(String, i32, i64)]) -> Result<(), String> {
                 let o: Vec<PartitionOffset> =

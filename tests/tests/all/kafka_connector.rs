@@ -74,3 +74,46 @@ async fn missing_topic_and_unreachable_broker_are_clear_errors() {
     assert!(e.starts_with(&format!("cannot reach Kafka at 127.0.0.1:{port} after 2 s:")), "{e}");
     assert!(e.ends_with("check bootstrap.servers and that the broker is running"), "{e}");
 }
+
+/// Headers reach a consumer that asks for them, each under the index of its record in the
+/// fetch; a consumer that does not ask (the Kafka source) gets the same records without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_come_with_their_records_only_when_asked_for() {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use wasmflow_host::connectors::kafka::{ConsumerOptions, RecordHeader};
+
+    let b = TestBroker::start();
+    b.create_topic("h", 1);
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new().set("bootstrap.servers", b.bootstrap()).create().unwrap();
+    let two = OwnedHeaders::new().insert(Header { key: "trace", value: Some(&b"t-1"[..]) }).insert(Header { key: "empty", value: None::<&[u8]> });
+    let records = [("v0", None), ("v1", Some(two)), ("v2", None), ("v3", Some(OwnedHeaders::new().insert(Header { key: "x", value: Some(&b""[..]) })))];
+    for (value, headers) in records {
+        let mut record = BaseRecord::<(), str>::to("h").partition(0).payload(value);
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
+        producer.send(record).map_err(|(e, _)| e).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    // Headers are kept by record offset across fetches (their `record` is an index into one).
+    type ByOffset = (i64, String, Option<Vec<u8>>);
+    let read = async |headers: bool| -> (Vec<(i64, Vec<u8>)>, Vec<ByOffset>) {
+        let options = ConsumerOptions { headers, metrics: None };
+        let mut c = KafkaConsumer::with_options(&props(&b, "g"), KafkaLimits::default(), options).unwrap();
+        c.assign(&[("h".into(), 0, StartPosition::Earliest)]).await.unwrap();
+        let (mut records, mut headers) = (Vec::new(), Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while records.len() < 4 && Instant::now() < deadline {
+            let fetched = c.fetch(100, Duration::from_millis(200)).await.unwrap();
+            headers.extend(fetched.headers.iter().map(|RecordHeader { record, key, value }| (fetched.offsets[*record as usize], key.clone(), value.clone())));
+            records.extend(fetched.iter().map(|r| (r.offset, r.value.to_vec())));
+        }
+        (records, headers)
+    };
+    let values: Vec<(i64, Vec<u8>)> = (0..4).map(|i| (i, format!("v{i}").into_bytes())).collect();
+    let header = |offset: i64, key: &str, value: Option<&[u8]>| (offset, key.to_string(), value.map(<[u8]>::to_vec));
+    assert_eq!(read(true).await, (values.clone(), vec![header(1, "trace", Some(b"t-1")), header(1, "empty", None), header(3, "x", Some(b""))]));
+    assert_eq!(read(false).await, (values, vec![]));
+}

@@ -254,13 +254,14 @@ async fn deadline_hits_and_restarts_are_counted_across_attempts() {
 /// operator has yet to read, and a fetch brings it down at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_learns_its_lag_from_librdkafka_statistics() {
-    use wasmflow_host::connectors::kafka::{KafkaConsumer, KafkaLimits, StartPosition};
+    use wasmflow_host::connectors::kafka::{ConsumerOptions, KafkaConsumer, KafkaLimits, StartPosition};
     let b = TestBroker::start();
     b.create_topic("stats", 1);
     b.produce("stats", 0, &(0..10).map(|i| format!("v{i}")).collect::<Vec<_>>(), None);
     let metrics = JobMetrics::new("stats");
     let props = vec![("bootstrap.servers".to_string(), b.bootstrap()), ("group.id".to_string(), "g-stats".to_string())];
-    let mut c = KafkaConsumer::with_metrics(&props, KafkaLimits::default(), Some(metrics.subtask("source", 0))).unwrap();
+    let mut c =
+        KafkaConsumer::with_options(&props, KafkaLimits::default(), ConsumerOptions { headers: false, metrics: Some(metrics.subtask("source", 0)) }).unwrap();
     c.assign(&[("stats".into(), 0, StartPosition::Offset(0))]).await.unwrap();
     let lag = || metrics.kafka_lag().iter().map(|l| (l.topic.clone(), l.partition, l.lag)).collect::<Vec<_>>();
     let deadline = Instant::now() + Duration::from_secs(20);

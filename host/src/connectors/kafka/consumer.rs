@@ -10,7 +10,7 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::fetched::{Cursor, Fetched, FetchedMeta, FetchedRecord};
+use super::fetched::{Cursor, Fetched, FetchedRecord, Room};
 use super::metrics::{ConsumerMetrics, MetricsContext};
 use super::{KafkaError, KafkaLimits, bootstrap, check_properties, client_config, with_retries};
 use crate::metrics::SubtaskMetrics;
@@ -32,7 +32,7 @@ pub enum StartPosition {
 
 /// Records the poll thread hands over at once: one channel operation (and at most one wake-up of
 /// the subtask) per chunk instead of per record.
-const CHUNK: usize = 256;
+const CHUNK: usize = 1024;
 
 /// What the poll thread hands over: records, and the error that ended the chunk, if one did
 /// (it fails the fetch that reaches it, after the records before it).
@@ -53,6 +53,17 @@ impl From<Chunk> for Pending {
     fn from(c: Chunk) -> Pending {
         Pending { records: Cursor::new(c.records), error: c.error }
     }
+}
+
+/// What a consumer reads besides keys and values, and where it reports.
+#[derive(Clone, Default)]
+pub struct ConsumerOptions {
+    /// Whether records carry their headers: librdkafka allocates to parse a record's headers
+    /// even when it has none, a cost per record for a reader that does not use them.
+    pub headers: bool,
+    /// The subtask whose metrics the consumer reports into (lag per partition, commit
+    /// failures, time waiting for records), if it runs in a job.
+    pub metrics: Option<Arc<SubtaskMetrics>>,
 }
 
 /// A consumer with manual assignment (no group rebalancing: partitions are assigned by the
@@ -139,13 +150,12 @@ impl KafkaConsumer {
     /// ([`super::check_properties`]); `enable.auto.commit` is the guest's choice (the Kafka
     /// source turns it off for checkpoint commits, docs/kafka-source.md §4).
     pub fn new(properties: &[(String, String)], limits: KafkaLimits) -> Result<KafkaConsumer, KafkaError> {
-        KafkaConsumer::with_metrics(properties, limits, None)
+        KafkaConsumer::with_options(properties, limits, ConsumerOptions { headers: true, metrics: None })
     }
 
-    /// [`Self::new`], reporting into a subtask's metrics: lag per partition, commit failures,
-    /// and the time a fetch waits for records (idle time, not busy). librdkafka then sends
-    /// statistics once a second, from which the lag of every assigned partition is refreshed.
-    pub fn with_metrics(properties: &[(String, String)], limits: KafkaLimits, subtask: Option<Arc<SubtaskMetrics>>) -> Result<KafkaConsumer, KafkaError> {
+    /// [`Self::new`] with `options`. With metrics, librdkafka sends statistics once a second,
+    /// from which the lag of every assigned partition is refreshed.
+    pub fn with_options(properties: &[(String, String)], limits: KafkaLimits, options: ConsumerOptions) -> Result<KafkaConsumer, KafkaError> {
         check_properties(properties)?;
         let mut config = client_config(properties);
         if config.get("group.id").is_none() {
@@ -158,17 +168,17 @@ impl KafkaConsumer {
         let reset_to_latest = config.get("auto.offset.reset").is_some_and(|v| v == "latest" || v == "largest");
         let meta: Arc<BaseConsumer> = Arc::new(config.create()?);
         let positions: Arc<Mutex<BTreeMap<(String, i32), i64>>> = Arc::default();
-        let metrics = subtask.map(|s| Arc::new(ConsumerMetrics::new(s, positions.clone())));
+        let metrics = options.metrics.map(|s| Arc::new(ConsumerMetrics::new(s, positions.clone())));
         if metrics.is_some() {
             config.set("statistics.interval.ms", super::metrics::STATISTICS_INTERVAL_MS.to_string());
         }
         let client: Arc<BaseConsumer<MetricsContext>> = Arc::new(config.create_with_context(MetricsContext(metrics.clone()))?);
         let (tx, rx) = mpsc::channel(limits.buffered_records.div_ceil(CHUNK).max(1));
         let stop = Arc::new(AtomicBool::new(false));
-        let (c, s, max_record) = (client.clone(), stop.clone(), limits.max_record_bytes);
+        let (c, s, max_record, headers) = (client.clone(), stop.clone(), limits.max_record_bytes, options.headers);
         std::thread::Builder::new()
             .name("wasmflow-kafka-poll".into())
-            .spawn(move || poll_loop(&c, &tx, &s, max_record))
+            .spawn(move || poll_loop(&c, &tx, &s, Reading { max_record, headers }))
             .map_err(|e| KafkaError::Other(e.to_string()))?;
         Ok(KafkaConsumer {
             client,
@@ -326,7 +336,6 @@ impl KafkaConsumer {
     /// Up to `max_records` records (capped by the limits), waiting at most `timeout` for the first.
     pub async fn fetch(&mut self, max_records: usize, timeout: Duration) -> Result<Fetched, KafkaError> {
         let max = max_records.min(self.limits.max_records_per_fetch).max(1);
-        let mut out = Fetched::default();
         let mut chunk = std::mem::take(&mut self.pending);
         if chunk.records.remaining() == 0 && chunk.error.is_none() {
             chunk = match self.buffer.try_recv() {
@@ -342,28 +351,22 @@ impl KafkaConsumer {
                     match received {
                         Ok(Some(c)) => c.into(),
                         Ok(None) => return Err(KafkaError::Other("the Kafka poll thread stopped".into())),
-                        Err(_) => return Ok(out),
+                        Err(_) => return Ok(Fetched::default()),
                     }
                 }
             };
         }
-        // Records come in runs of one partition: its position is looked up once per run (the
-        // key cloned then, not per record) and written back when the run ends. The partitions
-        // this fetch moved are kept for their lag.
+        // Sized for what is buffered now, so the columns do not grow while runs are appended.
+        let records = max.min(chunk.records.remaining() + self.buffer.len() * CHUNK);
+        let mut out = Fetched::with_capacity(records, records * chunk.records.average_record_bytes());
+        // Records come in runs of one partition: its position is looked up once per run and
+        // written back when the run ends, and the run's records move with one copy per column.
+        // The partitions this fetch moved are kept for their lag.
         let mut moved: Vec<(String, i32)> = Vec::new();
         let mut positions = self.positions.lock().expect("positions lock");
-        let mut run: Option<((String, i32), Option<i64>)> = None;
-        let end_run = |positions: &mut BTreeMap<(String, i32), i64>, run: Option<((String, i32), Option<i64>)>| {
-            if let Some((key, Some(next))) = run
-                && let Some(slot) = positions.get_mut(&key)
-            {
-                *slot = next;
-            }
-        };
         loop {
-            let Some((topic, meta, bytes)) = chunk.records.take() else {
+            let Some(run) = chunk.records.run_of() else {
                 if let Some(e) = chunk.error.take() {
-                    end_run(&mut positions, run.take());
                     return Err(e);
                 }
                 match self.buffer.try_recv() {
@@ -374,30 +377,20 @@ impl KafkaConsumer {
                     Err(_) => break,
                 }
             };
-            let same = run.as_ref().is_some_and(|((t, p), _)| *p == meta.partition && t == topic);
-            if !same {
-                end_run(&mut positions, run.take());
-                let key = (topic.to_string(), meta.partition);
-                let next = positions.get(&key).copied();
-                if next.is_some() && self.metrics.is_some() {
-                    moved.push(key.clone());
+            let key = (run.topic.to_string(), run.partition);
+            let mut next = positions.get(&key).copied();
+            let room = Room { records: max - out.len(), bytes: self.limits.max_fetch_bytes.saturating_sub(out.data.len()) };
+            let full = chunk.records.take_run(&mut next, &mut out, room);
+            if let (Some(next), Some(slot)) = (next, positions.get_mut(&key)) {
+                *slot = next;
+                if self.metrics.is_some() {
+                    moved.push(key);
                 }
-                run = Some((key, next));
             }
-            let next = &mut run.as_mut().expect("a run is open").1;
-            match next {
-                Some(expected) if meta.offset >= *expected => {
-                    *expected = meta.offset + 1;
-                    let topic = out.topic_index(topic);
-                    out.push_bytes(FetchedMeta { topic, ..meta }, bytes);
-                }
-                _ => {} // a record of a position already passed, or of a partition no longer assigned
-            }
-            if out.len() >= max || out.data.len() >= self.limits.max_fetch_bytes {
+            if full {
                 break;
             }
         }
-        end_run(&mut positions, run.take());
         drop(positions);
         self.pending = chunk;
         if let Some(m) = &self.metrics {
@@ -429,17 +422,27 @@ impl KafkaConsumer {
     }
 }
 
+/// How the poll thread reads a message.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// Largest key plus value; a larger record is an error.
+    max_record: usize,
+    headers: bool,
+}
+
 /// Polls the client and pushes records into the bounded buffer in chunks of up to [`CHUNK`]
 /// (what librdkafka has ready after the first, without waiting); blocks while the buffer is
 /// full, which stops polling and lets librdkafka's own bounded queue apply back-pressure.
-fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Chunk>, stop: &AtomicBool, max_record: usize) {
-    let mut chunk = Chunk::default();
+fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Chunk>, stop: &AtomicBool, reading: Reading) {
+    // Each chunk is sized like the last one, so appending to it does not grow its buffers.
+    let new_chunk = |bytes: usize| Chunk { records: Fetched::with_capacity(CHUNK, bytes), error: None };
+    let mut chunk = new_chunk(0);
     while !stop.load(Ordering::Relaxed) {
         // Wait for the first record of a chunk; take the rest only while they are ready.
         let wait = if chunk.records.is_empty() { Duration::from_millis(100) } else { Duration::ZERO };
         match client.poll(wait) {
             Some(result) => {
-                append(&mut chunk, result, max_record);
+                append(&mut chunk, result, reading);
                 if chunk.records.len() < CHUNK && chunk.error.is_none() {
                     continue;
                 }
@@ -447,7 +450,9 @@ fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Chunk>, st
             None if chunk.records.is_empty() => continue,
             None => {}
         }
-        if tx.blocking_send(std::mem::take(&mut chunk)).is_err() {
+        let bytes = chunk.records.data.len();
+        let full = std::mem::replace(&mut chunk, new_chunk(bytes));
+        if tx.blocking_send(full).is_err() {
             return; // the consumer was dropped
         }
     }
@@ -456,17 +461,22 @@ fn poll_loop(client: &BaseConsumer<MetricsContext>, tx: &mpsc::Sender<Chunk>, st
 /// Appends one polled message to `chunk` (its bytes copied once, into the chunk's buffer), or
 /// the error that ends the chunk. End of partition and transient client errors (logged) are
 /// nothing the guest sees.
-fn append(chunk: &mut Chunk, result: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>, max_record: usize) {
+fn append(chunk: &mut Chunk, result: Result<rdkafka::message::BorrowedMessage<'_>, rdkafka::error::KafkaError>, reading: Reading) {
     match result {
         Err(rdkafka::error::KafkaError::PartitionEOF(_)) => {}
         Err(e) => tracing::warn!("Kafka consumer: {e}"),
         Ok(m) => {
             let size = m.payload_len() + m.key().map_or(0, <[u8]>::len);
-            if size > max_record {
-                chunk.error = Some(KafkaError::RecordTooLarge { topic: m.topic().into(), partition: m.partition(), offset: m.offset(), size, max: max_record });
+            if size > reading.max_record {
+                chunk.error =
+                    Some(KafkaError::RecordTooLarge { topic: m.topic().into(), partition: m.partition(), offset: m.offset(), size, max: reading.max_record });
                 return;
             }
-            let headers = m.headers().map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect()).unwrap_or_default();
+            let headers = reading
+                .headers
+                .then(|| m.headers())
+                .flatten()
+                .map(|hs| hs.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect::<Vec<_>>());
             let record = FetchedRecord {
                 topic: m.topic(),
                 partition: m.partition(),
@@ -475,7 +485,7 @@ fn append(chunk: &mut Chunk, result: Result<rdkafka::message::BorrowedMessage<'_
                 key: m.key(),
                 value: m.payload().unwrap_or_default(),
             };
-            chunk.records.push(record, headers);
+            chunk.records.push(record, headers.into_iter().flatten());
         }
     }
 }

@@ -17,8 +17,8 @@ mod producer;
 
 use std::time::Duration;
 
-pub use consumer::{KafkaConsumer, StartPosition};
-pub use fetched::{Fetched, FetchedMeta, FetchedRecord};
+pub use consumer::{ConsumerOptions, KafkaConsumer, StartPosition};
+pub use fetched::{Fetched, FetchedRecord, RecordHeader};
 pub use producer::KafkaProducer;
 
 /// Caps on what a guest can make the host allocate or wait for through Kafka.

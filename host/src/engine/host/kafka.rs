@@ -9,9 +9,9 @@ use anyhow::Result;
 use wasmtime::component::Resource;
 
 use super::{ConsumerHandle, ProducerHandle, StoreData};
-use crate::connectors::kafka::{KafkaConsumer, KafkaError, KafkaProducer, StartPosition as Start};
+use crate::connectors::kafka::{ConsumerOptions, Fetched, KafkaConsumer, KafkaError, KafkaProducer, RecordHeader, StartPosition as Start};
 use crate::engine::bindings::wasmflow::operator::kafka::{
-    Assignment, FetchedBatch, Header, Host, HostConsumer, HostProducer, KafkaRecordMeta, PartitionOffset, StartPosition, TopicPartition,
+    self as wit, Assignment, FetchedBatch, Host, HostConsumer, HostProducer, PartitionOffset, StartPosition, TopicPartition,
 };
 use crate::engine::bindings::wasmflow::operator::types::Batch;
 
@@ -59,10 +59,10 @@ impl StoreData {
 }
 
 impl HostConsumer for StoreData {
-    async fn new(&mut self, properties: Vec<(String, String)>) -> Result<Resource<ConsumerHandle>> {
+    async fn new(&mut self, properties: Vec<(String, String)>, with_headers: bool) -> Result<Resource<ConsumerHandle>> {
         let properties = self.kafka_client_properties(&properties)?;
-        let consumer =
-            KafkaConsumer::with_metrics(&properties, self.kafka_limits.clone(), self.metrics.clone()).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
+        let options = ConsumerOptions { headers: with_headers, metrics: self.metrics.clone() };
+        let consumer = KafkaConsumer::with_options(&properties, self.kafka_limits.clone(), options).map_err(|e| anyhow::anyhow!("{}: {e}", self.tag))?;
         self.kafka_clients += 1;
         Ok(self.table.push(ConsumerHandle(consumer))?)
     }
@@ -101,21 +101,10 @@ impl HostConsumer for StoreData {
             Ok(r) => r,
             Err(e) => return Ok(Err(e.to_string())),
         };
-        // Already in the contract's layout: the buffers move, only the coordinates are mapped.
-        let records = fetched
-            .records
-            .into_iter()
-            .map(|m| KafkaRecordMeta {
-                topic_index: m.topic,
-                partition: m.partition,
-                offset: m.offset,
-                timestamp: m.timestamp,
-                key_len: m.key_len,
-                value_len: m.value_len,
-                headers: m.headers.into_iter().map(|(key, value)| Header { key, value }).collect(),
-            })
-            .collect();
-        let batch = FetchedBatch { topics: fetched.topics, data: fetched.data, records };
+        // Already in the contract's layout: every column moves.
+        let Fetched { topics, data, key_lens, value_lens, timestamps, topic_indexes, partitions, offsets, headers } = fetched;
+        let headers = headers.into_iter().map(|RecordHeader { record, key, value }| wit::RecordHeader { record, key, value }).collect();
+        let batch = FetchedBatch { topics, data, key_lens, value_lens, timestamps, topic_indexes, partitions, offsets, headers };
         Ok(Ok(batch))
     }
 

@@ -84,7 +84,7 @@ impl KafkaClient for FakeKafka {
                 let next = self.assigned[&tp];
                 let log = &self.logs[&tp.0][tp.1 as usize];
                 let Some((ts, v)) = log.get((next - base) as usize) else { break };
-                if out.records.len() >= max_records as usize {
+                if out.len() >= max_records as usize {
                     return Ok(out);
                 }
                 out.push(tp.0.as_str().into(), tp.1, next, *ts, None, v.as_bytes());
