@@ -43,6 +43,19 @@ pub struct Columns {
     pub timestamps: Vec<i64>,
 }
 
+impl Columns {
+    /// Columns copied from slices (convenient in tests).
+    ///
+    /// ```
+    /// use wasmflow_types::{Batch, Columns};
+    /// let batch = Batch::from_columns(Columns::from_slices(b"kv", &[1], &[1], &[7])).unwrap();
+    /// assert_eq!(batch.iter().next().unwrap().key, Some(&b"k"[..]));
+    /// ```
+    pub fn from_slices(data: &[u8], key_lens: &[i32], value_lens: &[u32], timestamps: &[i64]) -> Columns {
+        Columns { data: data.to_vec(), key_lens: key_lens.to_vec(), value_lens: value_lens.to_vec(), timestamps: timestamps.to_vec() }
+    }
+}
+
 /// Why [`Batch::from_columns`] refused a batch.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BatchError {
@@ -485,10 +498,6 @@ impl Collector {
 mod tests {
     use super::*;
 
-    fn columns(data: &[u8], key_lens: &[i32], value_lens: &[u32], timestamps: &[i64]) -> Columns {
-        Columns { data: data.to_vec(), key_lens: key_lens.to_vec(), value_lens: value_lens.to_vec(), timestamps: timestamps.to_vec() }
-    }
-
     #[test]
     fn records_read_back_in_order_with_absent_and_empty_keys() {
         let mut b = Batch::new();
@@ -508,9 +517,9 @@ mod tests {
 
     #[test]
     fn the_validator_names_what_is_wrong() {
-        assert_eq!(Batch::from_columns(columns(b"", &[1], &[], &[0])), Err(BatchError::ColumnLengths { keys: 1, values: 0, timestamps: 1 }));
-        assert_eq!(Batch::from_columns(columns(b"x", &[-2], &[1], &[0])), Err(BatchError::KeyLength { record: 0, key_len: -2 }));
-        assert_eq!(Batch::from_columns(columns(b"xyz", &[1], &[1], &[0])), Err(BatchError::DataLength { lengths: 2, data: 3 }));
+        assert_eq!(Batch::from_columns(Columns::from_slices(b"", &[1], &[], &[0])), Err(BatchError::ColumnLengths { keys: 1, values: 0, timestamps: 1 }));
+        assert_eq!(Batch::from_columns(Columns::from_slices(b"x", &[-2], &[1], &[0])), Err(BatchError::KeyLength { record: 0, key_len: -2 }));
+        assert_eq!(Batch::from_columns(Columns::from_slices(b"xyz", &[1], &[1], &[0])), Err(BatchError::DataLength { lengths: 2, data: 3 }));
         assert_eq!(BatchError::DataLength { lengths: 2, data: 3 }.to_string(), "record lengths add up to 2 bytes but the data has 3");
     }
 
@@ -572,7 +581,7 @@ mod tests {
 
     #[test]
     fn huge_lengths_do_not_overflow_the_check() {
-        let bad = columns(b"", &[i32::MAX, i32::MAX], &[u32::MAX, u32::MAX], &[0, 0]);
+        let bad = Columns::from_slices(b"", &[i32::MAX, i32::MAX], &[u32::MAX, u32::MAX], &[0, 0]);
         assert!(matches!(Batch::from_columns(bad), Err(BatchError::DataLength { .. })));
     }
 }

@@ -146,15 +146,16 @@ impl Fetched {
 mod tests {
     use super::*;
 
-    fn columns(data: &[u8], key_lens: &[i32], value_lens: &[u32], timestamps: &[i64]) -> Columns {
-        Columns { data: data.to_vec(), key_lens: key_lens.to_vec(), value_lens: value_lens.to_vec(), timestamps: timestamps.to_vec() }
-    }
-
     #[test]
     fn a_fetch_reads_back_by_record_and_by_run() {
-        let f =
-            Fetched::new(vec!["a".into(), "b".into()], columns(b"k1v1v2v3", &[2, -1, -1], &[2, 2, 2], &[5, 6, 4]), vec![0, 0, 1], vec![0, 0, 0], vec![1, 2, 9])
-                .unwrap();
+        let f = Fetched::new(
+            vec!["a".into(), "b".into()],
+            Columns::from_slices(b"k1v1v2v3", &[2, -1, -1], &[2, 2, 2], &[5, 6, 4]),
+            vec![0, 0, 1],
+            vec![0, 0, 0],
+            vec![1, 2, 9],
+        )
+        .unwrap();
         let read: Vec<_> = f.iter().map(|r| (&**r.topic, r.partition, r.offset, r.timestamp, r.key, r.value)).collect();
         assert_eq!(read, [("a", 0, 1, 5, Some(&b"k1"[..]), &b"v1"[..]), ("a", 0, 2, 6, None, &b"v2"[..]), ("b", 0, 9, 4, None, &b"v3"[..])]);
         let runs: Vec<_> = f.runs().map(|r| (r.topic.to_string(), r.partition, r.records)).collect();
@@ -167,12 +168,15 @@ mod tests {
     #[test]
     fn a_fetch_that_does_not_add_up_is_an_error() {
         let bad = |c: Columns, t: Vec<u32>, p: Vec<i32>, o: Vec<i64>| Fetched::new(vec!["a".into()], c, t, p, o).unwrap_err();
-        assert_eq!(bad(columns(b"abc", &[-1], &[2], &[0]), vec![0], vec![0], vec![0]), "the host's fetch: record lengths add up to 2 bytes but the data has 3");
         assert_eq!(
-            bad(columns(b"ab", &[-1], &[2], &[0]), vec![0], vec![], vec![0]),
+            bad(Columns::from_slices(b"abc", &[-1], &[2], &[0]), vec![0], vec![0], vec![0]),
+            "the host's fetch: record lengths add up to 2 bytes but the data has 3"
+        );
+        assert_eq!(
+            bad(Columns::from_slices(b"ab", &[-1], &[2], &[0]), vec![0], vec![], vec![0]),
             "the host's fetch has 1 records but 1 topic indexes, 0 partitions and 1 offsets"
         );
-        assert_eq!(bad(columns(b"ab", &[-1], &[2], &[0]), vec![1], vec![0], vec![0]), "the host's fetch names topic 1 of 1");
+        assert_eq!(bad(Columns::from_slices(b"ab", &[-1], &[2], &[0]), vec![1], vec![0], vec![0]), "the host's fetch names topic 1 of 1");
     }
 
     #[test]
