@@ -117,3 +117,26 @@ async fn headers_come_with_their_records_only_when_asked_for() {
     assert_eq!(read(true).await, (values.clone(), vec![header(1, "trace", Some(b"t-1")), header(1, "empty", None), header(3, "x", Some(b""))]));
     assert_eq!(read(false).await, (values, vec![]));
 }
+
+/// A record over the size limit fails a fetch, but only after the records before it have been
+/// handed out: they are not dropped while their partition's position has moved past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_before_one_over_the_limit_come_first() {
+    let b = TestBroker::start();
+    b.create_topic("big", 1);
+    b.produce("big", 0, &["small".to_string(), "x".repeat(5000), "after".to_string()], None);
+    let limits = KafkaLimits { max_record_bytes: 1024, ..Default::default() };
+    let mut c = KafkaConsumer::new(&props(&b, "g"), limits).unwrap();
+    c.assign(&[("big".into(), 0, StartPosition::Earliest)]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let fetched = c.fetch(100, Duration::from_millis(200)).await.unwrap();
+        if !fetched.is_empty() || Instant::now() > deadline {
+            break fetched;
+        }
+    };
+    assert_eq!(first.iter().map(|r| (r.offset, r.value)).collect::<Vec<_>>(), [(0, &b"small"[..])]);
+    assert_eq!(c.positions(), [("big".to_string(), 0, 1)]);
+    let e = c.fetch(100, Duration::from_millis(200)).await.unwrap_err().to_string();
+    assert!(e.contains("record at big/0@1 has 5005 bytes, over the limit of 1024 bytes"), "{e}");
+}

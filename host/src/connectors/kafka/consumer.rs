@@ -35,7 +35,7 @@ pub enum StartPosition {
 const CHUNK: usize = 1024;
 
 /// What the poll thread hands over: records, and the error that ended the chunk, if one did
-/// (it fails the fetch that reaches it, after the records before it).
+/// (a fetch returns the records before it; the next fetch fails with it).
 #[derive(Debug, Default)]
 struct Chunk {
     records: Fetched,
@@ -366,8 +366,13 @@ impl KafkaConsumer {
         let mut positions = self.positions.lock().expect("positions lock");
         loop {
             let Some(run) = chunk.records.run_of() else {
-                if let Some(e) = chunk.error.take() {
-                    return Err(e);
+                if chunk.error.is_some() {
+                    // The records before the error first (their positions have moved past
+                    // them); the next fetch fails.
+                    if !out.is_empty() {
+                        break;
+                    }
+                    return Err(chunk.error.take().expect("checked above"));
                 }
                 match self.buffer.try_recv() {
                     Ok(c) => {
