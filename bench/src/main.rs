@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     let mut report = String::new();
     writeln!(report, "# wasmflow benchmark report\n")?;
     writeln!(report, "{}", environment())?;
-    writeln!(report, "Targets from issue #6 are stated next to each measurement; a missed target says why below its table.\n")?;
+    writeln!(report, "Targets from issues #6 and #12 are stated next to each measurement; a missed target says by how much, and why below its table.\n")?;
     if wanted("startup") {
         report.push_str(&startup::run(&module)?);
     }

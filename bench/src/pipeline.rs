@@ -117,11 +117,14 @@ pub fn report(points: &[Point], plot: Option<&str>) -> Result<String> {
              epoch that keeps a guest from monopolising a thread. A `perf record` of the wasm job (16-byte values, \
              batches of 1024, `WASMFLOW_PERF_MAP=1`) puts about 30 % of CPU in the generator's compiled code, 30 % in \
              the uppercase operator's, 10 % in the host lifting, lowering and checking batches, 6 % in `memmove` and \
-             3 % in `memory.fill` calls out of the generator (zero padding). Both columns rose several times since the \
-             last report: guests are now compiled with wasm SIMD (the upper-casing loop runs 16 bytes at a time: \
-             wasm went from 0.30 to 1.41 M records/s at 1 KiB values), the generator no longer formats numbers, and \
+             3 % in `memory.fill` calls out of the generator (zero padding). Both columns rose several times on \
+             2026-12-05 (report of 2026-12-04: 0.30 M records/s as wasm at 1 KiB values): guests are compiled with \
+             wasm SIMD (the upper-casing loop runs 16 bytes at a time), the generator no longer formats numbers, and \
              short keys and values are copied without a call out of the guest; native code gained from the last two \
-             as well, so the ratio moved less than the absolute rates.\n"
+             as well, so the ratio moved less than the absolute rates. Most of the remaining gap is compiled code \
+             (Cranelift against LLVM on the same loops); of the copies, the ones into operators that never read a \
+             record's bytes (the counter, the null sink) could go if a guest received its input as a handle it reads \
+             on demand rather than as lowered lists — a contract change not made yet.\n"
         )?;
     }
     if let Some(png) = plot {
