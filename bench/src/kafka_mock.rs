@@ -16,7 +16,9 @@
 //! - At parallelism `p`, the plain reader is `p` threads, each a `BaseConsumer` assigned a
 //!   round-robin share of the partitions from offset 0, polling one message at a time, reading
 //!   its payload length and checking that each partition's offsets arrive in order without gaps
-//!   or repeats. The wasm reader is a job `kafka-source → null-sink` at parallelism `p`
+//!   or repeats ([`Plain::Offsets`]: librdkafka's cost alone, no byte of a record read); a second
+//!   plain reader also copies each key and value into a batch buffer and reads the timestamp, as
+//!   an application handing records on does ([`Plain::Records`]). The wasm reader is a job `kafka-source → null-sink` at parallelism `p`
 //!   (forward edge, bounded, no checkpoints); the null sink's input count must equal 10 M.
 //! - Both get the same librdkafka fetch properties ([`FETCH_PROPERTIES`], plus
 //!   `queued.max.messages.kbytes`, which the host sets for its consumers and the plain consumer
@@ -152,9 +154,29 @@ fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
     c
 }
 
+/// What a plain consumer does with each message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Plain {
+    /// Checks its offset and counts its payload length: no byte of the record is read, so this
+    /// is librdkafka's own cost per record (the target's reference).
+    Offsets,
+    /// Also copies its key and value into a batch buffer (cleared every 1024 records) and reads
+    /// its timestamp: what any reader that hands records on does, the source included.
+    Records,
+}
+
+impl Plain {
+    fn reader(self) -> &'static str {
+        match self {
+            Plain::Offsets => "plain rdkafka consumer",
+            Plain::Records => "plain rdkafka consumer, copying records",
+        }
+    }
+}
+
 /// One plain consumer thread: reads its partitions from offset 0 to the end, checking that
 /// each partition's offsets come in order without gaps or repeats; returns records and bytes.
-fn plain_share(bootstrap: &str, parallelism: u32, index: u32) -> Result<(u64, u64)> {
+fn plain_share(bootstrap: &str, parallelism: u32, index: u32, mode: Plain) -> Result<(u64, u64)> {
     let consumer: BaseConsumer = consumer_config(bootstrap, "bench-mock-plain").create()?;
     let mut tpl = TopicPartitionList::new();
     let mine: Vec<i32> = (0..PARTITIONS).filter(|p| *p as u32 % parallelism == index).collect();
@@ -165,6 +187,7 @@ fn plain_share(bootstrap: &str, parallelism: u32, index: u32) -> Result<(u64, u6
     let mut next = vec![0i64; PARTITIONS as usize];
     let total = mine.len() as u64 * RECORDS_PER_PARTITION as u64;
     let (mut seen, mut bytes) = (0u64, 0u64);
+    let (mut batch, mut batched, mut timestamps) = (Vec::<u8>::with_capacity(1 << 20), 0, 0i64);
     let deadline = Instant::now() + Duration::from_secs(600);
     while seen < total {
         ensure!(Instant::now() < deadline, "plain consumer {index}/{parallelism} read {seen} of {total} records in 600 s");
@@ -175,19 +198,31 @@ fn plain_share(bootstrap: &str, parallelism: u32, index: u32) -> Result<(u64, u6
                 *slot += 1;
                 bytes += m.payload_len() as u64;
                 seen += 1;
+                if mode == Plain::Records {
+                    batch.extend_from_slice(m.key().unwrap_or_default());
+                    batch.extend_from_slice(m.payload().unwrap_or_default());
+                    timestamps = timestamps.wrapping_add(m.timestamp().to_millis().unwrap_or(-1));
+                    batched += 1;
+                    if batched == 1024 {
+                        std::hint::black_box(&batch);
+                        batch.clear();
+                        batched = 0;
+                    }
+                }
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) | None => {}
             Some(Err(e)) => bail!("plain consumer: {e}"),
         }
     }
+    std::hint::black_box((&batch, timestamps));
     Ok((seen, bytes))
 }
 
 /// `parallelism` plain consumers, one thread each, reading all partitions between them.
-fn plain(bootstrap: &str, parallelism: u32) -> Result<Row> {
+fn plain(bootstrap: &str, parallelism: u32, mode: Plain) -> Result<Row> {
     let (started, cpu) = (Instant::now(), cpu_seconds());
     let shares: Vec<Result<(u64, u64)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..parallelism).map(|i| s.spawn(move || plain_share(bootstrap, parallelism, i))).collect();
+        let handles: Vec<_> = (0..parallelism).map(|i| s.spawn(move || plain_share(bootstrap, parallelism, i, mode))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("plain consumer thread panicked")))).collect()
     });
     let (seconds, cpu_seconds) = (started.elapsed().as_secs_f64(), cpu_seconds() - cpu);
@@ -199,7 +234,7 @@ fn plain(bootstrap: &str, parallelism: u32) -> Result<Row> {
     }
     ensure!(records == RECORDS, "the plain consumers read {records} records, expected {RECORDS}");
     ensure!(bytes == RECORDS * VALUE_BYTES as u64, "the plain consumers read {bytes} payload bytes, expected {}", RECORDS * VALUE_BYTES as u64);
-    Ok(Row { reader: "plain rdkafka consumer", parallelism, records, seconds, cpu_seconds })
+    Ok(Row { reader: mode.reader(), parallelism, records, seconds, cpu_seconds })
 }
 
 fn job_text(bootstrap: &str, parallelism: u32, run: usize) -> String {
@@ -225,7 +260,7 @@ fn median(mut rows: Vec<Row>) -> Row {
     rows.swap_remove(rows.len() / 2)
 }
 
-/// With `WASMFLOW_KAFKA_MOCK_ONLY=wasm:<p>` (or `plain:<p>`), only that reader runs, repeatedly,
+/// With `WASMFLOW_KAFKA_MOCK_ONLY=wasm:<p>` (or `plain:<p>`, `plain-records:<p>`), only that reader runs, repeatedly,
 /// for a profiler to attach to; the report is then not written.
 fn profile_only() -> Option<(String, u32)> {
     let v = std::env::var("WASMFLOW_KAFKA_MOCK_ONLY").ok()?;
@@ -249,28 +284,27 @@ pub fn measure(rt: &tokio::runtime::Runtime) -> Result<Vec<Row>> {
     rt.block_on(wasm(&engine, &bootstrap, 1, 99))?; // warm-up: compile, broker, allocator
     if let Some((reader, p)) = profile_only() {
         for run in 0..RUNS {
-            let row = if reader == "plain" { plain(&bootstrap, p)? } else { rt.block_on(wasm(&engine, &bootstrap, p, run))? };
+            let row = match reader.as_str() {
+                "plain" => plain(&bootstrap, p, Plain::Offsets)?,
+                "plain-records" => plain(&bootstrap, p, Plain::Records)?,
+                _ => rt.block_on(wasm(&engine, &bootstrap, p, run))?,
+            };
             eprintln!("kafka-mock: {} at parallelism {p}: {:.2} s, {:.0}/s, {:.1} CPU s", row.reader, row.seconds, row.rate(), row.cpu_seconds);
         }
         bail!("WASMFLOW_KAFKA_MOCK_ONLY is set: profiling run only, no report");
     }
     let mut rows = Vec::new();
     for p in PARALLELISM {
-        let (mut plains, mut wasms) = (Vec::new(), Vec::new());
+        let (mut plains, mut copying, mut wasms) = (Vec::new(), Vec::new(), Vec::new());
         for run in 0..RUNS {
-            plains.push(plain(&bootstrap, p)?);
+            plains.push(plain(&bootstrap, p, Plain::Offsets)?);
+            copying.push(plain(&bootstrap, p, Plain::Records)?);
             wasms.push(rt.block_on(wasm(&engine, &bootstrap, p, run))?);
         }
-        let (plain_row, wasm_row) = (median(plains), median(wasms));
-        eprintln!(
-            "kafka-mock: parallelism {p}: plain {:.0}/s ({:.1} CPU s), wasm {:.0}/s ({:.1} CPU s)",
-            plain_row.rate(),
-            plain_row.cpu_seconds,
-            wasm_row.rate(),
-            wasm_row.cpu_seconds
-        );
-        rows.push(plain_row);
-        rows.push(wasm_row);
+        for row in [median(plains), median(copying), median(wasms)] {
+            eprintln!("kafka-mock: parallelism {p}: {} {:.0}/s ({:.1} CPU s)", row.reader, row.rate(), row.cpu_seconds);
+            rows.push(row);
+        }
     }
     check_watermarks(&bootstrap)?;
     Ok(rows)
@@ -288,7 +322,9 @@ pub fn report(rows: &[Row], load: (f64, f64)) -> Result<String> {
          large as a real broker's with the default `max.partition.fetch.bytes`) and every partition's watermarks are \
          checked to be exactly 0..{RECORDS_PER_PARTITION} before and after, so all readers read the same records. \
          The plain reader at parallelism p is p threads with one `BaseConsumer` each, a round-robin share of the partitions \
-         assigned from offset 0, checking every partition's offsets arrive without gap or repeat; the wasm reader is the job \
+         assigned from offset 0, checking every partition's offsets arrive without gap or repeat (no byte of a record is read: \
+         librdkafka's own cost, the target's reference); the plain reader *copying records* also copies each key and value \
+         into a batch buffer and reads each timestamp, as any reader that hands records on does; the wasm reader is the job \
          kafka-source → null-sink at parallelism p (bounded, no checkpoints), whose sink must count exactly {RECORDS} records. \
          Both from creating the clients (starting the job) to the last record; median of {RUNS} runs, alternating.\n"
     )?;
@@ -306,17 +342,22 @@ pub fn report(rows: &[Row], load: (f64, f64)) -> Result<String> {
     )?;
     writeln!(
         s,
-        "| reader | parallelism | records | seconds | records/s | against plain | target ≥ 0.9 | CPU s | records per CPU s | against plain (CPU) |\n\
-         |---|---|---|---|---|---|---|---|---|---|"
+        "| reader | parallelism | records | seconds | records/s | against plain | target ≥ 0.9 | against plain copying records | CPU s | records per CPU s | against plain (CPU) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|"
     )?;
+    let reference = |mode: Plain, p: u32| rows.iter().find(|r| r.reader == mode.reader() && r.parallelism == p);
     for r in rows {
-        let plain = rows.iter().find(|p| p.reader.starts_with("plain") && p.parallelism == r.parallelism);
+        let plain = reference(Plain::Offsets, r.parallelism);
         let ratio = r.rate() / plain.map_or(f64::NAN, Row::rate);
         let cpu_ratio = r.per_cpu_second() / plain.map_or(f64::NAN, Row::per_cpu_second);
         let verdict = crate::kafka::verdict(r.reader, ratio);
+        let against_copying = match reference(Plain::Records, r.parallelism) {
+            Some(c) if !r.reader.starts_with("plain") => format!("{:.2}", r.rate() / c.rate()),
+            _ => "—".into(),
+        };
         writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {:.0} | {ratio:.2} | {verdict} | {:.1} | {:.0} | {cpu_ratio:.2} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {ratio:.2} | {verdict} | {against_copying} | {:.1} | {:.0} | {cpu_ratio:.2} |",
             r.reader,
             r.parallelism,
             r.records,
@@ -360,8 +401,9 @@ pub fn report(rows: &[Row], load: (f64, f64)) -> Result<String> {
          chunks of 256 records, each waking the subtask; headers now come only to a consumer created with \
          `with-headers` (the source emits no headers and does not ask), and chunks hold 1024 records (parallelism 1: \
          about 9.5 CPU s). What is left above the plain consumer: the poll thread appends every record (topic name read \
-         and compared, timestamp, seven column pushes: the plain loop here reads only partition, offset and payload \
-         length), the subtask copies runs out of the chunks, the fetch and the output cross the guest boundary (one \
+         and compared, timestamp, seven column pushes: the reference loop reads only partition, offset and payload \
+         length; the plain reader copying records shows what reading them costs natively), the subtask copies runs out \
+         of the chunks, the fetch and the output cross the guest boundary (one \
          bulk copy each), and the null sink, a second guest, receives every batch (one more). At parallelism 1 that \
          work runs on the second core beside the poll thread (wall-clock ratio {single:.2} here); from parallelism 2 on, \
          poll threads and librdkafka's broker threads keep both cores busy, so the extra CPU shows in the wall time as \
