@@ -213,10 +213,14 @@ impl Cursor {
     pub(super) fn take_run(&mut self, next: &mut Option<i64>, out: &mut Fetched, room: Room) -> bool {
         let b = &self.batch;
         let (topic, partition) = (b.topic_indexes[self.next], b.partitions[self.next]);
+        let mut header = self.header;
+        // Each span of records to take is copied at once: usually the whole run is one span.
+        let mut copy = |records: Range<usize>, bytes: Range<usize>| {
+            let headers = headers_of(&b.headers, &mut header, &records);
+            out.append_span(b, records, bytes, &b.topics[topic as usize], &b.headers[headers]);
+        };
         let (mut taken, mut taken_bytes, mut full) = (0, 0, false);
-        // Spans of records to take, each copied at once: usually the whole run is one span.
         let mut span: Option<(usize, usize)> = None;
-        let mut spans: Vec<(Range<usize>, Range<usize>)> = Vec::new();
         let (mut i, mut offset) = (self.next, self.offset);
         while i < b.len() && b.topic_indexes[i] == topic && b.partitions[i] == partition && !full {
             let size = b.record_bytes(i);
@@ -233,34 +237,28 @@ impl Cursor {
                 taken_bytes += size;
                 full = taken >= room.records || taken_bytes >= room.bytes;
             } else if let Some((first, from)) = span.take() {
-                spans.push((first..i, from..offset));
+                copy(first..i, from..offset);
             }
             i += 1;
             offset += size;
         }
         if let Some((first, from)) = span {
-            spans.push((first..i, from..offset));
+            copy(first..i, from..offset);
         }
-        for (records, bytes) in spans {
-            let headers = self.headers_of(&records);
-            out.append_span(&self.batch, records, bytes, &self.batch.topics[topic as usize], &self.batch.headers[headers]);
-        }
-        self.next = i;
-        self.offset = offset;
+        (self.next, self.offset, self.header) = (i, offset, header);
         full
     }
+}
 
-    /// Where the headers of `records` are in the batch's headers (those of records before them
-    /// are passed for good).
-    fn headers_of(&mut self, records: &Range<usize>) -> Range<usize> {
-        let all = &self.batch.headers;
-        while self.header < all.len() && (all[self.header].record as usize) < records.start {
-            self.header += 1;
-        }
-        let start = self.header;
-        self.header += all[start..].iter().take_while(|h| (h.record as usize) < records.end).count();
-        start..self.header
+/// Where the headers of `records` are in `all` (sorted by record), searching from `*next`, which
+/// moves past them: the headers of records before them are passed for good.
+fn headers_of(all: &[RecordHeader], next: &mut usize, records: &Range<usize>) -> Range<usize> {
+    while *next < all.len() && (all[*next].record as usize) < records.start {
+        *next += 1;
     }
+    let start = *next;
+    *next += all[start..].iter().take_while(|h| (h.record as usize) < records.end).count();
+    start..*next
 }
 
 #[cfg(test)]
