@@ -141,10 +141,14 @@ impl Batch {
         self.push_with(key, timestamp, |v| v.extend_from_slice(value));
     }
 
-    /// An empty batch with room for `records` records of `bytes` bytes in all.
+    /// An empty batch with room for `records` records of `bytes` bytes in all: pushing them does
+    /// not reallocate.
     pub fn with_capacity(records: usize, bytes: usize) -> Batch {
         Batch {
-            data: Vec::with_capacity(bytes),
+            // The short-copy path of `append` reserves `SHORT_COPY` bytes ahead of what it writes:
+            // without the slack, the last short key or value of an exactly sized batch would
+            // double the buffer (a copy of the whole batch, once per batch).
+            data: Vec::with_capacity(bytes + SHORT_COPY),
             key_lens: Vec::with_capacity(records),
             value_lens: Vec::with_capacity(records),
             timestamps: Vec::with_capacity(records),
@@ -271,6 +275,9 @@ impl ValueWriter<'_> {
     }
 }
 
+/// The longest key or value [`append`] copies without a `memory.copy` (see there).
+const SHORT_COPY: usize = 16;
+
 /// Appends `bytes` to `data`.
 ///
 /// Keys and values are mostly short. In a wasm guest a copy whose length is not known at compile
@@ -280,13 +287,13 @@ impl ValueWriter<'_> {
 #[inline]
 fn append(data: &mut Vec<u8>, bytes: &[u8]) {
     let n = bytes.len();
-    if n > 16 {
+    if n > SHORT_COPY {
         data.extend_from_slice(bytes);
         return;
     }
-    data.reserve(16);
+    data.reserve(SHORT_COPY);
     let start = data.len();
-    // SAFETY: `reserve(16)` leaves at least 16 bytes of capacity after `start`, and every write
+    // SAFETY: `reserve(SHORT_COPY)` leaves at least 16 bytes of capacity after `start`, and every write
     // below lands in `start..start + n` with `n <= 16`; every read is within `bytes` (the two
     // chunks of each size overlap when `n` is below twice their size). The first `n` bytes after
     // `start` are written before `set_len` makes them part of the vector.
@@ -497,6 +504,19 @@ impl Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_sized_for_its_records_does_not_reallocate_while_they_are_pushed() {
+        // 3-byte keys and 5-byte values: every append takes the short-copy path, which reserves
+        // ahead of what it writes.
+        let mut b = Batch::with_capacity(100, 800);
+        let (data, capacity) = (b.data.as_ptr(), b.data.capacity());
+        for i in 0..100u32 {
+            b.push(Some(format!("{:03}", i % 1000).as_bytes()), format!("v{:04}", i).as_bytes(), 0);
+        }
+        assert_eq!(b.data.len(), 800);
+        assert_eq!((b.data.as_ptr(), b.data.capacity()), (data, capacity), "the data buffer was reallocated");
+    }
 
     #[test]
     fn records_read_back_in_order_with_absent_and_empty_keys() {
