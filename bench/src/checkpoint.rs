@@ -31,7 +31,7 @@ impl Sink for Probe {
         Ok(Probe)
     }
 
-    fn invoke(&mut self, _input: &Batch) -> Result<()> {
+    fn invoke(&mut self, _input: &Input) -> Result<()> {
         ARRIVALS.lock().unwrap().push(Instant::now());
         Ok(())
     }

@@ -14,8 +14,8 @@ use wasmflow_state::TimeDomain;
 use crate::keyed::with_current_key;
 use crate::state::Backend;
 use crate::{
-    Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, KeyedContext, KeyedProcessFunction, OperatorKind, RuntimeContext, Sink, Source,
-    SourceOutput, Transform,
+    Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, Input, KeyedContext, KeyedProcessFunction, OperatorKind, RuntimeContext, Sink,
+    Source, SourceOutput, Transform,
 };
 
 /// Lifecycle of any operator kind, object safe.
@@ -26,7 +26,7 @@ pub trait DynOperator {
     /// What the operator emitted for `input`, and whether it forwards the input itself: the
     /// wasm export hands that flag to the host, which still holds the input (nothing copied
     /// back); a native caller builds the output with [`Collector::finish`].
-    fn process(&mut self, input: &Batch) -> Result<Collector>;
+    fn process(&mut self, input: &Input) -> Result<Collector>;
     fn poll(&mut self, max_records: usize) -> Result<SourceOutput>;
     fn on_timer(&mut self, domain: TimeDomain, timestamp: i64, keys: Vec<Vec<u8>>) -> Result<Batch>;
     fn snapshot_state(&mut self, checkpoint_id: u64, timestamp: i64) -> Result<()>;
@@ -71,7 +71,9 @@ macro_rules! checkpoint_methods {
 /// A source, and how many bytes its last poll emitted: the next poll's buffer starts that large
 /// rather than growing by doubling (and copying) through every poll.
 struct SourceBox<T>(T, usize);
-struct TransformBox<T>(T);
+/// A transform, and whether its last call emitted records: one that forwards or filters out its
+/// input gets no output buffer sized for the input (it would be allocated for nothing).
+struct TransformBox<T>(T, bool);
 struct SinkBox<T>(T);
 /// A keyed operator and the backend its timers and keyed state go to (known from
 /// `initialize_state` on).
@@ -109,7 +111,7 @@ impl<T: Source> DynOperator for SourceBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, _input: &Batch) -> Result<Collector> {
+    fn process(&mut self, _input: &Input) -> Result<Collector> {
         Err(wrong_kind("process", "source"))
     }
     fn poll(&mut self, max_records: usize) -> Result<SourceOutput> {
@@ -134,12 +136,13 @@ impl<T: Transform> DynOperator for TransformBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, input: &Batch) -> Result<Collector> {
-        // Room for as much as came in: a map emits about that much, and its buffers do not grow
-        // record by record. A forwarding transform leaves it unused.
-        let mut out = Collector::with_capacity(input.len(), input.data_bytes());
+    fn process(&mut self, input: &Input) -> Result<Collector> {
+        // Room for as much as came in if the last call emitted records: a map emits about that
+        // much, and its buffers do not grow record by record.
+        let mut out = if self.1 { Collector::with_capacity(input.len(), input.data_bytes()) } else { Collector::new() };
         self.0.process(input, &mut out)?;
         no_watermark(&out, "process")?;
+        self.1 = !out.is_empty();
         Ok(out)
     }
     fn poll(&mut self, _max_records: usize) -> Result<SourceOutput> {
@@ -162,7 +165,7 @@ impl<T: Sink> DynOperator for SinkBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, input: &Batch) -> Result<Collector> {
+    fn process(&mut self, input: &Input) -> Result<Collector> {
         self.0.invoke(input)?;
         Ok(Collector::new())
     }
@@ -193,7 +196,7 @@ impl<T: KeyedProcessFunction> DynOperator for KeyedBox<T> {
     fn open(&mut self) -> Result<()> {
         self.0.open()
     }
-    fn process(&mut self, input: &Batch) -> Result<Collector> {
+    fn process(&mut self, input: &Input) -> Result<Collector> {
         let backend = self.1.take().ok_or_else(|| anyhow::anyhow!("keyed operator used before `initialize_state`"))?;
         let mut out = Collector::with_capacity(input.len(), input.data_bytes());
         let result = (|| -> Result<()> {
@@ -254,7 +257,7 @@ pub(crate) fn boxed_source<T: Source + Send + 'static>(op: T) -> Box<dyn DynOper
 
 #[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn boxed_transform<T: Transform + Send + 'static>(op: T) -> Box<dyn DynOperator + Send> {
-    Box::new(TransformBox(op))
+    Box::new(TransformBox(op, false))
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -285,7 +288,7 @@ impl<T: Source + 'static> Factory for SourceFactory<T> {
 impl<T: Transform + 'static> Factory for TransformFactory<T> {
     const KIND: OperatorKind = OperatorKind::Transform;
     fn create(ctx: &RuntimeContext) -> Result<Box<dyn DynOperator>> {
-        Ok(Box::new(TransformBox(T::create(ctx)?)))
+        Ok(Box::new(TransformBox(T::create(ctx)?, false)))
     }
 }
 
@@ -318,8 +321,9 @@ pub mod exports {
     use std::cell::RefCell;
 
     use super::*;
+    use crate::bindings::wasmflow::operator::input::InputBatch;
     use crate::bindings::wasmflow::operator::types as wire;
-    use crate::{Columns, PollStatus, TaskInfo};
+    use crate::{PollStatus, TaskInfo};
 
     thread_local! {
         static INSTANCE: RefCell<Option<Box<dyn DynOperator>>> = const { RefCell::new(None) };
@@ -333,12 +337,7 @@ pub mod exports {
         })
     }
 
-    // The generated types are converted here and nowhere else; moving the columns copies nothing.
-
-    /// The host checked every batch it hands to a guest (`Batch::from_columns`).
-    fn from_wire(b: wire::Batch) -> Batch {
-        Batch::from_checked_columns(Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
-    }
+    // The generated types are converted here and in `Input`; moving the columns copies nothing.
 
     pub(crate) fn to_wire(b: Batch) -> wire::Batch {
         let c = b.into_columns();
@@ -376,9 +375,8 @@ pub mod exports {
         with(|op| op.open())
     }
 
-    pub fn process(input: wire::Batch) -> Result<wire::ProcessOutput, String> {
-        let input = from_wire(input);
-        let out = with(|op| op.process(&input))?;
+    pub fn process(input: &InputBatch) -> Result<wire::ProcessOutput, String> {
+        let out = with(|op| op.process(&Input::from_host(input)))?;
         Ok(wire::ProcessOutput { forward_input: out.forwards_input(), batch: to_wire(out.into_batch()) })
     }
 
@@ -442,7 +440,7 @@ macro_rules! __wasmflow_export {
                 fn open() -> Result<(), String> {
                     e::open()
                 }
-                fn process(input: Batch) -> Result<ProcessOutput, String> {
+                fn process(input: &$crate::bindings::wasmflow::operator::input::InputBatch) -> Result<ProcessOutput, String> {
                     e::process(input)
                 }
                 fn poll(max_records: u32) -> Result<SourceOutput, String> {
@@ -537,7 +535,7 @@ macro_rules! export_map {
             fn create(_ctx: &$crate::RuntimeContext) -> $crate::Result<Self> {
                 Ok(WasmflowMapFn)
             }
-            fn process(&mut self, input: &$crate::Batch, out: &mut $crate::Collector) -> $crate::Result<()> {
+            fn process(&mut self, input: &$crate::Input, out: &mut $crate::Collector) -> $crate::Result<()> {
                 for record in input.iter() {
                     $f(record, out)?;
                 }

@@ -40,7 +40,7 @@
 //!         Ok(Counter::default())
 //!     }
 //!
-//!     fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
+//!     fn process(&mut self, input: &Input, out: &mut Collector) -> Result<()> {
 //!         for record in input {
 //!             self.count += 1;
 //!             out.emit(record.key, self.count.to_string().as_bytes(), record.timestamp);
@@ -77,6 +77,7 @@ pub mod files;
 pub mod glue;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod harness;
+mod input;
 pub mod kafka;
 pub mod keyed;
 pub mod log;
@@ -88,6 +89,7 @@ pub mod watermarks;
 
 pub use anyhow::{Context, Error, Result, anyhow, bail, ensure};
 pub use context::{FunctionInitializationContext, FunctionSnapshotContext, RuntimeContext};
+pub use input::Input;
 pub use keyed::{AggregateFunction, AggregatingState, KeyedContext, KeyedListState, MapState, ReducingState, TimerService, ValueState};
 pub use operator::{KeyedProcessFunction, Sink, Source, Transform};
 pub use state::{BroadcastState, ListState};
@@ -102,9 +104,9 @@ pub use wasmflow_types::{Batch, BatchIter, Collector, Columns, OperatorKind, Pol
 /// crates that use `println!` without it.
 pub mod prelude {
     pub use crate::{
-        AggregateFunction, AggregatingState, Batch, BroadcastState, Collector, Context, FunctionInitializationContext, FunctionSnapshotContext, KeyedContext,
-        KeyedListState, KeyedProcessFunction, ListState, MapState, PollStatus, Record, ReducingState, Result, RuntimeContext, Sink, Source, TimeDomain,
-        Transform, ValueState, anyhow, bail, ensure, export_keyed, export_map, export_sink, export_source, export_transform,
+        AggregateFunction, AggregatingState, Batch, BroadcastState, Collector, Context, FunctionInitializationContext, FunctionSnapshotContext, Input,
+        KeyedContext, KeyedListState, KeyedProcessFunction, ListState, MapState, PollStatus, Record, ReducingState, Result, RuntimeContext, Sink, Source,
+        TimeDomain, Transform, ValueState, anyhow, bail, ensure, export_keyed, export_map, export_sink, export_source, export_transform,
     };
     pub use crate::{debug, error, info, trace, warn};
     pub use serde::{Deserialize, Serialize};

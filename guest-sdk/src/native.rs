@@ -34,7 +34,7 @@ use wasmflow_state::{SubtaskSnapshot, SubtaskState, TimeDomain};
 
 use crate::glue::{DynOperator, Factory, KeyedFactory, SinkFactory, SourceFactory, TransformFactory};
 use crate::state::{Backend, SharedStore, lock};
-use crate::{Batch, KeyedProcessFunction, OperatorKind, RuntimeContext, Sink, Source, SourceOutput, Transform};
+use crate::{Batch, Input, KeyedProcessFunction, OperatorKind, RuntimeContext, Sink, Source, SourceOutput, Transform};
 
 /// A factory whose operator may move between threads — what a multi-threaded host needs.
 /// Implemented for every exported operator type that is `Send` (most are: state handles are).
@@ -111,7 +111,7 @@ impl<Op: ?Sized + DynOperator> NativeSubtask<Op> {
 
     /// `process`: one batch in, what the operator emitted out.
     pub fn process(&mut self, input: Batch) -> Result<Batch> {
-        let out = self.op.process(&input)?;
+        let out = self.op.process(&Input::from(&input))?;
         Ok(out.finish(input))
     }
 

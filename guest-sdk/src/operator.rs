@@ -16,7 +16,7 @@
 
 use anyhow::Result;
 
-use crate::{Batch, Collector, FunctionInitializationContext, FunctionSnapshotContext, KeyedContext, PollStatus, Record, RuntimeContext};
+use crate::{Collector, FunctionInitializationContext, FunctionSnapshotContext, Input, KeyedContext, PollStatus, Record, RuntimeContext};
 
 /// Generates the checkpoint hooks every kind shares, with their documentation.
 macro_rules! checkpoint_hooks {
@@ -81,8 +81,9 @@ pub trait Transform: Sized {
     /// Builds the transform from its runtime context and configuration.
     fn create(ctx: &RuntimeContext) -> Result<Self>;
 
-    /// Processes one batch; emit any number of records into `out`.
-    fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()>;
+    /// Processes one batch; emit any number of records into `out`. The records are read (copied
+    /// into a wasm module's memory) only if the operator looks at them: see [`Input`].
+    fn process(&mut self, input: &Input, out: &mut Collector) -> Result<()>;
 
     checkpoint_hooks!();
 
@@ -128,8 +129,8 @@ pub trait Sink: Sized {
     /// Builds the sink from its runtime context and configuration.
     fn create(ctx: &RuntimeContext) -> Result<Self>;
 
-    /// Writes one batch.
-    fn invoke(&mut self, input: &Batch) -> Result<()>;
+    /// Writes one batch (read only if the sink looks at its records: see [`Input`]).
+    fn invoke(&mut self, input: &Input) -> Result<()>;
 
     checkpoint_hooks!();
 

@@ -37,7 +37,7 @@ fn a_component_that_is_not_an_operator() {
     let c = wat::parse_str("(component)").unwrap();
     assert_eq!(
         load_bytes(&c, &[]),
-        "op.wasm: does not export `wasmflow:operator/operator@0.4.0`; is it a wasmflow operator? (exports: none) — use one of the guest-sdk export macros"
+        "op.wasm: does not export `wasmflow:operator/operator@0.5.0`; is it a wasmflow operator? (exports: none) — use one of the guest-sdk export macros"
     );
 }
 
@@ -46,29 +46,29 @@ fn an_import_outside_the_contract_is_rejected_by_name() {
     let c = wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.0" (instance)))"#).unwrap();
     assert_eq!(
         load_bytes(&c, &[]),
-        "op.wasm: imports `wasi:filesystem/types@0.2.0`, which is not part of the wasmflow contract (wasmflow:operator/*@0.4.0); operators get no other capabilities"
+        "op.wasm: imports `wasi:filesystem/types@0.2.0`, which is not part of the wasmflow contract (wasmflow:operator/*@0.5.0); operators get no other capabilities"
     );
 }
 
 #[test]
 fn an_ungranted_capability_is_rejected_by_name() {
-    let c = wat::parse_str(r#"(component (import "wasmflow:operator/kafka@0.4.0" (instance)))"#).unwrap();
+    let c = wat::parse_str(r#"(component (import "wasmflow:operator/kafka@0.5.0" (instance)))"#).unwrap();
     assert_eq!(
         load_bytes(&c, &[]),
-        "op.wasm: imports `wasmflow:operator/kafka@0.4.0` but the job file does not grant it; add `grants = { kafka = { bootstrap-servers = \"host:port\" } }` to this operator if you trust it"
+        "op.wasm: imports `wasmflow:operator/kafka@0.5.0` but the job file does not grant it; add `grants = { kafka = { bootstrap-servers = \"host:port\" } }` to this operator if you trust it"
     );
 }
 
 /// A module built by an older SDK (contract 0.1.0, before keyed state; 0.2.0, before
-/// `process-output`; 0.3.0, before the column-wise `fetched-batch`) is told to rebuild.
+/// `process-output`; 0.3.0, before the column-wise `fetched-batch`; 0.4.0, before `input-batch`) is told to rebuild.
 #[test]
 fn a_module_of_an_older_contract_is_told_to_rebuild() {
-    for old in ["0.1.0", "0.2.0", "0.3.0"] {
+    for old in ["0.1.0", "0.2.0", "0.3.0", "0.4.0"] {
         let c = wat::parse_str(format!(r#"(component (import "wasmflow:operator/state@{old}" (instance)))"#)).unwrap();
         assert_eq!(
             load_bytes(&c, &[]),
             format!(
-                "op.wasm: was built against version {old} of the wasmflow contract; this wasmflow speaks 0.4.0: rebuild it with the current guest-sdk (`wasmflow build`)"
+                "op.wasm: was built against version {old} of the wasmflow contract; this wasmflow speaks 0.5.0: rebuild it with the current guest-sdk (`wasmflow build`)"
             )
         );
     }

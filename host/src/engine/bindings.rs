@@ -14,6 +14,8 @@ wasmtime::component::bindgen!({
     },
     exports: { default: async },
     with: {
+        // Registered by hand (engine/host/input.rs), so `read` lowers the lent batch uncopied.
+        "wasmflow:operator/input.input-batch": crate::engine::host::input::InputBatch,
         "wasmflow:operator/state.list-state": crate::engine::host::ListStateHandle,
         "wasmflow:operator/state.broadcast-state": crate::engine::host::BroadcastStateHandle,
         "wasmflow:operator/keyed.value-state": crate::engine::host::KeyedStateHandle,

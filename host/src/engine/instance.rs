@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use wasmtime::component::Resource;
 use wasmtime::{Store, UpdateDeadline};
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use wasmflow_types::{Batch, OperatorKind, SourceOutput, SubtaskTag, TaskInfo};
 use super::bindings::OperatorModule as Bindings;
 use super::bindings::exports::wasmflow::operator::operator::Guest;
 use super::bindings::wasmflow::operator::types as wire;
+use super::host::input::InputBatch;
 use super::host::{Phase, StoreData};
 use super::{Engine, OperatorModule};
 use crate::instance::OperatorInstance;
@@ -184,9 +186,19 @@ impl OperatorInstance for WasmInstance {
     /// what it emitted besides: the output is the input this call still holds, then that (no
     /// copy of the input back out of the guest, no second check of records the host built).
     async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
-        let input = super::wire::batch_to_guest(input);
-        let (out, input) =
-            self.call("process", Phase::Running, move |g, s| Box::pin(async move { Ok(g.call_process(s, &input).await?.map(|out| (out, input))) })).await?;
+        let lent = InputBatch::new(super::wire::batch_to_guest(input));
+        let handle = self.store.data_mut().table.push(lent).map_err(|e| GuestError::Failed {
+            tag: self.store.data().tag.clone(),
+            call: "process",
+            message: format!("could not lend the input batch: {e}"),
+        })?;
+        let borrow = Resource::new_borrow(handle.rep());
+        let out = self.call("process", Phase::Running, move |g, s| Box::pin(async move { g.call_process(s, borrow).await })).await;
+        // Taken back whatever the call did: the handle must not outlive it.
+        let input = self.store.data_mut().table.delete(handle).map(InputBatch::into_batch);
+        let out = out?;
+        let input =
+            input.map_err(|e| GuestError::Failed { tag: self.store.data().tag.clone(), call: "process", message: format!("lost the input batch: {e}") })?;
         if !out.forward_input {
             return self.check_batch("process", out.batch);
         }

@@ -16,8 +16,9 @@ const PACKAGE: &str = "wasmflow:operator";
 /// The contract's version: 0.2.0 added keyed state, timers and watermarks (`keyed`,
 /// `clock.current-watermark`, `poll`'s `source-output`, the `on-timer` export); 0.3.0 lets
 /// `process` forward its input without returning it (`process-output`); 0.4.0 carries a Kafka
-/// fetch column by column (`fetched-batch`).
-const VERSION: &str = "0.4.0";
+/// fetch column by column (`fetched-batch`); 0.5.0 lends `process` its input as a handle
+/// (`input-batch`) that the guest reads only if it needs the records.
+const VERSION: &str = "0.5.0";
 
 /// A capability interface that is linked only when the job file grants it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -110,7 +111,7 @@ impl OperatorModule {
                 anyhow!("{file}: imports `{name}`, which is not part of the wasmflow contract ({PACKAGE}/*@{VERSION}); operators get no other capabilities")
             })?;
             let cap = match iface {
-                "state" | "keyed" | "log" | "clock" | "types" => None,
+                "input" | "state" | "keyed" | "log" | "clock" | "types" => None,
                 other => match Capability::named(other) {
                     Some(cap) => Some(cap),
                     None => bail!("{file}: imports unknown interface `{PACKAGE}/{other}`"),
@@ -135,6 +136,7 @@ impl OperatorModule {
 
         let mut linker: Linker<StoreData> = Linker::new(w);
         wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
+        super::host::input::add_to_linker(&mut linker, &format!("{PACKAGE}/input@{VERSION}"))?;
         wit::state::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         wit::keyed::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;
         wit::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |d| d)?;

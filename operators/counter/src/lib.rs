@@ -32,7 +32,7 @@ impl Transform for Counter {
         Ok(Counter { config: ctx.config()?, count: 0, state: ListState::default() })
     }
 
-    fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
+    fn process(&mut self, input: &Input, out: &mut Collector) -> Result<()> {
         self.count += input.len() as u64;
         // Every record passes unchanged: hand the batch on instead of copying it record by record.
         out.forward_input();

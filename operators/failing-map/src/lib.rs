@@ -46,7 +46,7 @@ impl Transform for FailingMap {
         Ok(FailingMap { config, armed })
     }
 
-    fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
+    fn process(&mut self, input: &Input, out: &mut Collector) -> Result<()> {
         for record in input {
             if self.armed && record.key == Some(self.config.fail_on_key.as_bytes()) {
                 match self.config.mode {

@@ -35,7 +35,7 @@ impl Transform for Hostile {
         Ok(Hostile { behavior: config.behavior, state: ListState::default(), hoard: Vec::new() })
     }
 
-    fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
+    fn process(&mut self, input: &Input, out: &mut Collector) -> Result<()> {
         match self.behavior.as_str() {
             "loop-in-process" => loop {
                 std::hint::black_box(&mut self.hoard);

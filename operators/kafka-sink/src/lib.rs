@@ -65,7 +65,7 @@ impl Sink for KafkaSink {
         Ok(())
     }
 
-    fn invoke(&mut self, input: &Batch) -> Result<()> {
+    fn invoke(&mut self, input: &Input) -> Result<()> {
         #[cfg(target_arch = "wasm32")]
         if let Some(p) = &self.producer {
             p.send_batch(&self.config.topic, input).map_err(|e| anyhow!("sending to topic '{}': {e}", self.config.topic))?;

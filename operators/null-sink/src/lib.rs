@@ -13,7 +13,7 @@ impl Sink for NullSink {
         Ok(NullSink { discarded: 0 })
     }
 
-    fn invoke(&mut self, input: &Batch) -> Result<()> {
+    fn invoke(&mut self, input: &Input) -> Result<()> {
         self.discarded += input.len() as u64;
         Ok(())
     }

@@ -69,7 +69,7 @@ impl Sink for FileSink {
         })
     }
 
-    fn invoke(&mut self, input: &Batch) -> Result<()> {
+    fn invoke(&mut self, input: &Input) -> Result<()> {
         if input.is_empty() {
             return Ok(());
         }

@@ -41,7 +41,7 @@ impl Transform for StateBallast {
         Ok(StateBallast { config: ctx.config()?, chunks: Vec::new(), state: ListState::default() })
     }
 
-    fn process(&mut self, input: &Batch, out: &mut Collector) -> Result<()> {
+    fn process(&mut self, input: &Input, out: &mut Collector) -> Result<()> {
         for record in input {
             out.emit_record(&record);
         }

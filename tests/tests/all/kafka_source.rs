@@ -207,7 +207,7 @@ async fn bad_setups_fail_with_clear_errors() {
     let e = failing(job).await;
     assert!(
         e.contains(
-            "imports `wasmflow:operator/kafka@0.4.0` but the job file does not grant it; add `grants = { kafka = { bootstrap-servers = \"host:port\" } }`"
+            "imports `wasmflow:operator/kafka@0.5.0` but the job file does not grant it; add `grants = { kafka = { bootstrap-servers = \"host:port\" } }`"
         ),
         "{e}"
     );

@@ -9,6 +9,7 @@ mod chaining;
 mod checkpoints;
 mod cli;
 mod dashboard;
+mod data_path;
 mod deploy;
 mod distributed;
 mod durability;

@@ -5,6 +5,7 @@
 
 mod clock;
 mod files;
+pub(crate) mod input;
 mod kafka;
 mod keyed;
 pub(crate) mod log;
@@ -68,7 +69,7 @@ pub struct StoreData {
     pub(crate) kafka_clients: usize,
     /// The subtask's metrics, when it runs in a job (guest memory, deadline hits, Kafka).
     pub(crate) metrics: Option<Arc<crate::metrics::SubtaskMetrics>>,
-    /// Linear memory of the instance's memories, bytes (for the guest memory gauge).
+    /// Linear memory of the instance's memories, bytes (the guest memory gauge, tests).
     pub(crate) memory_bytes: usize,
 }
 
@@ -88,6 +89,11 @@ impl StoreData {
     /// The tag and the state, for a subtask that runs natively (no store, no sandbox).
     pub fn into_parts(self) -> (SubtaskTag, SubtaskState) {
         (self.tag, self.state)
+    }
+
+    /// The linear memory the guest has grown to, in bytes (what `limits.memory-mb` bounds).
+    pub fn guest_memory_bytes(&self) -> usize {
+        self.memory_bytes
     }
 
     /// Data for a new subtask attempt. `state` is empty or restored.
@@ -158,10 +164,12 @@ impl ResourceLimiter for StoreData {
             )));
         }
         let grows = self.memory.memory_growing(current, desired, maximum)?;
-        if grows && let Some(m) = &self.metrics {
+        if grows {
             // `current` is 0 when a memory is created: the sum covers every memory of the store.
             self.memory_bytes = self.memory_bytes + desired - current;
-            m.guest_memory(self.memory_bytes);
+            if let Some(m) = &self.metrics {
+                m.guest_memory(self.memory_bytes);
+            }
         }
         Ok(grows)
     }
