@@ -273,6 +273,28 @@ impl ValueWriter<'_> {
     pub fn push(&mut self, byte: u8) {
         self.0.push(byte);
     }
+
+    /// Appends `count` copies of `byte` (padding). A few are written as fixed-size stores, like a
+    /// short [`extend_from_slice`](Self::extend_from_slice): in a wasm guest, `extend` with
+    /// `repeat_n` is a `memory.fill`, a call out of the guest.
+    ///
+    /// ```
+    /// use wasmflow_types::Collector;
+    /// let mut out = Collector::new();
+    /// out.emit_with(None, 0, |v| {
+    ///     v.push_repeated(b'0', 3);
+    ///     v.extend_from_slice(b"7");
+    /// });
+    /// assert_eq!(out.into_batch().iter().next().unwrap().value, b"0007");
+    /// ```
+    #[inline]
+    pub fn push_repeated(&mut self, byte: u8, count: usize) {
+        if count > SHORT_COPY {
+            self.0.extend(std::iter::repeat_n(byte, count));
+        } else {
+            append(self.0, &[byte; SHORT_COPY][..count]);
+        }
+    }
 }
 
 /// The longest key or value [`append`] copies without a `memory.copy` (see there).

@@ -179,9 +179,7 @@ impl Source for Generator {
                 let padding = value_bytes.saturating_sub(prefix.len() + digits.len());
                 out.emit_with(Some(key), timestamp, |value| {
                     value.extend_from_slice(prefix);
-                    if padding > 0 {
-                        value.extend(std::iter::repeat_n(b'0', padding));
-                    }
+                    value.push_repeated(b'0', padding);
                     value.extend_from_slice(digits);
                 });
                 if let Some(w) = self.watermarks.as_mut() {
