@@ -216,14 +216,16 @@ pub fn report(points: &[Point], plot: Option<&str>) -> Result<String> {
         "**Where the time goes.** At p = 1 the whole wasmflow job is one chain, one task on one core; Flink spreads \
          its work over more threads (its JIT compiler and garbage collector beside the task thread) and spends more \
          CPU in all (compare the CPU columns). A `perf record` of the wasmflow job (40 M records, p = 1, \
-         `WASMFLOW_PERF_MAP=1` so guest functions have names) puts about 60 % of its CPU in the generator's compiled \
-         code (writing each record's key and value), about 15 % in the host lifting and lowering batches across the \
-         guest boundaries and checking them (`Batch::from_columns`), and 7 % in `memmove`. The counter passes its \
-         input on with `forward_input`, so the host reuses the batch it passed in rather than copying it back out; \
-         the null sink receives each batch once. What brought the long job from 1.6x Flink's time to under half of \
-         it: chaining (one task instead of three), guests compiled with wasm SIMD, the generator advancing its \
-         numbers as decimal digits instead of formatting them (a 64-bit division is a real division in wasm), short \
-         keys and values copied without a `memory.copy` call out of the guest, and the forwarded input.\n"
+         `WASMFLOW_PERF_MAP=1` so guest functions have names) puts about 70 % of its CPU in the generator's compiled \
+         code (writing each record's key and value), about 8 % in the host lifting the generator's batches out of \
+         its memory and checking them (`Batch::from_columns`), and under 1 % in `memmove`: the counter and the null \
+         sink are lent each batch (contract 0.5.0) and never copy it in, since neither reads a record, and the \
+         counter passes it on with `forward_input`, so the host forwards the very batch it lent (before 0.5.0 both \
+         received a copy: ~15 % of the CPU lifting and lowering, 7 % in `memmove`). What brought the long job from \
+         1.6x Flink's time to about a third of it: chaining (one task instead of three), guests compiled with wasm \
+         SIMD, the generator advancing its numbers as decimal digits instead of formatting them (a 64-bit division \
+         is a real division in wasm), short keys and values copied without a `memory.copy` call out of the guest, \
+         the forwarded input, and the lent input.\n"
     )?;
     if points.iter().any(|p| p.ratio() > p.target()) {
         writeln!(

@@ -403,8 +403,10 @@ pub fn report(rows: &[Row], load: (f64, f64)) -> Result<String> {
          about 9.5 CPU s). What is left above the plain consumer: the poll thread appends every record (topic name read \
          and compared, timestamp, seven column pushes: the reference loop reads only partition, offset and payload \
          length; the plain reader copying records shows what reading them costs natively), the subtask copies runs out \
-         of the chunks, the fetch and the output cross the guest boundary (one \
-         bulk copy each), and the null sink, a second guest, receives every batch (one more). At parallelism 1 that \
+         of the chunks, and the fetch and the output cross the guest boundary (one bulk copy each); the null sink, a \
+         second guest, is called once per batch but no longer receives its records (since contract 0.5.0 a guest is \
+         lent its input and copies it only if it reads it; that saved a copy of each batch but moved the CPU \
+         ratios by less than run-to-run noise). At parallelism 1 that \
          work runs on the second core beside the poll thread (wall-clock ratio {single:.2} here); from parallelism 2 on, \
          poll threads and librdkafka's broker threads keep both cores busy, so the extra CPU shows in the wall time as \
          well. In the profile at parallelism 2 the hand-over between poll thread and subtask (wake-ups, the copy out \

@@ -30,12 +30,15 @@ impl Point {
     }
 }
 
-/// Enough records for ~0.3 s or more per run at the speeds seen on a 2-core machine.
+/// Enough records that a run at batch size 1024 takes ~0.5 s or more as wasm on a 2-core machine,
+/// so that loading and instantiating the four modules (~25–35 ms, which the native build does not
+/// pay) stays a small part of the time measured. At 600 k records per run (the counts until
+/// 2026-12-05) deploying was half of the 16-byte wasm runs and the table understated wasm.
 fn record_count(value_bytes: usize) -> u64 {
     match value_bytes {
-        0..=64 => 600_000,
-        65..=512 => 400_000,
-        _ => 200_000,
+        0..=64 => 10_000_000,
+        65..=512 => 4_000_000,
+        _ => 1_500_000,
     }
 }
 
@@ -108,23 +111,30 @@ pub fn report(points: &[Point], plot: Option<&str>) -> Result<String> {
     if points.iter().any(|p| p.ratio() < 0.8) {
         writeln!(
             s,
-            "\n**Target missed.** Why: the native pipeline copies nothing between operators — a chain passes each \
-             batch by move and the counter forwards its input — while a wasm operator receives its input copied into \
-             its linear memory and returns its output copied out (the component model's canonical ABI lowers and \
-             lifts lists, it never shares memory between components). The host now skips one of those copies: a \
-             forwarded input is not returned by the guest, the host reuses the batch it passed in. And the same Rust \
-             runs slower as wasm than natively: Cranelift generates simpler code than LLVM, and every loop checks the \
-             epoch that keeps a guest from monopolising a thread. A `perf record` of the wasm job (16-byte values, \
-             batches of 1024, `WASMFLOW_PERF_MAP=1`) puts about 30 % of CPU in the generator's compiled code, 30 % in \
-             the uppercase operator's, 10 % in the host lifting, lowering and checking batches, 6 % in `memmove` and \
-             3 % in `memory.fill` calls out of the generator (zero padding). Both columns rose several times on \
-             2026-12-05 (report of 2026-12-04: 0.30 M records/s as wasm at 1 KiB values): guests are compiled with \
-             wasm SIMD (the upper-casing loop runs 16 bytes at a time), the generator no longer formats numbers, and \
-             short keys and values are copied without a call out of the guest; native code gained from the last two \
-             as well, so the ratio moved less than the absolute rates. Most of the remaining gap is compiled code \
-             (Cranelift against LLVM on the same loops); of the copies, the ones into operators that never read a \
-             record's bytes (the counter, the null sink) could go if a guest received its input as a handle it reads \
-             on demand rather than as lowered lists — a contract change not made yet.\n"
+            "\n**Target missed.** Why, from `perf record` profiles of the wasm job (batches of 1024, \
+             `WASMFLOW_PERF_MAP=1` so guest functions have names): most of the gap is compiled code, and the rest is \
+             the copies the component model makes at each guest boundary, which native code does not. With 16-byte \
+             values the generator's and the uppercase operator's compiled code are about 30 % of the CPU each, the \
+             host lifting, lowering and checking batches about 10 %: Cranelift generates simpler code than LLVM for \
+             the same Rust, and every loop checks the epoch that keeps a guest from monopolising a thread. With \
+             256-byte values the upper-casing loop is 38 % of the CPU (it runs 16 bytes at a time with wasm SIMD, \
+             but about four times slower than the native loop), the generator 17 %, and the host lifting the \
+             generator's and the uppercase operator's output lists 16 % plus 7 % in `memmove` (lowering the \
+             uppercase operator's input): a batch is copied out of one guest and into the next, since components \
+             never share memory. What the rows record, in order of the changes on 2026-12-05: guests compiled with \
+             wasm SIMD, the generator advancing its numbers as decimal digits instead of formatting them, short \
+             keys, values and padding copied without a call out of the guest, a forwarded input not returned by \
+             the guest (the host reuses the batch it lent), and since contract 0.5.0 a guest lent its input rather \
+             than sent it: the counter and the null sink never receive the records they count or drop, which \
+             took `memmove` at 256-byte values from 24 % to 7 % of the CPU. Batches that were sized exactly for \
+             their records used to double their buffer at the last short key (one more copy of every batch); they \
+             no longer do, which sped up the native build as well. The runs are also longer than before \
+             2026-12-05: at 600 k records, loading and instantiating the four modules (25–35 ms, which native \
+             operators do not pay) was up to half of a wasm run. Forcing LLVM to interleave vector loops \
+             (`-C llvm-args=-force-vector-interleave=4`) made the 256-byte and 1 KiB rows ~10 % faster and the \
+             16-byte rows 20 % slower, so the guest build does not use it; upper-casing short values as one fixed \
+             16-byte block instead of through the loop was slower still (not kept). What is left would take a compiler \
+             closer to LLVM's output, or a guest-to-guest path that copies a batch once instead of out and in.\n"
         )?;
     }
     if let Some(png) = plot {

@@ -182,9 +182,11 @@ impl OperatorInstance for WasmInstance {
         self.call("open", Phase::Running, |g, s| Box::pin(async move { g.call_open(s).await })).await
     }
 
-    /// `process`: one batch in, one batch out. An operator that forwards its input returns only
-    /// what it emitted besides: the output is the input this call still holds, then that (no
-    /// copy of the input back out of the guest, no second check of records the host built).
+    /// `process`: one batch in, one batch out. The input is lent: it stays in the store's resource
+    /// table for the call and the guest copies it in only by reading it (`host/input.rs`). An
+    /// operator that forwards its input returns only what it emitted besides: the output is the
+    /// batch lent, then that (no copy back out of the guest, no second check of records the host
+    /// built).
     async fn process(&mut self, input: Batch) -> Result<Batch, GuestError> {
         let lent = InputBatch::new(super::wire::batch_to_guest(input));
         let handle = self.store.data_mut().table.push(lent).map_err(|e| GuestError::Failed {
