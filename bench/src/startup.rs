@@ -4,8 +4,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use wasmflow_host::engine::cache::{Origin, load_or_compile};
-use wasmflow_host::engine::host::{StoreData, SubtaskLimits};
+use wasmflow_host::engine::host::StoreData;
 use wasmflow_host::engine::{Engine, OperatorModule, WasmInstance};
+use wasmflow_host::job::LimitsSpec;
+use wasmflow_host::runtime::limits::subtask_limits;
 use wasmflow_state::{OperatorStateStore, StateLimits};
 use wasmflow_types::SubtaskTag;
 
@@ -24,15 +26,7 @@ pub fn run(module: &Path) -> anyhow::Result<String> {
     });
     let m = OperatorModule::from_bytes(&engine, module, &bytes, &Default::default())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let limits = SubtaskLimits {
-        memory_bytes: 256 << 20,
-        table_elements: 100_000,
-        state: StateLimits::default(),
-        log_line_bytes: 4096,
-        log_lines_per_second: 1000,
-        batch_bytes: 64 << 20,
-        kafka: Default::default(),
-    };
+    let (limits, _) = subtask_limits(&LimitsSpec::default(), None);
     let instantiate = median_us(50, || {
         let data = StoreData::new(SubtaskTag { operator: "bench".into(), subtask: 0 }, OperatorStateStore::new(StateLimits::default()).into(), &limits, None);
         rt.block_on(WasmInstance::instantiate(&engine, &m, data, std::time::Duration::from_secs(10))).unwrap();

@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use wasmflow_host::engine::host::{StoreData, SubtaskLimits};
+use wasmflow_host::engine::host::StoreData;
 use wasmflow_host::engine::{Engine, OperatorModule, WasmInstance};
 use wasmflow_host::instance::OperatorInstance;
+use wasmflow_host::job::LimitsSpec;
+use wasmflow_host::runtime::limits::subtask_limits;
 use wasmflow_state::{OperatorStateStore, StateLimits};
 use wasmflow_tests::operator;
 use wasmflow_types::{Batch, SubtaskTag, TaskInfo};
@@ -27,15 +29,8 @@ fn big_batch() -> Batch {
 async fn process_big_batch(name: &str, config: &str) -> (Batch, usize) {
     let engine = Engine::new().unwrap();
     let module = OperatorModule::load(&engine, &operator(name), &Default::default()).unwrap();
-    let limits = SubtaskLimits {
-        memory_bytes: 256 << 20,
-        table_elements: 100_000,
-        state: StateLimits::default(),
-        log_line_bytes: 4096,
-        log_lines_per_second: 1000,
-        batch_bytes: 64 << 20,
-        kafka: Default::default(),
-    };
+    // A job file's default limits: 256 MiB of memory, batches up to 64 MiB.
+    let (limits, _) = subtask_limits(&LimitsSpec::default(), None);
     let state = OperatorStateStore::new(StateLimits::default()).into();
     let data = StoreData::new(SubtaskTag { operator: name.into(), subtask: 0 }, state, &limits, None);
     let mut instance = WasmInstance::instantiate(&engine, &module, data, Duration::from_secs(30)).await.unwrap();
