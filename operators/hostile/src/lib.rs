@@ -9,7 +9,7 @@ use wasmflow_guest_sdk::prelude::*;
 pub struct HostileConfig {
     /// `loop-in-process`, `loop-in-snapshot`, `memory-bomb`, `deep-recursion`, `huge-state-entry`,
     /// `many-states`, `log-flood`, `panic-in-snapshot`, `huge-batch`, `huge-error`, `kafka-clients`,
-    /// `kafka-debug`, `register-outside-init`. (Its job must grant `kafka`.)
+    /// `kafka-debug`, `register-outside-init`, `stale-input`. (Its job must grant `kafka`.)
     pub behavior: String,
 }
 
@@ -84,6 +84,15 @@ impl Transform for Hostile {
             "kafka-debug" => {
                 std::hint::black_box(wasmflow_guest_sdk::kafka::Consumer::new(&[("debug".to_string(), "all".to_string())], true));
             }
+            // Checks that its input is lent under handle 2 (read again in `snapshot_state`).
+            #[cfg(target_arch = "wasm32")]
+            "stale-input" => {
+                use wasmflow_guest_sdk::bindings::wasmflow::operator::input::InputBatch;
+                // SAFETY: handle 2 is this call's input (see `snapshot_state`); not dropped.
+                let lent = unsafe { InputBatch::from_handle(2) };
+                ensure!(lent.len() as usize == input.len(), "handle 2 is not the input");
+                std::mem::forget(lent);
+            }
             #[cfg(target_arch = "wasm32")]
             "register-outside-init" => {
                 wasmflow_guest_sdk::bindings::wasmflow::operator::state::get_list_state("late", "u8", "").map_err(|e| anyhow!(e))?;
@@ -112,6 +121,18 @@ impl Transform for Hostile {
                 std::hint::black_box(&mut self.hoard);
             },
             "panic-in-snapshot" => panic!("hostile operator panics in snapshot_state"),
+            // Reads its last input again, outside `process`, with the handle that input was lent
+            // under: handle 1 is the `blob` list state (the only handle this operator makes), so
+            // every `process` call's input was handle 2.
+            #[cfg(target_arch = "wasm32")]
+            "stale-input" => {
+                use wasmflow_guest_sdk::bindings::wasmflow::operator::input::InputBatch;
+                // SAFETY: none; the point is a handle the guest no longer holds.
+                let kept = unsafe { InputBatch::from_handle(2) };
+                std::hint::black_box(kept.read());
+                std::mem::forget(kept);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

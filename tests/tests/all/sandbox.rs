@@ -124,6 +124,15 @@ async fn a_panic_in_snapshot_reports_the_guest_message() {
     assert!(e.contains("bad[0]: snapshot-state trapped:") && e.contains("a panic in the guest"), "{e}");
 }
 
+/// A `process` call lends its input as a borrowed handle, valid for that call only: a guest that
+/// keeps the handle (the hostile one checks it had it) and reads it later traps instead of
+/// reaching a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_batch_cannot_be_read_outside_process() {
+    let e = attack("stale-input").await;
+    assert!(e.contains("bad[0]: snapshot-state trapped:") && e.contains("unknown handle index 2"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_batch_is_refused() {
     let e = attack("huge-batch").await;
