@@ -118,7 +118,7 @@ pub fn report(points: &[Point], plot: Option<&str>) -> Result<String> {
              host lifting, lowering and checking batches about 10 %: Cranelift generates simpler code than LLVM for \
              the same Rust, and every loop checks the epoch that keeps a guest from monopolising a thread. With \
              256-byte values the upper-casing loop is 38 % of the CPU (it runs 16 bytes at a time with wasm SIMD, \
-             but about four times slower than the native loop), the generator 17 %, and the host lifting the \
+             yet takes about as long per record as the whole native pipeline), the generator 17 %, and the host lifting the \
              generator's and the uppercase operator's output lists 16 % plus 7 % in `memmove` (lowering the \
              uppercase operator's input): a batch is copied out of one guest and into the next, since components \
              never share memory. What the rows record, in order of the changes on 2026-12-05: guests compiled with \
