@@ -323,7 +323,7 @@ pub mod exports {
     use super::*;
     use crate::bindings::wasmflow::operator::input::InputBatch;
     use crate::bindings::wasmflow::operator::types as wire;
-    use crate::{PollStatus, TaskInfo};
+    use crate::{Columns, PollStatus, TaskInfo};
 
     thread_local! {
         static INSTANCE: RefCell<Option<Box<dyn DynOperator>>> = const { RefCell::new(None) };
@@ -337,7 +337,13 @@ pub mod exports {
         })
     }
 
-    // The generated types are converted here and in `Input`; moving the columns copies nothing.
+    // The generated types are converted here and nowhere else; moving the columns copies nothing.
+
+    /// A batch the host lent (`Input` reads it): the host checked every batch it lends
+    /// (`Batch::from_columns`).
+    pub(crate) fn from_wire(b: wire::Batch) -> Batch {
+        Batch::from_checked_columns(Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
+    }
 
     pub(crate) fn to_wire(b: Batch) -> wire::Batch {
         let c = b.into_columns();

@@ -100,11 +100,7 @@ impl<'a> Input<'a> {
         match &self.lent {
             Lent::Batch(batch) => batch,
             #[cfg(target_arch = "wasm32")]
-            Lent::Host(batch) => self.read.get_or_init(|| {
-                let b = batch.read();
-                // The host checked every batch it lends (`Batch::from_columns`).
-                Batch::from_checked_columns(crate::Columns { data: b.data, key_lens: b.key_lens, value_lens: b.value_lens, timestamps: b.timestamps })
-            }),
+            Lent::Host(batch) => self.read.get_or_init(|| crate::glue::exports::from_wire(batch.read())),
         }
     }
 

@@ -29,6 +29,19 @@ fn recurse(depth: u64, trail: &mut [u64; 16]) -> u64 {
     local.iter().sum()
 }
 
+/// The handle every `process` call's input is lent under: handle 1 is the `blob` list state, the
+/// only handle this operator makes itself.
+#[cfg(target_arch = "wasm32")]
+const INPUT_HANDLE: u32 = 2;
+
+/// The input batch as [`INPUT_HANDLE`] names it, held or not (never dropped: `mem::forget` it).
+#[cfg(target_arch = "wasm32")]
+fn input_by_handle() -> wasmflow_guest_sdk::bindings::wasmflow::operator::input::InputBatch {
+    // SAFETY: none in `snapshot_state`, on purpose: the point is a handle the guest may no
+    // longer hold; in `process` it is the call's input.
+    unsafe { wasmflow_guest_sdk::bindings::wasmflow::operator::input::InputBatch::from_handle(INPUT_HANDLE) }
+}
+
 impl Transform for Hostile {
     fn create(ctx: &RuntimeContext) -> Result<Self> {
         let config: HostileConfig = ctx.config()?;
@@ -84,13 +97,11 @@ impl Transform for Hostile {
             "kafka-debug" => {
                 std::hint::black_box(wasmflow_guest_sdk::kafka::Consumer::new(&[("debug".to_string(), "all".to_string())], true));
             }
-            // Checks that its input is lent under handle 2 (read again in `snapshot_state`).
+            // Checks that its input is lent under the handle it reads again in `snapshot_state`.
             #[cfg(target_arch = "wasm32")]
             "stale-input" => {
-                use wasmflow_guest_sdk::bindings::wasmflow::operator::input::InputBatch;
-                // SAFETY: handle 2 is this call's input (see `snapshot_state`); not dropped.
-                let lent = unsafe { InputBatch::from_handle(2) };
-                ensure!(lent.len() as usize == input.len(), "handle 2 is not the input");
+                let lent = input_by_handle();
+                ensure!(lent.len() as usize == input.len(), "handle {INPUT_HANDLE} is not the input");
                 std::mem::forget(lent);
             }
             #[cfg(target_arch = "wasm32")]
@@ -121,14 +132,10 @@ impl Transform for Hostile {
                 std::hint::black_box(&mut self.hoard);
             },
             "panic-in-snapshot" => panic!("hostile operator panics in snapshot_state"),
-            // Reads its last input again, outside `process`, with the handle that input was lent
-            // under: handle 1 is the `blob` list state (the only handle this operator makes), so
-            // every `process` call's input was handle 2.
+            // Reads its last input again, outside `process`, with the handle it was lent under.
             #[cfg(target_arch = "wasm32")]
             "stale-input" => {
-                use wasmflow_guest_sdk::bindings::wasmflow::operator::input::InputBatch;
-                // SAFETY: none; the point is a handle the guest no longer holds.
-                let kept = unsafe { InputBatch::from_handle(2) };
+                let kept = input_by_handle();
                 std::hint::black_box(kept.read());
                 std::mem::forget(kept);
                 Ok(())
